@@ -1,0 +1,159 @@
+// thaw::Vm — one micro-VM running one function guest.
+//
+// A Vm owns its guest memory, one vCPU on a hypervisor backend (KVM or the
+// emulated backend) and the state of the guest ABI (include/thaw/abi.h). The
+// life of a Vm: Create -> LoadGuest -> Boot (the guest runs its init and parks)
+// -> any number of Call()s.
+//
+// Errors: every fallible method returns absl::Status / absl::StatusOr. A guest
+// can never crash the host process: a guest exception, an abort, a bad
+// hypercall argument or a timeout ends the current call with an error naming
+// what happened (vector, RIP and CR2 for exceptions), and the Vm then refuses
+// further calls with FailedPrecondition carrying that first error.
+//
+// Thread safety: LoadGuest, Boot, Call and RegisterHostFunction must not run
+// concurrently on one Vm (they are meant for one owning thread). Pause,
+// Resume, console, report and backend may be called from any thread at any
+// time. Distinct Vms are independent and may run in parallel.
+//
+// Timeouts on the KVM backend interrupt the vCPU thread with the real-time
+// signal kInterruptSignal (SIGRTMIN + 5); thaw installs a no-op handler for it
+// if the process has none.
+#ifndef THAW_VM_H_
+#define THAW_VM_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace thaw {
+
+enum class BackendKind {
+  kAuto,      // KVM when /dev/kvm can run a VM, else emulated
+  kKvm,       // /dev/kvm; fails with Unavailable where it cannot
+  kEmulated,  // in-process x86-64 emulation (Unicorn); works everywhere
+};
+
+// "auto", "kvm" or "emulated".
+absl::string_view BackendName(BackendKind kind);
+// Parses BackendName's output; InvalidArgument for anything else.
+absl::StatusOr<BackendKind> ParseBackendName(absl::string_view name);
+
+struct VmConfig {
+  // Guest memory in bytes: a multiple of 2 MiB, from 4 MiB to 64 GiB.
+  uint64_t memory_size = 64ull << 20;
+  // Function guests run on exactly one vCPU.
+  int vcpu_count = 1;
+  BackendKind backend = BackendKind::kAuto;
+  // Wall-clock limit for Boot() and for each Call(); time spent paused does
+  // not count.
+  absl::Duration call_timeout = absl::Seconds(10);
+  // Largest request and reply a Call() carries, in bytes.
+  uint64_t input_buffer_size = 1ull << 20;
+  uint64_t output_buffer_size = 1ull << 20;
+  uint64_t stack_size = 256ull << 10;
+  // Console bytes kept by console(); older output is dropped beyond this.
+  uint64_t console_limit = 1ull << 20;
+  // Optional: receives console output as the guest writes it, on the thread
+  // running the guest.
+  std::function<void(absl::string_view)> console_sink;
+};
+
+// A function the guest can call by name (thaw_host_call in the guest SDK).
+// It runs on the thread that runs the guest, while the guest waits. An error
+// status reaches the guest as THAW_ERR_HOST; it does not fail the Vm.
+using HostFunction =
+    std::function<absl::StatusOr<std::string>(absl::string_view input)>;
+
+// Where the time went, like Lambda's INIT_REPORT.
+struct PhaseReport {
+  BackendKind backend = BackendKind::kAuto;  // the backend actually used
+  absl::Duration create;     // memory, backend and vCPU set-up
+  absl::Duration load;       // ELF parsing and copy into guest memory
+  absl::Duration boot;       // from first instruction to the park point
+  uint64_t calls = 0;        // completed Call()s, successful or not
+  absl::Duration last_call;  // the most recent Call()
+  absl::Duration total_calls;
+
+  // One line per phase, for humans.
+  std::string ToString() const;
+};
+
+class Vm {
+ public:
+  // Creates guest memory and a vCPU on the configured backend. Fails with
+  // InvalidArgument for a bad config and Unavailable for a backend that
+  // cannot run here (kKvm without a usable /dev/kvm).
+  static absl::StatusOr<std::unique_ptr<Vm>> Create(const VmConfig& config);
+
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // The backend in use (never kAuto).
+  BackendKind backend() const;
+  const VmConfig& config() const;
+
+  // Loads a function-guest ELF (x86-64, statically linked at
+  // THAW_IMAGE_BASE). Once per Vm, before Boot().
+  absl::Status LoadGuest(const std::string& path);
+  absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
+                              absl::string_view name = "<memory>");
+
+  // Runs the guest's init until it parks waiting for its first call.
+  absl::Status Boot();
+
+  // Calls the guest function `function` with `input` and returns its reply.
+  //   InvalidArgument    input larger than input_buffer_size, a bad name, or
+  //                      a hypercall with an address outside guest memory;
+  //   NotFound           the guest has no such function;
+  //   ResourceExhausted  the reply exceeds output_buffer_size;
+  //   Aborted            the function returned an error, or the guest
+  //                      called abort or took an exception (vector/RIP/CR2);
+  //   DeadlineExceeded   the call ran past call_timeout;
+  //   FailedPrecondition the Vm is not booted, or failed in an earlier call.
+  // After NotFound, ResourceExhausted or a function error the Vm stays usable.
+  absl::StatusOr<std::string> Call(absl::string_view function,
+                                   absl::string_view input);
+
+  // Makes `fn` callable by the guest as `name`. Replaces an earlier one.
+  absl::Status RegisterHostFunction(std::string name, HostFunction fn);
+
+  // Stops the guest at its next instruction boundary and holds it until
+  // Resume(). A Call() in progress blocks meanwhile; paused time is not
+  // counted against its timeout. Idempotent.
+  void Pause();
+  void Resume();
+  bool paused() const;
+
+  // Console output captured so far (at most config().console_limit bytes,
+  // the most recent ones).
+  std::string console() const;
+
+  PhaseReport report() const;
+
+  // Copies guest memory [address, address + size) out, for inspection.
+  // OutOfRange if the range is not inside guest memory.
+  absl::StatusOr<std::string> ReadGuestMemory(uint64_t address,
+                                              uint64_t size) const;
+
+  // Address of a symbol in the loaded guest's ELF symbol table.
+  absl::StatusOr<uint64_t> FindGuestSymbol(absl::string_view name) const;
+
+  class Impl;
+
+ private:
+  explicit Vm(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace thaw
+
+#endif  // THAW_VM_H_

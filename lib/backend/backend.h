@@ -1,0 +1,97 @@
+// The hypervisor seam: what the monitor needs from KVM or from the emulator.
+//
+// A Backend is one VM with one vCPU over one GuestMemory mapped at guest
+// physical address 0. Run() executes the guest until something the monitor
+// must see: it returns a normalized Exit, and devices and the monitor never
+// see kvm_run or Unicorn types. Hypercalls (`out` to THAW_HYPERCALL_PORT) are
+// handed to a HypercallHandler *inside* Run(): on the emulated backend an
+// `out` hook must answer synchronously (DESIGN.md, Unicorn facts), and doing
+// the same on KVM keeps one code path and saves a return per hypercall.
+//
+// Thread safety: everything but Interrupt() runs on one thread at a time.
+// Interrupt() may be called from any thread, at any moment.
+#ifndef THAW_LIB_BACKEND_BACKEND_H_
+#define THAW_LIB_BACKEND_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lib/backend/vcpu_state.h"
+#include "lib/guest_memory.h"
+#include "thaw/vm.h"
+
+namespace thaw::backend {
+
+struct Hypercall {
+  uint64_t number;  // RAX
+  uint64_t arg0;    // RDI
+  uint64_t arg1;    // RSI
+  uint64_t arg2;    // RCX
+  uint64_t arg3;    // R8
+};
+
+struct HypercallResult {
+  uint64_t value = 0;  // written to the guest's RAX
+  bool stop = false;   // end Run() with Exit::kStopped after this hypercall
+};
+
+class HypercallHandler {
+ public:
+  virtual ~HypercallHandler() = default;
+  virtual HypercallResult Handle(const Hypercall& call) = 0;
+};
+
+struct Exit {
+  enum class Reason {
+    kStopped,        // the hypercall handler asked to stop
+    kInterrupted,    // Interrupt() was called
+    kException,      // a CPU exception: vector, error_code, rip, cr2
+    kShutdown,       // triple fault
+    kHalt,           // hlt with interrupts off: the guest can never resume
+    kUnhandledIo,    // port I/O to a port nobody owns: address = port
+    kUnmappedMemory, // access outside guest memory: address
+    kInternalError,  // the backend failed; detail says how
+  };
+  Reason reason = Reason::kInternalError;
+  uint64_t rip = 0;
+  uint32_t vector = 0;
+  bool has_error_code = false;
+  uint64_t error_code = 0;
+  uint64_t cr2 = 0;
+  uint64_t address = 0;
+  std::string detail;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual BackendKind kind() const = 0;
+
+  virtual absl::StatusOr<VcpuState> GetState() = 0;
+  virtual absl::Status SetState(const VcpuState& state) = 0;
+
+  // Runs the vCPU until an exit the caller must handle.
+  virtual absl::StatusOr<Exit> Run(HypercallHandler& handler) = 0;
+
+  // Makes the current or next Run() return kInterrupted promptly, until
+  // ClearInterrupt(). Async-safe with respect to Run() on another thread.
+  virtual void Interrupt() = 0;
+  virtual void ClearInterrupt() = 0;
+};
+
+// Creates a backend of `kind` over `memory`. kAuto tries KVM, then falls back
+// to the emulator. Unavailable if the requested backend cannot run here.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(BackendKind kind,
+                                                       GuestMemory& memory);
+
+// Vectors for which the CPU pushes an error code.
+bool ExceptionHasErrorCode(uint32_t vector);
+// "#PF", "#UD", ...
+const char* ExceptionName(uint32_t vector);
+
+}  // namespace thaw::backend
+
+#endif  // THAW_LIB_BACKEND_BACKEND_H_

@@ -1,0 +1,383 @@
+#include "lib/emu/unicorn_backend.h"
+
+#include <unicorn/unicorn.h>
+
+#include <atomic>
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/x86/boot_state.h"
+#include "thaw/abi.h"
+
+namespace thaw::emu {
+namespace {
+
+using backend::Exit;
+using backend::VcpuState;
+
+constexpr uint32_t kMsrEfer = 0xC0000080;
+// A host-owned, mapped address in the boot-info page past the structure,
+// where no guest code runs: the `until` address of every run, used to stop
+// exactly at a parking hypercall (see Park()).
+constexpr uint64_t kParkAddress = THAW_BOOT_INFO_ADDR + 0xFF0;
+static_assert(sizeof(thaw_boot_info) < 0xFF0);
+constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
+
+absl::Status UcStatus(absl::string_view what, uc_err err) {
+  return absl::InternalError(absl::StrCat("unicorn ", what, ": ", uc_strerror(err)));
+}
+
+class UnicornBackend final : public backend::Backend {
+ public:
+  UnicornBackend(GuestMemory& memory, uc_engine* uc) : memory_(memory), uc_(uc) {}
+  ~UnicornBackend() override { uc_close(uc_); }
+
+  absl::Status Init() {
+    // Safe: the host mapping outlives the engine (the Vm destroys the backend
+    // first), and its size is a multiple of the 4 KiB page Unicorn requires.
+    if (uc_err err = uc_mem_map_ptr(uc_, 0, memory_.size(), UC_PROT_ALL,
+                                    memory_.host_base());
+        err != UC_ERR_OK) {
+      return UcStatus("map guest memory", err);
+    }
+    uc_hook hook;
+    uc_err err = uc_hook_add(uc_, &hook, UC_HOOK_INSN,
+                             reinterpret_cast<void*>(&OnOut), this, 1, 0,
+                             UC_X86_INS_OUT);
+    if (err == UC_ERR_OK) {
+      err = uc_hook_add(uc_, &hook, UC_HOOK_INSN, reinterpret_cast<void*>(&OnIn),
+                        this, 1, 0, UC_X86_INS_IN);
+    }
+    if (err == UC_ERR_OK) {
+      err = uc_hook_add(uc_, &hook, UC_HOOK_INTR,
+                        reinterpret_cast<void*>(&OnInterrupt), this, 1, 0);
+    }
+    if (err == UC_ERR_OK) {
+      err = uc_hook_add(uc_, &hook, UC_HOOK_MEM_UNMAPPED,
+                        reinterpret_cast<void*>(&OnUnmapped), this, 1, 0);
+    }
+    if (err != UC_ERR_OK) return UcStatus("add hooks", err);
+    return absl::OkStatus();
+  }
+
+  BackendKind kind() const override { return BackendKind::kEmulated; }
+
+  absl::StatusOr<VcpuState> GetState() override;
+  absl::Status SetState(const VcpuState& state) override;
+  absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
+
+  void Interrupt() override {
+    interrupted_.store(true, std::memory_order_release);
+    // Safe from any thread: this is how Unicorn's own timeout thread stops a
+    // running emulation. A stop that lands between runs is caught by the
+    // flag check at the start of Run().
+    uc_emu_stop(uc_);
+  }
+  void ClearInterrupt() override {
+    interrupted_.store(false, std::memory_order_release);
+  }
+
+ private:
+  uint64_t Reg(int id) {
+    uint64_t value = 0;
+    uc_reg_read(uc_, id, &value);
+    return value;
+  }
+  void Park();
+  void Stop(Exit exit) {
+    if (!pending_exit_) pending_exit_ = std::move(exit);
+    uc_emu_stop(uc_);
+  }
+
+  static void OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
+                    void* self);
+  static uint32_t OnIn(uc_engine*, uint32_t port, int size, void* self);
+  static void OnInterrupt(uc_engine*, uint32_t vector, void* self);
+  static bool OnUnmapped(uc_engine*, uc_mem_type type, uint64_t address,
+                         int size, int64_t value, void* self);
+
+  GuestMemory& memory_;
+  uc_engine* uc_;
+  std::atomic<bool> interrupted_{false};
+  backend::HypercallHandler* handler_ = nullptr;  // valid during Run()
+  std::optional<Exit> pending_exit_;
+  uint64_t resume_rip_ = 0;
+};
+
+void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
+                           void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  if (port != THAW_HYPERCALL_PORT || size != 4) {
+    Exit exit;
+    exit.reason = Exit::Reason::kUnhandledIo;
+    exit.address = port;
+    exit.rip = self->Reg(UC_X86_REG_RIP);
+    self->Stop(std::move(exit));
+    return;
+  }
+  backend::Hypercall call{value, self->Reg(UC_X86_REG_RDI),
+                          self->Reg(UC_X86_REG_RSI), self->Reg(UC_X86_REG_RCX),
+                          self->Reg(UC_X86_REG_R8)};
+  backend::HypercallResult result = self->handler_->Handle(call);
+  uc_reg_write(self->uc_, UC_X86_REG_RAX, &result.value);
+  if (result.stop) self->Park();
+}
+
+void UnicornBackend::Park() {
+  // uc_emu_stop() inside this hook would roll RIP back to the start of the
+  // translated block (measured), re-running the instructions before `out`.
+  // Instead, complete the `ret` that the ABI puts right after a parking
+  // `out` (doc/guest-abi.md), remember where the guest resumes, and send it
+  // to kParkAddress, which is Run()'s `until` address: Unicorn leaves the
+  // block and stops there exactly.
+  uint64_t rsp = Reg(UC_X86_REG_RSP);
+  uint64_t return_address = 0;
+  if (!memory_
+           .Read(rsp,
+                 absl::Span<uint8_t>(
+                     reinterpret_cast<uint8_t*>(&return_address), 8),
+                 "hypercall return address")
+           .ok()) {
+    Exit exit;
+    exit.reason = Exit::Reason::kUnmappedMemory;
+    exit.address = rsp;
+    Stop(std::move(exit));
+    return;
+  }
+  rsp += 8;
+  uc_reg_write(uc_, UC_X86_REG_RSP, &rsp);
+  resume_rip_ = return_address;
+  Exit exit;
+  exit.reason = Exit::Reason::kStopped;
+  exit.rip = return_address;
+  pending_exit_ = std::move(exit);
+  uint64_t park = kParkAddress;
+  uc_reg_write(uc_, UC_X86_REG_RIP, &park);
+}
+
+uint32_t UnicornBackend::OnIn(uc_engine*, uint32_t port, int, void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  Exit exit;
+  exit.reason = Exit::Reason::kUnhandledIo;
+  exit.address = port;
+  exit.rip = self->Reg(UC_X86_REG_RIP);
+  self->Stop(std::move(exit));
+  return 0xFFFFFFFF;
+}
+
+void UnicornBackend::OnInterrupt(uc_engine*, uint32_t vector, void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  Exit exit;
+  exit.rip = self->Reg(UC_X86_REG_RIP);
+  // Unicorn never reads the guest IDT. A real CPU would find no usable gate
+  // when the IDT limit does not cover the vector and escalate to a triple
+  // fault; report the same so both backends agree.
+  uc_x86_mmr idtr{};
+  uc_reg_read(self->uc_, UC_X86_REG_IDTR, &idtr);
+  if (idtr.limit < vector * 16 + 15) {
+    exit.reason = Exit::Reason::kShutdown;
+  } else {
+    exit.reason = Exit::Reason::kException;
+    exit.vector = vector;
+    exit.cr2 = self->Reg(UC_X86_REG_CR2);
+  }
+  self->Stop(std::move(exit));
+}
+
+bool UnicornBackend::OnUnmapped(uc_engine*, uc_mem_type, uint64_t address, int,
+                                int64_t, void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  Exit exit;
+  exit.reason = Exit::Reason::kUnmappedMemory;
+  exit.address = address;
+  exit.rip = self->Reg(UC_X86_REG_RIP);
+  if (!self->pending_exit_) self->pending_exit_ = std::move(exit);
+  return false;  // Unicorn ends the run with UC_ERR_*_UNMAPPED
+}
+
+absl::StatusOr<Exit> UnicornBackend::Run(backend::HypercallHandler& handler) {
+  Exit exit;
+  if (interrupted_.load(std::memory_order_acquire)) {
+    exit.reason = Exit::Reason::kInterrupted;
+    exit.rip = Reg(UC_X86_REG_RIP);
+    return exit;
+  }
+  handler_ = &handler;
+  pending_exit_.reset();
+  uint64_t rip = Reg(UC_X86_REG_RIP);
+  uc_err err = uc_emu_start(uc_, rip, kParkAddress, 0, 0);
+  handler_ = nullptr;
+  exit.rip = Reg(UC_X86_REG_RIP);
+  if (pending_exit_) {
+    if (pending_exit_->reason == Exit::Reason::kStopped) {
+      uc_reg_write(uc_, UC_X86_REG_RIP, &resume_rip_);
+    }
+    return *std::move(pending_exit_);
+  }
+  if (exit.rip == kParkAddress && err == UC_ERR_OK) {
+    exit.reason = Exit::Reason::kInternalError;
+    exit.detail = "guest jumped into the host-owned boot-info page";
+    return exit;
+  }
+  if (interrupted_.load(std::memory_order_acquire)) {
+    exit.reason = Exit::Reason::kInterrupted;
+    return exit;
+  }
+  switch (err) {
+    case UC_ERR_OK:
+      // The only other way a run ends cleanly is `hlt` (RIP is past it).
+      exit.reason = Exit::Reason::kHalt;
+      return exit;
+    case UC_ERR_INSN_INVALID:
+      exit.reason = Exit::Reason::kException;
+      exit.vector = 6;  // #UD, e.g. an AVX instruction Unicorn lacks
+      return exit;
+    default:
+      exit.reason = Exit::Reason::kInternalError;
+      exit.detail = absl::StrCat("unicorn: ", uc_strerror(err));
+      return exit;
+  }
+}
+
+absl::StatusOr<VcpuState> UnicornBackend::GetState() {
+  VcpuState s;
+  const std::pair<int, uint64_t*> gprs[] = {
+      {UC_X86_REG_RAX, &s.rax}, {UC_X86_REG_RBX, &s.rbx},
+      {UC_X86_REG_RCX, &s.rcx}, {UC_X86_REG_RDX, &s.rdx},
+      {UC_X86_REG_RSI, &s.rsi}, {UC_X86_REG_RDI, &s.rdi},
+      {UC_X86_REG_RSP, &s.rsp}, {UC_X86_REG_RBP, &s.rbp},
+      {UC_X86_REG_R8, &s.r8},   {UC_X86_REG_R9, &s.r9},
+      {UC_X86_REG_R10, &s.r10}, {UC_X86_REG_R11, &s.r11},
+      {UC_X86_REG_R12, &s.r12}, {UC_X86_REG_R13, &s.r13},
+      {UC_X86_REG_R14, &s.r14}, {UC_X86_REG_R15, &s.r15},
+      {UC_X86_REG_RIP, &s.rip}, {UC_X86_REG_RFLAGS, &s.rflags},
+      {UC_X86_REG_CR0, &s.cr0}, {UC_X86_REG_CR2, &s.cr2},
+      {UC_X86_REG_CR3, &s.cr3}, {UC_X86_REG_CR4, &s.cr4},
+  };
+  for (auto [id, out] : gprs) *out = Reg(id);
+  uc_x86_mmr gdtr{}, idtr{}, tr{};
+  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+  s.gdt = {gdtr.base, static_cast<uint16_t>(gdtr.limit)};
+  s.idt = {idtr.base, static_cast<uint16_t>(idtr.limit)};
+  // Unicorn reports selectors only; attributes come from the guest's GDT.
+  const std::pair<int, backend::Segment*> segments[] = {
+      {UC_X86_REG_CS, &s.cs}, {UC_X86_REG_DS, &s.ds}, {UC_X86_REG_ES, &s.es},
+      {UC_X86_REG_FS, &s.fs}, {UC_X86_REG_GS, &s.gs}, {UC_X86_REG_SS, &s.ss},
+  };
+  for (auto [id, out] : segments) {
+    *out = x86::DecodeSegment(memory_, s.gdt.base, s.gdt.limit,
+                              static_cast<uint16_t>(Reg(id)));
+  }
+  s.fs.base = Reg(UC_X86_REG_FS_BASE);
+  s.gs.base = Reg(UC_X86_REG_GS_BASE);
+  s.tr = x86::DecodeSegment(memory_, s.gdt.base, s.gdt.limit, tr.selector);
+  s.tr.base = tr.base;
+  s.tr.limit = tr.limit;
+  s.ldt.type = 0x2;
+  s.ldt.present = true;
+  s.ldt.unusable = true;
+  uc_x86_msr msr{kMsrEfer, 0};
+  uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
+  s.efer = msr.value;
+  msr = {kMsrKernelGsBase, 0};
+  uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
+  s.kernel_gs_base = msr.value;
+  s.fpu.fcw = static_cast<uint16_t>(Reg(UC_X86_REG_FPCW));
+  s.fpu.fsw = static_cast<uint16_t>(Reg(UC_X86_REG_FPSW));
+  s.fpu.ftw = static_cast<uint8_t>(Reg(UC_X86_REG_FPTAG));
+  s.fpu.mxcsr = static_cast<uint32_t>(Reg(UC_X86_REG_MXCSR));
+  for (int i = 0; i < 16; ++i) {
+    uc_reg_read(uc_, UC_X86_REG_XMM0 + i, s.fpu.xmm[i].data());
+  }
+  for (int i = 0; i < 8; ++i) {
+    uc_reg_read(uc_, UC_X86_REG_ST0 + i, s.fpu.st[i].data());
+  }
+  return s;
+}
+
+absl::Status UnicornBackend::SetState(const VcpuState& s) {
+  // The order matters (DESIGN.md): descriptor tables, then CR4, EFER, CR3,
+  // CR0, then selectors (which Unicorn loads through the GDT), then FS/GS
+  // bases, MSRs, general registers and the FPU.
+  uc_x86_mmr gdtr{0, s.gdt.base, s.gdt.limit, 0};
+  uc_x86_mmr idtr{0, s.idt.base, s.idt.limit, 0};
+  uc_err err = uc_reg_write(uc_, UC_X86_REG_GDTR, &gdtr);
+  auto write = [&](int id, uint64_t value) {
+    if (err == UC_ERR_OK) err = uc_reg_write(uc_, id, &value);
+  };
+  if (err == UC_ERR_OK) err = uc_reg_write(uc_, UC_X86_REG_IDTR, &idtr);
+  write(UC_X86_REG_CR4, s.cr4);
+  if (err == UC_ERR_OK) {
+    uc_x86_msr efer{kMsrEfer, s.efer};
+    err = uc_reg_write(uc_, UC_X86_REG_MSR, &efer);
+  }
+  write(UC_X86_REG_CR3, s.cr3);
+  write(UC_X86_REG_CR0, s.cr0);
+  write(UC_X86_REG_SS, s.ss.selector);
+  write(UC_X86_REG_DS, s.ds.selector);
+  write(UC_X86_REG_ES, s.es.selector);
+  write(UC_X86_REG_CS, s.cs.selector);
+  write(UC_X86_REG_FS, s.fs.selector);
+  write(UC_X86_REG_GS, s.gs.selector);
+  write(UC_X86_REG_FS_BASE, s.fs.base);
+  write(UC_X86_REG_GS_BASE, s.gs.base);
+  if (err == UC_ERR_OK) {
+    uc_x86_mmr tr{s.tr.selector, s.tr.base, s.tr.limit, 0};
+    err = uc_reg_write(uc_, UC_X86_REG_TR, &tr);
+  }
+  if (err == UC_ERR_OK) {
+    uc_x86_msr kgs{kMsrKernelGsBase, s.kernel_gs_base};
+    err = uc_reg_write(uc_, UC_X86_REG_MSR, &kgs);
+  }
+  write(UC_X86_REG_CR2, s.cr2);
+  write(UC_X86_REG_RAX, s.rax);
+  write(UC_X86_REG_RBX, s.rbx);
+  write(UC_X86_REG_RCX, s.rcx);
+  write(UC_X86_REG_RDX, s.rdx);
+  write(UC_X86_REG_RSI, s.rsi);
+  write(UC_X86_REG_RDI, s.rdi);
+  write(UC_X86_REG_RSP, s.rsp);
+  write(UC_X86_REG_RBP, s.rbp);
+  write(UC_X86_REG_R8, s.r8);
+  write(UC_X86_REG_R9, s.r9);
+  write(UC_X86_REG_R10, s.r10);
+  write(UC_X86_REG_R11, s.r11);
+  write(UC_X86_REG_R12, s.r12);
+  write(UC_X86_REG_R13, s.r13);
+  write(UC_X86_REG_R14, s.r14);
+  write(UC_X86_REG_R15, s.r15);
+  write(UC_X86_REG_RFLAGS, s.rflags);
+  write(UC_X86_REG_RIP, s.rip);
+  write(UC_X86_REG_FPCW, s.fpu.fcw);
+  write(UC_X86_REG_FPSW, s.fpu.fsw);
+  write(UC_X86_REG_FPTAG, s.fpu.ftw);
+  write(UC_X86_REG_MXCSR, s.fpu.mxcsr);
+  for (int i = 0; i < 16 && err == UC_ERR_OK; ++i) {
+    err = uc_reg_write(uc_, UC_X86_REG_XMM0 + i, s.fpu.xmm[i].data());
+  }
+  for (int i = 0; i < 8 && err == UC_ERR_OK; ++i) {
+    err = uc_reg_write(uc_, UC_X86_REG_ST0 + i, s.fpu.st[i].data());
+  }
+  if (err != UC_ERR_OK) return UcStatus("set vCPU state", err);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<backend::Backend>> CreateUnicornBackend(
+    GuestMemory& memory) {
+  uc_engine* uc = nullptr;
+  if (uc_err err = uc_open(UC_ARCH_X86, UC_MODE_64, &uc); err != UC_ERR_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("unicorn: cannot open an x86-64 engine: ", uc_strerror(err)));
+  }
+  auto backend = std::make_unique<UnicornBackend>(memory, uc);
+  if (absl::Status s = backend->Init(); !s.ok()) return s;
+  return backend;
+}
+
+}  // namespace thaw::emu

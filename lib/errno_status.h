@@ -1,0 +1,17 @@
+// The one place errno becomes an absl::Status (LevelDB's PosixError).
+#ifndef THAW_LIB_ERRNO_STATUS_H_
+#define THAW_LIB_ERRNO_STATUS_H_
+
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+
+namespace thaw {
+
+// "<context>: <strerror(error_number)>" with a code that matches the errno
+// (NotFound for ENOENT, PermissionDenied for EACCES, ...).
+absl::Status ErrnoStatus(absl::string_view context, int error_number);
+
+}  // namespace thaw
+
+#endif  // THAW_LIB_ERRNO_STATUS_H_

@@ -1,0 +1,496 @@
+#include "lib/kvm/kvm_backend.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/errno_status.h"
+#include "thaw/abi.h"
+
+namespace thaw::kvm {
+namespace {
+
+using backend::Exit;
+using backend::VcpuState;
+
+constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
+constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
+
+int InterruptSignal() { return SIGRTMIN + 5; }
+
+void InstallInterruptHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    sigaction(InterruptSignal(), nullptr, &current);
+    if (current.sa_handler != SIG_DFL) return;  // the host program owns it
+    struct sigaction action {};
+    // The handler does nothing: its only job is to make KVM_RUN return EINTR.
+    action.sa_handler = [](int) {};
+    sigemptyset(&action.sa_mask);
+    sigaction(InterruptSignal(), &action, nullptr);
+  });
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  Fd& operator=(Fd&&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+backend::Segment FromKvm(const kvm_segment& k) {
+  backend::Segment s;
+  s.base = k.base;
+  s.limit = k.limit;
+  s.selector = k.selector;
+  s.type = k.type;
+  s.present = k.present;
+  s.dpl = k.dpl;
+  s.db = k.db;
+  s.s = k.s;
+  s.l = k.l;
+  s.g = k.g;
+  s.avl = k.avl;
+  s.unusable = k.unusable;
+  return s;
+}
+
+kvm_segment ToKvm(const backend::Segment& s) {
+  kvm_segment k{};
+  k.base = s.base;
+  k.limit = s.limit;
+  k.selector = s.selector;
+  k.type = s.type;
+  k.present = s.present;
+  k.dpl = s.dpl;
+  k.db = s.db;
+  k.s = s.s;
+  k.l = s.l;
+  k.g = s.g;
+  k.avl = s.avl;
+  k.unusable = s.unusable;
+  return k;
+}
+
+class KvmBackend final : public backend::Backend {
+ public:
+  KvmBackend(GuestMemory& memory, Fd kvm, Fd vm, Fd vcpu, kvm_run* run,
+             size_t run_size, bool sync_regs)
+      : memory_(memory),
+        kvm_(std::move(kvm)),
+        vm_(std::move(vm)),
+        vcpu_(std::move(vcpu)),
+        run_(run),
+        run_size_(run_size),
+        sync_regs_(sync_regs) {}
+  ~KvmBackend() override { munmap(run_, run_size_); }
+
+  BackendKind kind() const override { return BackendKind::kKvm; }
+  absl::StatusOr<VcpuState> GetState() override;
+  absl::Status SetState(const VcpuState& state) override;
+  absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
+
+  void Interrupt() override {
+    interrupted_.store(true, std::memory_order_release);
+    // immediate_exit covers a signal that arrives before KVM_RUN is entered.
+    __atomic_store_n(&run_->immediate_exit, 1, __ATOMIC_RELEASE);
+    std::lock_guard<std::mutex> lock(thread_mutex_);
+    // Safe: the vCPU thread cannot leave Run() without this mutex, so it is
+    // alive while we signal it.
+    if (vcpu_thread_running_) pthread_kill(vcpu_thread_, InterruptSignal());
+  }
+  void ClearInterrupt() override {
+    interrupted_.store(false, std::memory_order_release);
+    __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_RELEASE);
+  }
+
+ private:
+  absl::Status Ioctl(unsigned long request, void* arg, const char* what) {
+    // Safe: each caller passes the argument type the KVM API documents for
+    // `request` on the vCPU fd.
+    if (ioctl(vcpu_.get(), request, arg) < 0) {
+      return ErrnoStatus(absl::StrCat("KVM ", what), errno);
+    }
+    return absl::OkStatus();
+  }
+  // Reads (KVM_GET_MSRS) or writes (KVM_SET_MSRS) one MSR.
+  absl::Status AccessMsr(unsigned long request, uint32_t index,
+                         uint64_t& value) {
+    alignas(kvm_msrs) uint8_t buffer[sizeof(kvm_msrs) + sizeof(kvm_msr_entry)] = {};
+    // Safe: buffer holds the header plus the one entry nmsrs announces.
+    auto* msrs = reinterpret_cast<kvm_msrs*>(buffer);
+    msrs->nmsrs = 1;
+    msrs->entries[0].index = index;
+    msrs->entries[0].data = value;
+    if (ioctl(vcpu_.get(), request, msrs) != 1) {
+      return ErrnoStatus(absl::StrFormat("KVM MSR 0x%x access", index), errno);
+    }
+    value = msrs->entries[0].data;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<kvm_regs> ReadRegs();
+  absl::Status WriteRax(uint64_t value);
+  Exit ExceptionExit(uint32_t vector);
+  absl::StatusOr<Exit> HandleIo(backend::HypercallHandler& handler,
+                                bool& resume);
+
+  GuestMemory& memory_;
+  Fd kvm_, vm_, vcpu_;
+  kvm_run* run_;
+  size_t run_size_;
+  bool sync_regs_;
+  std::atomic<bool> interrupted_{false};
+  std::mutex thread_mutex_;
+  bool vcpu_thread_running_ = false;
+  pthread_t vcpu_thread_{};
+};
+
+absl::StatusOr<kvm_regs> KvmBackend::ReadRegs() {
+  if (sync_regs_) return run_->s.regs.regs;
+  kvm_regs regs{};
+  if (absl::Status s = Ioctl(KVM_GET_REGS, &regs, "GET_REGS"); !s.ok()) return s;
+  return regs;
+}
+
+absl::Status KvmBackend::WriteRax(uint64_t value) {
+  if (sync_regs_) {
+    run_->s.regs.regs.rax = value;
+    run_->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+    return absl::OkStatus();
+  }
+  auto regs = ReadRegs();
+  if (!regs.ok()) return regs.status();
+  regs->rax = value;
+  return Ioctl(KVM_SET_REGS, &*regs, "SET_REGS");
+}
+
+Exit KvmBackend::ExceptionExit(uint32_t vector) {
+  Exit exit;
+  exit.reason = Exit::Reason::kException;
+  exit.vector = vector;
+  exit.has_error_code = backend::ExceptionHasErrorCode(vector);
+  // The stub runs on the IST stack with the CPU's frame on top:
+  // [error code,] RIP, CS, RFLAGS, RSP, SS.
+  auto regs = ReadRegs();
+  if (regs.ok()) {
+    uint64_t frame[2] = {0, 0};
+    if (memory_
+            .Read(regs->rsp,
+                  absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(frame),
+                                      sizeof(frame)),
+                  "exception frame")
+            .ok()) {
+      exit.error_code = exit.has_error_code ? frame[0] : 0;
+      exit.rip = exit.has_error_code ? frame[1] : frame[0];
+    }
+  }
+  kvm_sregs sregs{};
+  if (Ioctl(KVM_GET_SREGS, &sregs, "GET_SREGS").ok()) exit.cr2 = sregs.cr2;
+  return exit;
+}
+
+absl::StatusOr<Exit> KvmBackend::HandleIo(backend::HypercallHandler& handler,
+                                          bool& resume) {
+  resume = false;
+  const auto& io = run_->io;
+  uint32_t value = 0;
+  if (io.direction == KVM_EXIT_IO_OUT && io.size == 4 && io.count == 1 &&
+      io.data_offset + 4 <= run_size_) {
+    // Safe: data_offset points into the kvm_run mapping (checked above).
+    std::memcpy(&value, reinterpret_cast<uint8_t*>(run_) + io.data_offset, 4);
+  }
+  if (io.port == THAW_EXCEPTION_PORT && io.direction == KVM_EXIT_IO_OUT) {
+    return ExceptionExit(value);
+  }
+  if (io.port != THAW_HYPERCALL_PORT || io.direction != KVM_EXIT_IO_OUT ||
+      io.size != 4 || io.count != 1) {
+    Exit exit;
+    exit.reason = Exit::Reason::kUnhandledIo;
+    exit.address = io.port;
+    if (auto regs = ReadRegs(); regs.ok()) exit.rip = regs->rip;
+    return exit;
+  }
+  auto regs = ReadRegs();
+  if (!regs.ok()) return regs.status();
+  backend::Hypercall call{value, regs->rdi, regs->rsi, regs->rcx, regs->r8};
+  backend::HypercallResult result = handler.Handle(call);
+  if (absl::Status s = WriteRax(result.value); !s.ok()) return s;
+  if (result.stop) {
+    Exit exit;
+    exit.reason = Exit::Reason::kStopped;
+    exit.rip = regs->rip;
+    return exit;
+  }
+  resume = true;
+  return Exit{};
+}
+
+absl::StatusOr<Exit> KvmBackend::Run(backend::HypercallHandler& handler) {
+  {
+    std::lock_guard<std::mutex> lock(thread_mutex_);
+    vcpu_thread_ = pthread_self();
+    vcpu_thread_running_ = true;
+  }
+  // The kick signal must reach this thread even if the caller blocks it.
+  sigset_t kick, previous;
+  sigemptyset(&kick);
+  sigaddset(&kick, InterruptSignal());
+  pthread_sigmask(SIG_UNBLOCK, &kick, &previous);
+
+  absl::StatusOr<Exit> result;
+  while (true) {
+    if (interrupted_.load(std::memory_order_acquire)) {
+      Exit exit;
+      exit.reason = Exit::Reason::kInterrupted;
+      result = exit;
+      break;
+    }
+    if (sync_regs_) run_->kvm_valid_regs = KVM_SYNC_X86_REGS;
+    // Safe: KVM_RUN takes no argument; results land in the mapped run_.
+    int rc = ioctl(vcpu_.get(), KVM_RUN, 0);
+    if (rc < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;  // flag checked above
+      result = ErrnoStatus("KVM_RUN", errno);
+      break;
+    }
+    if (sync_regs_) run_->kvm_dirty_regs = 0;  // consumed by this KVM_RUN
+    Exit exit;
+    switch (run_->exit_reason) {
+      case KVM_EXIT_IO: {
+        bool resume = false;
+        result = HandleIo(handler, resume);
+        if (result.ok() && resume) continue;
+        break;
+      }
+      case KVM_EXIT_INTR:
+        continue;
+      case KVM_EXIT_HLT:
+        exit.reason = Exit::Reason::kHalt;
+        result = exit;
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        exit.reason = Exit::Reason::kShutdown;
+        result = exit;
+        break;
+      case KVM_EXIT_MMIO:
+        exit.reason = Exit::Reason::kUnmappedMemory;
+        exit.address = run_->mmio.phys_addr;
+        result = exit;
+        break;
+      case KVM_EXIT_FAIL_ENTRY:
+        exit.reason = Exit::Reason::kInternalError;
+        exit.detail = absl::StrFormat(
+            "KVM_EXIT_FAIL_ENTRY, hardware reason 0x%x",
+            run_->fail_entry.hardware_entry_failure_reason);
+        result = exit;
+        break;
+      case KVM_EXIT_INTERNAL_ERROR:
+        exit.reason = Exit::Reason::kInternalError;
+        exit.detail = absl::StrCat("KVM_EXIT_INTERNAL_ERROR, suberror ",
+                                   run_->internal.suberror);
+        result = exit;
+        break;
+      default:
+        exit.reason = Exit::Reason::kInternalError;
+        exit.detail = absl::StrCat("unexpected KVM exit reason ",
+                                   run_->exit_reason);
+        result = exit;
+        break;
+    }
+    break;
+  }
+  if (result.ok() && result->rip == 0 &&
+      result->reason != Exit::Reason::kException) {
+    if (auto regs = ReadRegs(); regs.ok()) result->rip = regs->rip;
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  std::lock_guard<std::mutex> lock(thread_mutex_);
+  vcpu_thread_running_ = false;
+  return result;
+}
+
+absl::StatusOr<VcpuState> KvmBackend::GetState() {
+  auto regs = ReadRegs();
+  if (!regs.ok()) return regs.status();
+  if (!sync_regs_ || !(run_->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
+    kvm_regs fresh{};
+    if (absl::Status s = Ioctl(KVM_GET_REGS, &fresh, "GET_REGS"); !s.ok()) {
+      return s;
+    }
+    regs = fresh;
+  }
+  kvm_sregs sregs{};
+  if (absl::Status s = Ioctl(KVM_GET_SREGS, &sregs, "GET_SREGS"); !s.ok()) {
+    return s;
+  }
+  kvm_fpu fpu{};
+  if (absl::Status s = Ioctl(KVM_GET_FPU, &fpu, "GET_FPU"); !s.ok()) return s;
+  uint64_t kernel_gs_base = 0;
+  if (absl::Status st = AccessMsr(KVM_GET_MSRS, kMsrKernelGsBase, kernel_gs_base);
+      !st.ok()) {
+    return st;
+  }
+
+  VcpuState s;
+  s.rax = regs->rax, s.rbx = regs->rbx, s.rcx = regs->rcx, s.rdx = regs->rdx;
+  s.rsi = regs->rsi, s.rdi = regs->rdi, s.rsp = regs->rsp, s.rbp = regs->rbp;
+  s.r8 = regs->r8, s.r9 = regs->r9, s.r10 = regs->r10, s.r11 = regs->r11;
+  s.r12 = regs->r12, s.r13 = regs->r13, s.r14 = regs->r14, s.r15 = regs->r15;
+  s.rip = regs->rip, s.rflags = regs->rflags;
+  s.cs = FromKvm(sregs.cs), s.ds = FromKvm(sregs.ds), s.es = FromKvm(sregs.es);
+  s.fs = FromKvm(sregs.fs), s.gs = FromKvm(sregs.gs), s.ss = FromKvm(sregs.ss);
+  s.tr = FromKvm(sregs.tr), s.ldt = FromKvm(sregs.ldt);
+  s.gdt = {sregs.gdt.base, sregs.gdt.limit};
+  s.idt = {sregs.idt.base, sregs.idt.limit};
+  s.cr0 = sregs.cr0, s.cr2 = sregs.cr2, s.cr3 = sregs.cr3, s.cr4 = sregs.cr4;
+  s.efer = sregs.efer;
+  s.kernel_gs_base = kernel_gs_base;
+  s.fpu.fcw = fpu.fcw;
+  s.fpu.fsw = fpu.fsw;
+  s.fpu.ftw = fpu.ftwx;
+  s.fpu.mxcsr = fpu.mxcsr;
+  for (int i = 0; i < 8; ++i) std::memcpy(s.fpu.st[i].data(), fpu.fpr[i], 16);
+  for (int i = 0; i < 16; ++i) std::memcpy(s.fpu.xmm[i].data(), fpu.xmm[i], 16);
+  return s;
+}
+
+absl::Status KvmBackend::SetState(const VcpuState& s) {
+  kvm_sregs sregs{};
+  // Start from KVM's own values so fields we do not model (APIC base,
+  // pending interrupt bitmap) keep their defaults.
+  if (absl::Status st = Ioctl(KVM_GET_SREGS, &sregs, "GET_SREGS"); !st.ok()) {
+    return st;
+  }
+  sregs.cs = ToKvm(s.cs), sregs.ds = ToKvm(s.ds), sregs.es = ToKvm(s.es);
+  sregs.fs = ToKvm(s.fs), sregs.gs = ToKvm(s.gs), sregs.ss = ToKvm(s.ss);
+  sregs.tr = ToKvm(s.tr), sregs.ldt = ToKvm(s.ldt);
+  sregs.gdt.base = s.gdt.base, sregs.gdt.limit = s.gdt.limit;
+  sregs.idt.base = s.idt.base, sregs.idt.limit = s.idt.limit;
+  sregs.cr0 = s.cr0, sregs.cr2 = s.cr2, sregs.cr3 = s.cr3, sregs.cr4 = s.cr4;
+  sregs.efer = s.efer;
+  if (absl::Status st = Ioctl(KVM_SET_SREGS, &sregs, "SET_SREGS"); !st.ok()) {
+    return st;
+  }
+  kvm_regs regs{};
+  regs.rax = s.rax, regs.rbx = s.rbx, regs.rcx = s.rcx, regs.rdx = s.rdx;
+  regs.rsi = s.rsi, regs.rdi = s.rdi, regs.rsp = s.rsp, regs.rbp = s.rbp;
+  regs.r8 = s.r8, regs.r9 = s.r9, regs.r10 = s.r10, regs.r11 = s.r11;
+  regs.r12 = s.r12, regs.r13 = s.r13, regs.r14 = s.r14, regs.r15 = s.r15;
+  regs.rip = s.rip, regs.rflags = s.rflags;
+  if (absl::Status st = Ioctl(KVM_SET_REGS, &regs, "SET_REGS"); !st.ok()) {
+    return st;
+  }
+  if (sync_regs_) run_->kvm_dirty_regs = 0;  // KVM_SET_REGS is authoritative
+  kvm_fpu fpu{};
+  fpu.fcw = s.fpu.fcw;
+  fpu.fsw = s.fpu.fsw;
+  fpu.ftwx = s.fpu.ftw;
+  fpu.mxcsr = s.fpu.mxcsr;
+  for (int i = 0; i < 8; ++i) std::memcpy(fpu.fpr[i], s.fpu.st[i].data(), 16);
+  for (int i = 0; i < 16; ++i) std::memcpy(fpu.xmm[i], s.fpu.xmm[i].data(), 16);
+  if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok()) return st;
+  uint64_t kernel_gs_base = s.kernel_gs_base;
+  return AccessMsr(KVM_SET_MSRS, kMsrKernelGsBase, kernel_gs_base);
+}
+
+// Guests get the host's supported CPUID minus XSAVE and AVX: function guests
+// are built without them, the emulated backend lacks them, and under nested
+// SVM in QEMU the XCR0 round trip is broken (DESIGN.md).
+absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
+  constexpr int kMaxEntries = 256;
+  std::vector<uint8_t> buffer(sizeof(kvm_cpuid2) +
+                              kMaxEntries * sizeof(kvm_cpuid_entry2));
+  // Safe: buffer is sized for the header plus kMaxEntries entries.
+  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buffer.data());
+  cpuid->nent = kMaxEntries;
+  if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+    return ErrnoStatus("KVM_GET_SUPPORTED_CPUID", errno);
+  }
+  for (uint32_t i = 0; i < cpuid->nent; ++i) {
+    kvm_cpuid_entry2& e = cpuid->entries[i];
+    if (e.function == 1) {
+      e.ecx &= ~((1u << 26) | (1u << 27) | (1u << 28));  // XSAVE, OSXSAVE, AVX
+    } else if (e.function == 7 && e.index == 0) {
+      e.ebx &= ~((1u << 5) | (1u << 16) | (1u << 17) | (1u << 28) |
+                 (1u << 30) | (1u << 31));  // AVX2, AVX-512 subsets
+    } else if (e.function == 0xD) {
+      e.eax = e.ebx = e.ecx = e.edx = 0;  // no XSAVE state components
+    }
+  }
+  if (ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0) {
+    return ErrnoStatus("KVM_SET_CPUID2", errno);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Unavailable(absl::string_view what, int error_number) {
+  return absl::UnavailableError(
+      ErrnoStatus(absl::StrCat("KVM backend unavailable: ", what), error_number)
+          .message());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
+    GuestMemory& memory) {
+  Fd kvm(open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  if (kvm.get() < 0) return Unavailable("open /dev/kvm", errno);
+  // Safe: these ioctls take an integer argument or none.
+  int version = ioctl(kvm.get(), KVM_GET_API_VERSION, 0);
+  if (version != KVM_API_VERSION) {
+    return absl::UnavailableError(absl::StrCat(
+        "KVM backend unavailable: /dev/kvm API version ", version,
+        ", need ", KVM_API_VERSION));
+  }
+  Fd vm(ioctl(kvm.get(), KVM_CREATE_VM, 0));
+  if (vm.get() < 0) return Unavailable("KVM_CREATE_VM", errno);
+  // Intel VMX needs three pages for a real-mode TSS; harmless elsewhere.
+  ioctl(vm.get(), KVM_SET_TSS_ADDR, kTssAddressForIntel);
+  kvm_userspace_memory_region region{};
+  region.slot = 0;
+  region.guest_phys_addr = 0;
+  region.memory_size = memory.size();
+  region.userspace_addr = reinterpret_cast<uint64_t>(memory.host_base());
+  // Safe: the mapping outlives the VM (the Vm destroys the backend first).
+  if (ioctl(vm.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+    return ErrnoStatus("KVM_SET_USER_MEMORY_REGION", errno);
+  }
+  Fd vcpu(ioctl(vm.get(), KVM_CREATE_VCPU, 0));
+  if (vcpu.get() < 0) return Unavailable("KVM_CREATE_VCPU", errno);
+  int run_size = ioctl(kvm.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (run_size < static_cast<int>(sizeof(kvm_run))) {
+    return Unavailable("KVM_GET_VCPU_MMAP_SIZE", errno);
+  }
+  if (absl::Status s = SetCpuid(kvm.get(), vcpu.get()); !s.ok()) return s;
+  void* run = mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   vcpu.get(), 0);
+  if (run == MAP_FAILED) return ErrnoStatus("mmap kvm_run", errno);
+  int sync = ioctl(kvm.get(), KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+  bool sync_regs = sync > 0 && (sync & KVM_SYNC_X86_REGS);
+  InstallInterruptHandler();
+  return std::make_unique<KvmBackend>(memory, std::move(kvm), std::move(vm),
+                                      std::move(vcpu), static_cast<kvm_run*>(run),
+                                      run_size, sync_regs);
+}
+
+}  // namespace thaw::kvm

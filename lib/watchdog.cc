@@ -1,0 +1,54 @@
+#include "lib/watchdog.h"
+
+#include <thread>
+
+#include "absl/time/clock.h"
+
+namespace thaw {
+namespace {
+// How long the idle thread sleeps before looking again. Long enough to cost
+// nothing, short enough that a typical new deadline (seconds away) never
+// needs to wake it.
+constexpr absl::Duration kIdleSleep = absl::Milliseconds(100);
+}  // namespace
+
+Watchdog& Watchdog::Global() {
+  // Never destroyed: the thread may outlive static destructors.
+  static Watchdog* const watchdog = new Watchdog();
+  return *watchdog;
+}
+
+Watchdog::Watchdog() { std::thread([this] { Loop(); }).detach(); }
+
+uint64_t Watchdog::Arm(absl::Time deadline, std::function<void()> fire) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint64_t id = next_id_++;
+  entries_.emplace(id, Entry{deadline, std::move(fire)});
+  if (deadline < sleeping_until_) wake_.notify_one();
+  return id;
+}
+
+void Watchdog::Disarm(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  entries_.erase(id);
+}
+
+void Watchdog::Loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    absl::Time now = absl::Now();
+    absl::Time next = now + kIdleSleep;
+    for (auto& [id, entry] : entries_) {
+      if (entry.deadline <= now) {
+        // Fired with the lock held so Disarm() can promise it is not running.
+        entry.fire();
+        entry.deadline = now + kRefireInterval;
+      }
+      next = std::min(next, entry.deadline);
+    }
+    sleeping_until_ = next;
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(next - now));
+  }
+}
+
+}  // namespace thaw
