@@ -449,8 +449,8 @@ absl::Status Vm::Impl::ExitToStatus(const backend::Exit& exit,
       break;
   }
   return absl::InternalError(absl::StrFormat(
-      "%s: %s backend failed: %s", what, BackendName(backend_->kind()),
-      exit.detail));
+      "%s: %s backend failed at RIP 0x%x: %s", what,
+      BackendName(backend_->kind()), exit.rip, exit.detail));
 }
 
 Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

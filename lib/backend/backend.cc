@@ -1,20 +1,74 @@
 #include "lib/backend/backend.h"
 
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "lib/x86/boot_state.h"
+#include "thaw/abi.h"
+
 #include "lib/emu/unicorn_backend.h"
 #include "lib/kvm/kvm_backend.h"
 
 namespace thaw::backend {
+namespace {
+
+class StopOnFirstHypercall final : public HypercallHandler {
+ public:
+  HypercallResult Handle(const Hypercall& call) override {
+    number = call.number;
+    return {0, true};
+  }
+  uint64_t number = 0;
+};
+
+absl::Status ProbeKvm() {
+  auto memory = GuestMemory::Create(4ull << 20);
+  if (!memory.ok()) return memory.status();
+  auto kvm = kvm::CreateKvmBackend(**memory);
+  if (!kvm.ok()) return kvm.status();
+  auto state = x86::BuildLongModeBootState(**memory);
+  if (!state.ok()) return state.status();
+  // pxor %xmm0,%xmm0; mov $2,%eax; mov $THAW_HYPERCALL_PORT,%dx;
+  // out %eax,%dx; ret — long mode, SSE and a hypercall exit.
+  const uint8_t code[] = {0x66, 0x0F, 0xEF, 0xC0, 0xB8, 0x02, 0x00, 0x00,
+                          0x00, 0x66, 0xBA, THAW_HYPERCALL_PORT & 0xFF,
+                          THAW_HYPERCALL_PORT >> 8, 0xEF, 0xC3};
+  if (absl::Status s = (*memory)->Write(THAW_IMAGE_BASE, code, "KVM probe");
+      !s.ok()) {
+    return s;
+  }
+  state->rip = THAW_IMAGE_BASE;
+  state->rsp = (*memory)->size();
+  if (absl::Status s = (*kvm)->SetState(*state); !s.ok()) return s;
+  StopOnFirstHypercall handler;
+  auto exit = (*kvm)->Run(handler);
+  if (!exit.ok()) return exit.status();
+  if (exit->reason != Exit::Reason::kStopped || handler.number != 2) {
+    return absl::UnavailableError(absl::StrCat(
+        "KVM backend unavailable: /dev/kvm opens but cannot run a long-mode "
+        "guest with SSE (probe exit ",
+        static_cast<int>(exit->reason), ": ", exit->detail, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status KvmRunsGuests() {
+  static const absl::Status* const result = new absl::Status(ProbeKvm());
+  return *result;
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(BackendKind kind,
                                                        GuestMemory& memory) {
   switch (kind) {
     case BackendKind::kKvm:
+      if (absl::Status usable = KvmRunsGuests(); !usable.ok()) return usable;
       return kvm::CreateKvmBackend(memory);
     case BackendKind::kEmulated:
       return emu::CreateUnicornBackend(memory);
     case BackendKind::kAuto: {
-      auto kvm = kvm::CreateKvmBackend(memory);
-      if (kvm.ok() || !absl::IsUnavailable(kvm.status())) return kvm;
+      if (KvmRunsGuests().ok()) return kvm::CreateKvmBackend(memory);
       return emu::CreateUnicornBackend(memory);
     }
   }

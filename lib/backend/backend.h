@@ -87,6 +87,12 @@ class Backend {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(BackendKind kind,
                                                        GuestMemory& memory);
 
+// OK if this process can run guests on /dev/kvm: creates a throwaway VM once
+// and runs a few instructions (long mode, SSE, a hypercall exit) in it, so
+// that kAuto never picks a /dev/kvm that opens but cannot run guests (as on
+// some nested or paravirtualized hosts). The result is cached.
+absl::Status KvmRunsGuests();
+
 // Vectors for which the CPU pushes an error code.
 bool ExceptionHasErrorCode(uint32_t vector);
 // "#PF", "#UD", ...

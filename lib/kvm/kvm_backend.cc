@@ -12,7 +12,6 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,6 +28,23 @@ constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
 constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
 
 int InterruptSignal() { return SIGRTMIN + 5; }
+
+// <linux/kvm.h> declares kvm_cpuid2 and kvm_msrs with flexible array members
+// that g++ lays out differently from C (entries at offset 16, not 8), which
+// also changes the size encoded in their ioctl numbers. Use the C layout.
+struct CpuidHeader {
+  uint32_t nent;
+  uint32_t padding;
+};
+struct MsrsHeader {
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
 
 void InstallInterruptHandler() {
   static std::once_flag once;
@@ -133,19 +149,21 @@ class KvmBackend final : public backend::Backend {
     }
     return absl::OkStatus();
   }
-  // Reads (KVM_GET_MSRS) or writes (KVM_SET_MSRS) one MSR.
+  // Reads (kGetMsrs) or writes (kSetMsrs) one MSR.
   absl::Status AccessMsr(unsigned long request, uint32_t index,
                          uint64_t& value) {
-    alignas(kvm_msrs) uint8_t buffer[sizeof(kvm_msrs) + sizeof(kvm_msr_entry)] = {};
-    // Safe: buffer holds the header plus the one entry nmsrs announces.
-    auto* msrs = reinterpret_cast<kvm_msrs*>(buffer);
-    msrs->nmsrs = 1;
-    msrs->entries[0].index = index;
-    msrs->entries[0].data = value;
-    if (ioctl(vcpu_.get(), request, msrs) != 1) {
+    struct {
+      MsrsHeader header;
+      kvm_msr_entry entry;
+    } msrs{};
+    msrs.header.nmsrs = 1;
+    msrs.entry.index = index;
+    msrs.entry.data = value;
+    // Safe: the C layout of kvm_msrs with its one entry.
+    if (ioctl(vcpu_.get(), request, &msrs) != 1) {
       return ErrnoStatus(absl::StrFormat("KVM MSR 0x%x access", index), errno);
     }
-    value = msrs->entries[0].data;
+    value = msrs.entry.data;
     return absl::OkStatus();
   }
   absl::StatusOr<kvm_regs> ReadRegs();
@@ -346,7 +364,7 @@ absl::StatusOr<VcpuState> KvmBackend::GetState() {
   kvm_fpu fpu{};
   if (absl::Status s = Ioctl(KVM_GET_FPU, &fpu, "GET_FPU"); !s.ok()) return s;
   uint64_t kernel_gs_base = 0;
-  if (absl::Status st = AccessMsr(KVM_GET_MSRS, kMsrKernelGsBase, kernel_gs_base);
+  if (absl::Status st = AccessMsr(kGetMsrs, kMsrKernelGsBase, kernel_gs_base);
       !st.ok()) {
     return st;
   }
@@ -410,24 +428,25 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
   for (int i = 0; i < 16; ++i) std::memcpy(fpu.xmm[i], s.fpu.xmm[i].data(), 16);
   if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok()) return st;
   uint64_t kernel_gs_base = s.kernel_gs_base;
-  return AccessMsr(KVM_SET_MSRS, kMsrKernelGsBase, kernel_gs_base);
+  return AccessMsr(kSetMsrs, kMsrKernelGsBase, kernel_gs_base);
 }
 
 // Guests get the host's supported CPUID minus XSAVE and AVX: function guests
 // are built without them, the emulated backend lacks them, and under nested
 // SVM in QEMU the XCR0 round trip is broken (DESIGN.md).
 absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
-  constexpr int kMaxEntries = 256;
-  std::vector<uint8_t> buffer(sizeof(kvm_cpuid2) +
-                              kMaxEntries * sizeof(kvm_cpuid_entry2));
-  // Safe: buffer is sized for the header plus kMaxEntries entries.
-  auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buffer.data());
-  cpuid->nent = kMaxEntries;
-  if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+  constexpr uint32_t kMaxEntries = 256;
+  struct {
+    CpuidHeader header;
+    kvm_cpuid_entry2 entries[kMaxEntries];
+  } cpuid{};
+  cpuid.header.nent = kMaxEntries;
+  // Safe: the C layout of kvm_cpuid2 with room for nent entries.
+  if (ioctl(kvm_fd, kGetSupportedCpuid, &cpuid) < 0) {
     return ErrnoStatus("KVM_GET_SUPPORTED_CPUID", errno);
   }
-  for (uint32_t i = 0; i < cpuid->nent; ++i) {
-    kvm_cpuid_entry2& e = cpuid->entries[i];
+  for (uint32_t i = 0; i < cpuid.header.nent && i < kMaxEntries; ++i) {
+    kvm_cpuid_entry2& e = cpuid.entries[i];
     if (e.function == 1) {
       e.ecx &= ~((1u << 26) | (1u << 27) | (1u << 28));  // XSAVE, OSXSAVE, AVX
     } else if (e.function == 7 && e.index == 0) {
@@ -437,7 +456,7 @@ absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
       e.eax = e.ebx = e.ecx = e.edx = 0;  // no XSAVE state components
     }
   }
-  if (ioctl(vcpu_fd, KVM_SET_CPUID2, cpuid) < 0) {
+  if (ioctl(vcpu_fd, kSetCpuid2, &cpuid) < 0) {
     return ErrnoStatus("KVM_SET_CPUID2", errno);
   }
   return absl::OkStatus();

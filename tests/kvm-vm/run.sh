@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Runs a command against a real /dev/kvm inside QEMU, on machines without KVM.
+#
+#   tests/kvm-vm/run.sh [--cache DIR] -- PROGRAM [ARGS...]
+#
+# QEMU's software emulation (TCG) implements AMD SVM with nested paging, so
+# Debian's own kernel booted under `-cpu EPYC,+svm` can load kvm and kvm_amd
+# and offer a real /dev/kvm (DESIGN.md, last section). This script:
+#   1. downloads (once, into the cache) Debian's linux-image and
+#      busybox-static packages with `apt-get download` and unpacks them;
+#   2. extracts vmlinux and builds an initramfs holding busybox, the kvm
+#      modules, PROGRAM and every shared library it needs (from ldd), plus
+#      the folders named in THAW_KVM_VM_FILES (colon-separated);
+#   3. boots it, runs PROGRAM ARGS inside with /dev/kvm present, and exits
+#      with PROGRAM's exit status. If /dev/kvm cannot be made to work it
+#      fails (exit 3): a KVM test never silently skips.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache="${THAW_KVM_VM_CACHE:-$here/../../build/kvm-vm-cache}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cache) cache="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "usage: run.sh [--cache DIR] -- PROGRAM [ARGS...]" >&2; exit 2; }
+program=$(readlink -f "$1"); shift
+mkdir -p "$cache"
+cache=$(readlink -f "$cache")
+
+for tool in qemu-system-x86_64 cpio dpkg-deb apt-get python3; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (run scripts/setup.sh)" >&2; exit 3; }
+done
+
+# 1. Kernel and busybox, fetched once. The kernel version follows Debian's
+# linux-image-amd64 metapackage, so it is never hard-coded here.
+if [ ! -f "$cache/ready" ]; then
+  rm -rf "$cache/debs" "$cache/root"
+  mkdir -p "$cache/debs" "$cache/root"
+  kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+               awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [ -n "$kernel_pkg" ] || { echo "run.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 3; }
+  (cd "$cache/debs" && apt-get download -q "$kernel_pkg" busybox-static >/dev/null 2>&1) || {
+    echo "run.sh: apt-get download $kernel_pkg busybox-static failed" >&2; exit 3; }
+  for deb in "$cache"/debs/*.deb; do dpkg-deb -x "$deb" "$cache/root"; done
+  vmlinuz=$(ls "$cache"/root/boot/vmlinuz-* | head -n1)
+  python3 "$here/extract_vmlinux.py" "$vmlinuz" "$cache/vmlinux"
+  rm -rf "$cache/debs"
+  touch "$cache/ready"
+fi
+kernel_release=$(basename "$(ls -d "$cache"/root/lib/modules/* | head -n1)")
+moddir="$cache/root/lib/modules/$kernel_release/kernel"
+
+# 2. The initramfs: busybox, modules, the program and its libraries.
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,dev,proc,sys,tmp,modules}
+cp "$cache/root/bin/busybox" "$stage/bin/busybox"
+for module in virt/lib/irqbypass.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-amd.ko; do
+  cp "$moddir/$module" "$stage/modules/"
+done
+copy_with_libs() {
+  local file=$1
+  mkdir -p "$stage$(dirname "$file")"
+  cp -L "$file" "$stage$file"
+  ldd "$file" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+    [ -e "$stage$lib" ] && continue
+    mkdir -p "$stage$(dirname "$lib")"
+    cp -L "$lib" "$stage$lib"
+  done
+}
+copy_with_libs "$program"
+IFS=: read -r -a extra <<< "${THAW_KVM_VM_FILES:-}"
+for path in "${extra[@]}"; do
+  [ -n "$path" ] || continue
+  path=$(readlink -f "$path")
+  mkdir -p "$stage$(dirname "$path")"
+  cp -rL "$path" "$stage$path"
+done
+{
+  printf 'cd %q\n' "$PWD"
+  printf 'export'
+  for name in $(compgen -e | grep -E '^(THAW_|GTEST_)' || true); do
+    printf ' %s=%q' "$name" "${!name}"
+  done
+  printf '\n'
+  printf '%q' "$program"
+  for arg in "$@"; do printf ' %q' "$arg"; done
+  printf '\n'
+} > "$stage/command"
+cat > "$stage/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in irqbypass ccp kvm kvm-amd; do insmod /modules/$m.ko 2>/dev/null; done
+if [ -c /dev/kvm ]; then
+  echo "THAW_KVM_VM: /dev/kvm ready"
+  sh /command
+  echo "THAW_KVM_VM_EXIT=$?"
+else
+  echo "THAW_KVM_VM: no /dev/kvm after loading kvm_amd"
+  echo "THAW_KVM_VM_EXIT=3"
+fi
+poweroff -f
+INIT
+chmod +x "$stage/init"
+(cd "$stage" && find . | cpio -o -H newc --quiet > "$cache/initramfs.cpio")
+
+# 3. Boot. Single-threaded TCG: multi-threaded TCG hung in 2 of 17 runs.
+log="$cache/console.log"
+timeout "${THAW_KVM_VM_TIMEOUT:-1200}" qemu-system-x86_64 \
+  -M pc -accel tcg,thread=single -cpu EPYC,+svm -m 2G -smp 2 \
+  -nographic -no-reboot -nodefaults -serial stdio \
+  -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio" \
+  -append 'console=ttyS0 quiet panic=-1 initcall_blacklist=cmos_init,i8042_init' \
+  < /dev/null 2> "$cache/qemu-stderr.log" | tee "$log" | grep -av '^THAW_KVM_VM_EXIT=' || true
+status=$(grep -a -o 'THAW_KVM_VM_EXIT=[0-9]*' "$log" | tail -n1 | cut -d= -f2)
+if [ -z "$status" ]; then
+  echo "run.sh: the VM ended without reporting a result (see $log)" >&2
+  exit 3
+fi
+exit "$status"
