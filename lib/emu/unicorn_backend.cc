@@ -86,6 +86,7 @@ class UnicornBackend final : public backend::Backend {
     return value;
   }
   void Park();
+  Exit ExceptionExit(uint32_t vector);
   void Stop(Exit exit) {
     if (!pending_exit_) pending_exit_ = std::move(exit);
     uc_emu_stop(uc_);
@@ -169,29 +170,38 @@ uint32_t UnicornBackend::OnIn(uc_engine*, uint32_t port, int, void* opaque) {
 
 void UnicornBackend::OnInterrupt(uc_engine*, uint32_t vector, void* opaque) {
   auto* self = static_cast<UnicornBackend*>(opaque);
+  self->Stop(self->ExceptionExit(vector));
+}
+
+Exit UnicornBackend::ExceptionExit(uint32_t vector) {
   Exit exit;
-  exit.rip = self->Reg(UC_X86_REG_RIP);
+  exit.rip = Reg(UC_X86_REG_RIP);
   // Unicorn never reads the guest IDT. A real CPU would find no usable gate
   // when the IDT limit does not cover the vector and escalate to a triple
   // fault; report the same so both backends agree.
   uc_x86_mmr idtr{};
-  uc_reg_read(self->uc_, UC_X86_REG_IDTR, &idtr);
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
   if (idtr.limit < vector * 16 + 15) {
     exit.reason = Exit::Reason::kShutdown;
   } else {
     exit.reason = Exit::Reason::kException;
     exit.vector = vector;
-    exit.cr2 = self->Reg(UC_X86_REG_CR2);
+    // Unicorn does not report the error code; has_error_code stays false.
+    exit.cr2 = Reg(UC_X86_REG_CR2);
   }
-  self->Stop(std::move(exit));
+  return exit;
 }
 
 bool UnicornBackend::OnUnmapped(uc_engine*, uc_mem_type, uint64_t address, int,
                                 int64_t, void* opaque) {
   auto* self = static_cast<UnicornBackend*>(opaque);
+  // The host's page tables map exactly guest memory, so on a real CPU (and
+  // on KVM) this access is a not-present #PF at `address`. Unicorn checks
+  // its own memory map first; report what the hardware would.
   Exit exit;
-  exit.reason = Exit::Reason::kUnmappedMemory;
-  exit.address = address;
+  exit.reason = Exit::Reason::kException;
+  exit.vector = 14;
+  exit.cr2 = address;
   exit.rip = self->Reg(UC_X86_REG_RIP);
   if (!self->pending_exit_) self->pending_exit_ = std::move(exit);
   return false;  // Unicorn ends the run with UC_ERR_*_UNMAPPED
@@ -231,9 +241,7 @@ absl::StatusOr<Exit> UnicornBackend::Run(backend::HypercallHandler& handler) {
       exit.reason = Exit::Reason::kHalt;
       return exit;
     case UC_ERR_INSN_INVALID:
-      exit.reason = Exit::Reason::kException;
-      exit.vector = 6;  // #UD, e.g. an AVX instruction Unicorn lacks
-      return exit;
+      return ExceptionExit(6);  // #UD, e.g. ud2 or an AVX instruction
     default:
       exit.reason = Exit::Reason::kInternalError;
       exit.detail = absl::StrCat("unicorn: ", uc_strerror(err));
