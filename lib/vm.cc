@@ -89,6 +89,8 @@ absl::StatusOr<Layout> ComputeLayout(const VmConfig& c) {
 
 }  // namespace
 
+absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
+
 absl::string_view BackendName(BackendKind kind) {
   switch (kind) {
     case BackendKind::kAuto:

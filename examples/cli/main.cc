@@ -57,6 +57,10 @@ int Run(const std::vector<std::string>& argv) {
   if (!vm.ok()) return Fail(std::string(vm.status().message()));
   std::fprintf(stderr, "thaw: backend %s\n",
                std::string(thaw::BackendName((*vm)->backend())).c_str());
+  if (absl::Status kvm = thaw::CheckKvm();
+      !kvm.ok() && (*vm)->backend() != thaw::BackendKind::kKvm) {
+    std::fprintf(stderr, "thaw: KVM not used: %s\n", std::string(kvm.message()).c_str());
+  }
   if (auto s = (*vm)->LoadGuest(args->guest); !s.ok()) {
     return Fail(std::string(s.message()));
   }

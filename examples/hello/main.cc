@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("backend: %s\n", std::string(thaw::BackendName((*vm)->backend())).c_str());
+  if (absl::Status kvm = thaw::CheckKvm(); !kvm.ok()) {
+    std::printf("  (KVM not used: %s)\n", std::string(kvm.message()).c_str());
+  }
 
   if (auto s = (*vm)->LoadGuest(guest); !s.ok()) {
     std::fprintf(stderr, "hello: %s\n", s.ToString().c_str());

@@ -46,6 +46,11 @@ absl::string_view BackendName(BackendKind kind);
 // Parses BackendName's output; InvalidArgument for anything else.
 absl::StatusOr<BackendKind> ParseBackendName(absl::string_view name);
 
+// OK if this process can run guests on KVM, which is what kAuto picks then;
+// otherwise why not (no /dev/kvm, no permission, or a /dev/kvm that cannot
+// run a long-mode guest). Probed once per process, then cached.
+absl::Status CheckKvm();
+
 struct VmConfig {
   // Guest memory in bytes: a multiple of 2 MiB, from 4 MiB to 64 GiB.
   uint64_t memory_size = 64ull << 20;

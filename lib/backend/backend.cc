@@ -46,8 +46,10 @@ absl::Status ProbeKvm() {
   if (exit->reason != Exit::Reason::kStopped || handler.number != 2) {
     return absl::UnavailableError(absl::StrCat(
         "KVM backend unavailable: /dev/kvm opens but cannot run a long-mode "
-        "guest with SSE (probe exit ",
-        static_cast<int>(exit->reason), ": ", exit->detail, ")"));
+        "guest with SSE (probe: ",
+        exit->detail.empty() ? absl::StrCat("exit reason ", static_cast<int>(exit->reason))
+                             : exit->detail,
+        ")"));
   }
   return absl::OkStatus();
 }

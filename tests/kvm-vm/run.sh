@@ -39,8 +39,15 @@ done
 if [ ! -f "$cache/ready" ]; then
   rm -rf "$cache/debs" "$cache/root"
   mkdir -p "$cache/debs" "$cache/root"
-  kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-               awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  resolve_kernel() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+      awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+  }
+  kernel_pkg=$(resolve_kernel)
+  if [ -z "$kernel_pkg" ]; then  # empty package lists on a fresh machine
+    apt-get update -qq >/dev/null 2>&1 || true
+    kernel_pkg=$(resolve_kernel)
+  fi
   [ -n "$kernel_pkg" ] || { echo "run.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 3; }
   (cd "$cache/debs" && apt-get download -q "$kernel_pkg" busybox-static >/dev/null 2>&1) || {
     echo "run.sh: apt-get download $kernel_pkg busybox-static failed" >&2; exit 3; }
