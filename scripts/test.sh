@@ -2,9 +2,22 @@
 # Sets up thaw and runs every test: unit tests, the Vm tests on the emulated
 # backend, the CLI tests, and the same Vm tests on a real /dev/kvm inside
 # QEMU (tests/kvm-vm/run.sh), which fails rather than skips if KVM cannot be
-# brought up. Exits non-zero if anything fails.
+# brought up. Then the in-process suites again under ASan+UBSan (build-asan/;
+# THAW_SKIP_SANITIZERS=1 skips that). Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cd build
-ctest --output-on-failure --timeout 1800 "$@"
+(cd build && ctest --output-on-failure --timeout 1800 "$@")
+
+if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== ASan+UBSan build: in-process suites =="
+  cmake -S . -B build-asan -DTHAW_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan -j"$(nproc)" >/dev/null
+  # The KVM suite runs in the normal build only: under QEMU's software
+  # emulation ASan would double its time for host code the in-process
+  # suites already cover.
+  (cd build-asan &&
+   LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp" \
+   UBSAN_OPTIONS=print_stacktrace=1 \
+   ctest --output-on-failure -LE kvm "$@")
+fi
