@@ -2,9 +2,7 @@
 // ELF loader and the hypercall dispatcher together and runs the vCPU loop.
 #include "thaw/vm.h"
 
-#include <fcntl.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>

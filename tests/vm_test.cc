@@ -54,6 +54,23 @@ class VmTest : public testing::BackendTest {
         << again.status();
     EXPECT_THAT(again.status().message(), HasSubstr("failed earlier"));
   }
+
+  // Calls `function` in a freshly booted Vm, expects the failure to be fatal
+  // (the Vm refuses the next call) and returns the call's status.
+  absl::Status FatalCallOnFreshVm(const std::string& function) {
+    SCOPED_TRACE(function);
+    auto vm = Boot();
+    if (vm == nullptr) return absl::InternalError("boot failed");
+    EXPECT_TRUE(vm->RegisterHostFunction(
+                      "lookup",
+                      [](absl::string_view) -> absl::StatusOr<std::string> {
+                        return std::string("x");
+                      })
+                    .ok());
+    absl::Status status = vm->Call(function, "").status();
+    ExpectRefusesFurtherCalls(*vm);
+    return status;
+  }
 };
 
 TEST_P(VmTest, RunsOnTheRequestedBackend) {
@@ -280,62 +297,38 @@ TEST_P(VmTest, GuestExceptionsNameVectorRipAndCr2) {
 }
 
 TEST_P(VmTest, HaltAndUnknownPortsEndTheCall) {
-  for (const char* function : {"halt", "unknown_port"}) {
-    SCOPED_TRACE(function);
-    auto vm = Boot();
-    ASSERT_NE(vm, nullptr);
-    auto reply = vm->Call(function, "");
-    EXPECT_EQ(reply.status().code(), absl::StatusCode::kAborted);
-    if (std::string(function) == "halt") {
-      EXPECT_THAT(reply.status().message(), HasSubstr("halted"));
-    } else {
-      EXPECT_THAT(reply.status().message(), HasSubstr("I/O port 0x3f8"));
-    }
-    ExpectRefusesFurtherCalls(*vm);
-  }
+  absl::Status halt = FatalCallOnFreshVm("halt");
+  EXPECT_EQ(halt.code(), absl::StatusCode::kAborted) << halt;
+  EXPECT_THAT(halt.message(), HasSubstr("halted"));
+  absl::Status port = FatalCallOnFreshVm("unknown_port");
+  EXPECT_EQ(port.code(), absl::StatusCode::kAborted) << port;
+  EXPECT_THAT(port.message(), HasSubstr("I/O port 0x3f8"));
 }
 
 TEST_P(VmTest, OutOfBoundsHypercallArgumentsAreInvalidArgument) {
   for (const char* function :
        {"bad_console_pointer", "bad_console_length", "bad_reply_pointer",
         "bad_host_call_args", "bad_host_call_output"}) {
-    SCOPED_TRACE(function);
-    auto vm = Boot();
-    ASSERT_NE(vm, nullptr);
-    ASSERT_TRUE(vm->RegisterHostFunction(
-                      "lookup",
-                      [](absl::string_view) -> absl::StatusOr<std::string> {
-                        return std::string("x");
-                      })
-                    .ok());
-    auto reply = vm->Call(function, "");
-    EXPECT_EQ(reply.status().code(), absl::StatusCode::kInvalidArgument)
-        << reply.status();
-    EXPECT_THAT(reply.status().message(), HasSubstr("outside guest memory"));
-    EXPECT_THAT(reply.status().message(), HasSubstr("hypercall"));
-    ExpectRefusesFurtherCalls(*vm);
+    absl::Status status = FatalCallOnFreshVm(function);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
+        << function << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr("outside guest memory"));
+    EXPECT_THAT(status.message(), HasSubstr("hypercall"));
   }
 }
 
 TEST_P(VmTest, ProtocolViolationsAreInvalidArgument) {
   for (const char* function : {"unknown_hypercall", "wait_again"}) {
-    SCOPED_TRACE(function);
-    auto vm = Boot();
-    ASSERT_NE(vm, nullptr);
-    auto reply = vm->Call(function, "");
-    EXPECT_EQ(reply.status().code(), absl::StatusCode::kInvalidArgument)
-        << reply.status();
-    ExpectRefusesFurtherCalls(*vm);
+    absl::Status status = FatalCallOnFreshVm(function);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument)
+        << function << ": " << status;
   }
 }
 
 TEST_P(VmTest, AbortCarriesTheGuestMessage) {
-  auto vm = Boot();
-  ASSERT_NE(vm, nullptr);
-  auto reply = vm->Call("abort_me", "");
-  EXPECT_EQ(reply.status().code(), absl::StatusCode::kAborted);
-  EXPECT_THAT(reply.status().message(), HasSubstr("guest gave up on purpose"));
-  ExpectRefusesFurtherCalls(*vm);
+  absl::Status status = FatalCallOnFreshVm("abort_me");
+  EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(status.message(), HasSubstr("guest gave up on purpose"));
 }
 
 TEST_P(VmTest, GuestStateSurvivesBetweenCalls) {

@@ -86,6 +86,13 @@ class UnicornBackend final : public backend::Backend {
     return value;
   }
   void Park();
+  void StopForUnhandledIo(uint32_t port) {
+    Exit exit;
+    exit.reason = Exit::Reason::kUnhandledIo;
+    exit.address = port;
+    exit.rip = Reg(UC_X86_REG_RIP);
+    Stop(std::move(exit));
+  }
   Exit ExceptionExit(uint32_t vector);
   void Stop(Exit exit) {
     if (!pending_exit_) pending_exit_ = std::move(exit);
@@ -111,11 +118,7 @@ void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
                            void* opaque) {
   auto* self = static_cast<UnicornBackend*>(opaque);
   if (port != THAW_HYPERCALL_PORT || size != 4) {
-    Exit exit;
-    exit.reason = Exit::Reason::kUnhandledIo;
-    exit.address = port;
-    exit.rip = self->Reg(UC_X86_REG_RIP);
-    self->Stop(std::move(exit));
+    self->StopForUnhandledIo(port);
     return;
   }
   backend::Hypercall call{value, self->Reg(UC_X86_REG_RDI),
@@ -159,12 +162,7 @@ void UnicornBackend::Park() {
 }
 
 uint32_t UnicornBackend::OnIn(uc_engine*, uint32_t port, int, void* opaque) {
-  auto* self = static_cast<UnicornBackend*>(opaque);
-  Exit exit;
-  exit.reason = Exit::Reason::kUnhandledIo;
-  exit.address = port;
-  exit.rip = self->Reg(UC_X86_REG_RIP);
-  self->Stop(std::move(exit));
+  static_cast<UnicornBackend*>(opaque)->StopForUnhandledIo(port);
   return 0xFFFFFFFF;
 }
 

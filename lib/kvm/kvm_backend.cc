@@ -348,15 +348,18 @@ absl::StatusOr<Exit> KvmBackend::Run(backend::HypercallHandler& handler) {
 }
 
 absl::StatusOr<VcpuState> KvmBackend::GetState() {
-  auto regs = ReadRegs();
-  if (!regs.ok()) return regs.status();
-  if (!sync_regs_ || !(run_->kvm_dirty_regs & KVM_SYNC_X86_REGS)) {
-    kvm_regs fresh{};
-    if (absl::Status s = Ioctl(KVM_GET_REGS, &fresh, "GET_REGS"); !s.ok()) {
-      return s;
-    }
-    regs = fresh;
+  // A register write still pending in the sync area (a hypercall result)
+  // is newer than what KVM_GET_REGS would report.
+  kvm_regs fresh{};
+  const bool pending_write =
+      sync_regs_ && (run_->kvm_dirty_regs & KVM_SYNC_X86_REGS);
+  if (pending_write) {
+    fresh = run_->s.regs.regs;
+  } else if (absl::Status s = Ioctl(KVM_GET_REGS, &fresh, "GET_REGS");
+             !s.ok()) {
+    return s;
   }
+  const kvm_regs* regs = &fresh;
   kvm_sregs sregs{};
   if (absl::Status s = Ioctl(KVM_GET_SREGS, &sregs, "GET_SREGS"); !s.ok()) {
     return s;
