@@ -20,7 +20,20 @@ absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::Create(
                        errno);
   }
   return std::unique_ptr<GuestMemory>(
-      new GuestMemory(static_cast<uint8_t*>(base), size));
+      new GuestMemory(static_cast<uint8_t*>(base), size, false));
+}
+
+absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::MapPrivate(
+    int fd, uint64_t size) {
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  if (base == MAP_FAILED) {
+    return ErrnoStatus(
+        absl::StrCat("mmap ", size, " bytes of guest memory copy-on-write"),
+        errno);
+  }
+  return std::unique_ptr<GuestMemory>(
+      new GuestMemory(static_cast<uint8_t*>(base), size, true));
 }
 
 GuestMemory::~GuestMemory() { munmap(base_, size_); }

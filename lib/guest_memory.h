@@ -1,6 +1,8 @@
 // GuestMemory: the host mapping that backs guest-physical memory.
 //
-// Guest-physical address 0 maps to the start of one anonymous host mapping.
+// Guest-physical address 0 maps to the start of one host mapping: anonymous
+// memory (a booted or eagerly/lazily restored Vm), or a private copy-on-write
+// mapping of a file holding a snapshot's decompressed image (shared base).
 // Every access to guest memory by an address the guest (or a file) supplied
 // goes through Slice(), the single place where such addresses are checked,
 // so a hostile guest can never make the host touch memory outside it.
@@ -26,12 +28,18 @@ class GuestMemory {
  public:
   // Maps `size` bytes of zeroed memory (lazily allocated by the kernel).
   static absl::StatusOr<std::unique_ptr<GuestMemory>> Create(uint64_t size);
+  // Maps `size` bytes of `fd` MAP_PRIVATE: reads see the file, writes go to
+  // private copies of the pages and never reach the file.
+  static absl::StatusOr<std::unique_ptr<GuestMemory>> MapPrivate(int fd,
+                                                                 uint64_t size);
   ~GuestMemory();
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
 
   uint64_t size() const { return size_; }
   uint8_t* host_base() const { return base_; }
+  // True for MapPrivate() memory.
+  bool file_backed() const { return file_backed_; }
 
   // Host view of guest range [address, address + length). OutOfRange, naming
   // `what`, if any byte of it lies outside guest memory (overflow-safe).
@@ -56,9 +64,11 @@ class GuestMemory {
   }
 
  private:
-  GuestMemory(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  GuestMemory(uint8_t* base, uint64_t size, bool file_backed)
+      : base_(base), size_(size), file_backed_(file_backed) {}
   uint8_t* base_;
   uint64_t size_;
+  bool file_backed_;
 };
 
 }  // namespace thaw

@@ -25,7 +25,7 @@
 #include <stdint.h>
 #endif
 
-#define THAW_ABI_VERSION 1u
+#define THAW_ABI_VERSION 2u
 
 /* The I/O port a guest writes the hypercall number to (`out %eax, %dx`). */
 #define THAW_HYPERCALL_PORT 0x7A00
@@ -45,6 +45,14 @@ enum thaw_hypercall {
   THAW_HC_HOST_CALL = 4,
   /* abort(ptr, len): give up; the current call fails with the message. */
   THAW_HC_ABORT = 5,
+};
+
+/* What the host asks for when wait/reply returns (thaw_boot_info.request). */
+enum thaw_request {
+  /* Run the function named in function_name. */
+  THAW_REQUEST_CALL = 0,
+  /* Run the before-snapshot hook, then reply; a snapshot follows. */
+  THAW_REQUEST_BEFORE_SNAPSHOT = 1,
 };
 
 /* Status codes the host returns to the guest in RAX. */
@@ -75,7 +83,7 @@ enum thaw_hypercall {
 struct thaw_boot_info {
   uint64_t magic;
   uint32_t abi_version;
-  uint32_t reserved0;
+  uint32_t request; /* enum thaw_request: what the pending call is */
   uint64_t memory_size;
   uint64_t heap_start; /* first free byte after the image, page-aligned */
   uint64_t heap_end;   /* one past the last heap byte */
@@ -84,9 +92,11 @@ struct thaw_boot_info {
   uint64_t output_addr;
   uint64_t output_capacity;
   uint64_t stack_top;
-  /* Incremented by every restore of a snapshot (0 for a booted VM). */
+  /* 0 for a booted VM; every restore and reset writes the snapshot's value
+   * plus one. A guest that sees it change was restored. */
   uint64_t restore_generation;
-  /* Fresh random bytes from the host at boot and at every restore. */
+  /* Fresh random bytes from the host at boot, at every restore and reset:
+   * two clones of one snapshot never see the same. */
   uint8_t entropy[32];
   /* The pending call, valid when wait/reply returns. */
   char function_name[THAW_FUNCTION_NAME_MAX + 1]; /* NUL-terminated */

@@ -68,6 +68,15 @@ typedef struct thaw_function_entry {
 /* Defines the guest's init, run once before it parks (the snapshot point). */
 #define THAW_INIT() void thaw_init(void)
 
+/* Defines a hook run just before the host takes a snapshot: drop secrets,
+ * tokens and connections here, so they never reach the snapshot file. */
+#define THAW_BEFORE_SNAPSHOT() void thaw_before_snapshot(void)
+
+/* Defines a hook run before the first call after a restore (or reset): the
+ * VM may be one of many clones, so reseed RNGs and regenerate unique IDs
+ * from thaw_entropy() here. */
+#define THAW_AFTER_RESTORE() void thaw_after_restore(void)
+
 /* Raw hypercall (see thaw/abi.h). Prefer the wrappers below. */
 int64_t thaw_hypercall(uint64_t number, uint64_t arg0, uint64_t arg1,
                        uint64_t arg2, uint64_t arg3);
@@ -87,6 +96,11 @@ __attribute__((noreturn)) void thaw_abort(const char* message);
 
 /* The boot-info page: memory layout, restore generation, entropy. */
 const struct thaw_boot_info* thaw_boot_info(void);
+
+/* 0 in a booted VM; changes with every restore and reset. */
+uint64_t thaw_restore_generation(void);
+/* 32 random bytes from the host, new at boot and at every restore/reset. */
+const uint8_t* thaw_entropy(void);
 
 /* Copies `size` bytes to the end of out->data; THAW_ERR_TOO_LARGE if they
  * do not fit in out->capacity. */

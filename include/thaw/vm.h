@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "thaw/snapshot.h"
 
 namespace thaw {
 
@@ -83,6 +84,9 @@ struct PhaseReport {
   absl::Duration create;     // memory, backend and vCPU set-up
   absl::Duration load;       // ELF parsing and copy into guest memory
   absl::Duration boot;       // from first instruction to the park point
+  absl::Duration restore;    // Vm::Restore(), for a restored Vm
+  absl::Duration snapshot;   // the most recent Snapshot()
+  absl::Duration reset;      // the most recent Reset()
   uint64_t calls = 0;        // completed Call()s, successful or not
   absl::Duration last_call;  // the most recent Call()
   absl::Duration total_calls;
@@ -127,6 +131,33 @@ class Vm {
   // After NotFound, ResourceExhausted or a function error the Vm stays usable.
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
+
+  // Restores the snapshot at `path` into a new Vm, parked where it was taken
+  // and ready for Call(). The guest sees a new restore generation and fresh
+  // entropy in its boot-info page, and its after-restore hook runs before
+  // the first call. DataLoss names the file and the damage for a corrupt
+  // snapshot; FailedPrecondition for one this build or backend cannot run.
+  static absl::StatusOr<std::unique_ptr<Vm>> Restore(
+      const std::string& path, const RestoreOptions& options = {});
+
+  // Writes a snapshot of this parked Vm to `path` (atomically: a crash or a
+  // full disk never leaves a partial file there). The guest's before-snapshot
+  // hook runs first, so it can drop secrets from memory.
+  absl::Status Snapshot(const std::string& path,
+                        const SnapshotOptions& options = {});
+
+  // Returns a Vm restored with RestoreEngine::kSharedBase to its snapshot:
+  // only the pages written since are restored, plus the vCPU state, and the
+  // guest sees a new restore generation and fresh entropy. Works on a Vm
+  // whose call failed, too. FailedPrecondition for other Vms.
+  absl::Status Reset();
+
+  // For a Vm restored with record_working_set: writes the chunks the restore
+  // and the first call touched into the snapshot it came from (rewriting it
+  // atomically, working set first), for later kLazyPrefetch restores.
+  absl::Status WriteWorkingSet();
+
+  RestoreStats restore_stats() const;
 
   // Makes `fn` callable by the guest as `name`. Replaces an earlier one.
   absl::Status RegisterHostFunction(std::string name, HostFunction fn);

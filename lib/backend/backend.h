@@ -80,6 +80,14 @@ class Backend {
   // ClearInterrupt(). Async-safe with respect to Run() on another thread.
   virtual void Interrupt() = 0;
   virtual void ClearInterrupt() = 0;
+
+  // Guest memory in [address, address + size) was replaced behind the
+  // vCPU's back (Vm::Reset): drop anything decoded from it. KVM reads
+  // memory afresh and needs nothing.
+  virtual void DiscardCachedCode(uint64_t address, uint64_t size) {
+    (void)address;
+    (void)size;
+  }
 };
 
 // Creates a backend of `kind` over `memory`. kAuto tries KVM, then falls back

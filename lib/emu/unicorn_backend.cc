@@ -78,6 +78,11 @@ class UnicornBackend final : public backend::Backend {
   void ClearInterrupt() override {
     interrupted_.store(false, std::memory_order_release);
   }
+  void DiscardCachedCode(uint64_t address, uint64_t size) override {
+    // Unicorn notices guest writes to translated code, but not memory the
+    // host replaced; drop translations of the range.
+    uc_ctl_remove_cache(uc_, address, address + size);
+  }
 
  private:
   uint64_t Reg(int id) {

@@ -8,8 +8,16 @@ void thaw_heap_init(uint64_t start, uint64_t end);
 
 static const struct thaw_boot_info* g_boot_info;
 
-/* Guests that define no THAW_INIT get this one. */
+/* Guests that define no THAW_INIT (or hooks) get these. */
 __attribute__((weak)) void thaw_init(void) {}
+__attribute__((weak)) void thaw_before_snapshot(void) {}
+__attribute__((weak)) void thaw_after_restore(void) {}
+
+uint64_t thaw_restore_generation(void) {
+  return g_boot_info->restore_generation;
+}
+
+const uint8_t* thaw_entropy(void) { return g_boot_info->entropy; }
 
 const struct thaw_boot_info* thaw_boot_info(void) { return g_boot_info; }
 
@@ -57,8 +65,18 @@ void thaw_main(const struct thaw_boot_info* info) {
   thaw_heap_init(info->heap_start, info->heap_end);
   thaw_init();
   /* Parked: the snapshot point. Each reply parks again until the next call. */
+  uint64_t generation = info->restore_generation;
   thaw_hypercall(THAW_HC_WAIT, 0, 0, 0, 0);
   for (;;) {
+    if (info->request == THAW_REQUEST_BEFORE_SNAPSHOT) {
+      thaw_before_snapshot();
+      thaw_hypercall(THAW_HC_REPLY, 0, 0, 0, 0);
+      continue;
+    }
+    if (info->restore_generation != generation) {
+      generation = info->restore_generation;
+      thaw_after_restore();
+    }
     const thaw_function_entry* entry = find_function(info->function_name);
     thaw_output out = {(uint8_t*)info->output_addr, 0, info->output_capacity};
     uint64_t status = THAW_REPLY_NO_SUCH_FUNCTION;

@@ -194,4 +194,36 @@ backend::Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
   return s;
 }
 
+absl::Status CheckPortableState(const backend::VcpuState& s) {
+  // VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT.
+  constexpr uint64_t kPortableCr4 = 0x7FF;
+  constexpr uint64_t kEferSce = 1ull << 0, kEferNxe = 1ull << 11;
+  if ((s.cr0 & (kCr0Pe | kCr0Pg)) != (kCr0Pe | kCr0Pg) ||
+      (s.cr4 & kCr4Pae) == 0 ||
+      (s.efer & (kEferLme | kEferLma)) != (kEferLme | kEferLma) || !s.cs.l) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vCPU state is not 64-bit long mode (CR0 0x%x, CR4 0x%x, EFER 0x%x)",
+        s.cr0, s.cr4, s.efer));
+  }
+  if (uint64_t extra = s.cr4 & ~kPortableCr4; extra != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vCPU state uses CR4 bit %d, a CPU feature not every thaw backend "
+        "offers",
+        __builtin_ctzll(extra)));
+  }
+  if (uint64_t extra = s.efer & ~(kEferSce | kEferLme | kEferLma | kEferNxe);
+      extra != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vCPU state uses EFER bit %d, a CPU feature not every thaw backend "
+        "offers",
+        __builtin_ctzll(extra)));
+  }
+  if ((s.fpu.mxcsr & 0xFFFF0000u) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("vCPU state has reserved MXCSR bits set (0x%x)",
+                        s.fpu.mxcsr));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace thaw::x86

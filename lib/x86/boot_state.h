@@ -49,6 +49,12 @@ absl::StatusOr<backend::VcpuState> BuildLongModeBootState(GuestMemory& memory);
 backend::Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
                                uint16_t gdt_limit, uint16_t selector);
 
+// OK if `state` is a long-mode state that both backends can load: PE and
+// PG, PAE, LME and LMA set, and no CR4 or EFER feature bit beyond those every
+// thaw backend offers (a snapshot using one would misbehave later on a
+// backend without it). FailedPrecondition naming the first bit otherwise.
+absl::Status CheckPortableState(const backend::VcpuState& state);
+
 }  // namespace thaw::x86
 
 #endif  // THAW_LIB_X86_BOOT_STATE_H_

@@ -1,0 +1,125 @@
+#include "snapshot/atomic_file.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "lib/errno_status.h"
+
+namespace thaw::snapshot {
+namespace {
+
+constexpr size_t kBufferSize = 1 << 20;
+
+absl::Status WriteFull(int fd, const uint8_t* data, size_t size,
+                       uint64_t offset) {
+  while (size > 0) {
+    ssize_t n = pwrite(fd, data, size, offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("write", errno);
+    }
+    data += n;
+    size -= n;
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(
+    std::string path) {
+  std::string temp = absl::StrCat(path, ".tmp-XXXXXX");
+  int fd = mkostemp(temp.data(), O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus(absl::StrCat("create snapshot \"", path, "\""), errno);
+  }
+  auto file = std::unique_ptr<AtomicFile>(
+      new AtomicFile(std::move(path), std::move(temp), fd));
+  file->buffer_.reserve(kBufferSize);
+  return file;
+}
+
+AtomicFile::~AtomicFile() {
+  close(fd_);
+  if (!committed_) unlink(temp_path_.c_str());
+}
+
+absl::Status AtomicFile::Error(absl::string_view what, int error_number) const {
+  return ErrnoStatus(absl::StrCat(what, " snapshot \"", path_, "\""),
+                     error_number);
+}
+
+absl::Status AtomicFile::Flush() {
+  if (buffer_.empty()) return absl::OkStatus();
+  absl::Status s =
+      WriteFull(fd_, buffer_.data(), buffer_.size(), size_ - buffer_.size());
+  buffer_.clear();
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,
+                                               "\": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFile::Append(absl::Span<const uint8_t> bytes) {
+  size_ += bytes.size();
+  if (buffer_.size() + bytes.size() > kBufferSize) {
+    // Flush what is buffered (its offset is size_ before this append).
+    size_ -= bytes.size();
+    if (absl::Status s = Flush(); !s.ok()) return s;
+    size_ += bytes.size();
+    if (bytes.size() >= kBufferSize) {
+      absl::Status s =
+          WriteFull(fd_, bytes.data(), bytes.size(), size_ - bytes.size());
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,
+                                                   "\": ", s.message()));
+      }
+      return absl::OkStatus();
+    }
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFile::WriteAt(uint64_t offset,
+                                 absl::Span<const uint8_t> bytes) {
+  if (absl::Status s = Flush(); !s.ok()) return s;
+  if (offset > size_ || bytes.size() > size_ - offset) {
+    return absl::InternalError("AtomicFile::WriteAt past the end");
+  }
+  absl::Status s = WriteFull(fd_, bytes.data(), bytes.size(), offset);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,
+                                               "\": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFile::Commit() {
+  if (absl::Status s = Flush(); !s.ok()) return s;
+  if (fsync(fd_) != 0) return Error("fsync", errno);
+  if (rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    return Error("rename into place", errno);
+  }
+  committed_ = true;
+  // The rename is durable only once the directory is synced.
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  if (dir.empty()) dir = std::filesystem::path(".");
+  int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    fsync(dir_fd);
+    close(dir_fd);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace thaw::snapshot

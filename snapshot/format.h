@@ -1,0 +1,55 @@
+// The on-disk constants of a thaw snapshot file. The prose specification,
+// byte by byte, is doc/snapshot-format.md; the two are kept in step and a
+// change to either is a change to the other.
+//
+//   [0, 64)                      header (FileHeader below, little-endian)
+//   [data_offset, +data_size)    memory frames: each an independent zstd
+//                                frame or a raw chunk, working set first
+//   [manifest_offset, +size)     the manifest (snapshot/manifest.proto)
+//
+// Compatibility: a reader opens files of its own major version and any minor
+// version up to its own; anything else is FailedPrecondition.
+#ifndef THAW_SNAPSHOT_FORMAT_H_
+#define THAW_SNAPSHOT_FORMAT_H_
+
+#include <cstdint>
+
+namespace thaw::snapshot {
+
+inline constexpr char kMagic[8] = {'T', 'H', 'A', 'W', 'S', 'N', 'A', 'P'};
+inline constexpr uint16_t kMajorVersion = 1;
+inline constexpr uint16_t kMinorVersion = 0;
+inline constexpr uint32_t kArchX86_64 = 1;
+
+inline constexpr uint64_t kHeaderSize = 64;
+// Field offsets inside the header.
+inline constexpr uint64_t kHeaderMagicOffset = 0;
+inline constexpr uint64_t kHeaderMajorOffset = 8;
+inline constexpr uint64_t kHeaderMinorOffset = 10;
+inline constexpr uint64_t kHeaderArchOffset = 12;
+inline constexpr uint64_t kHeaderDataOffsetOffset = 16;
+inline constexpr uint64_t kHeaderDataSizeOffset = 24;
+inline constexpr uint64_t kHeaderManifestOffsetOffset = 32;
+inline constexpr uint64_t kHeaderManifestSizeOffset = 40;
+inline constexpr uint64_t kHeaderManifestHashOffset = 48;
+inline constexpr uint64_t kHeaderHashOffset = 56;  // XXH3-64 of bytes [0, 56)
+
+// A reader refuses manifests larger than this before parsing them.
+inline constexpr uint64_t kMaxManifestSize = 256ull << 20;
+
+// Chunk sizes: a power of two in [kMinChunkSize, kMaxChunkSize].
+inline constexpr uint32_t kDefaultChunkSize = 64u << 10;
+inline constexpr uint32_t kMinChunkSize = 4u << 10;
+inline constexpr uint32_t kMaxChunkSize = 4u << 20;
+
+// A Manifest.memory.chunk_frame value that is not a frame index: in a diff
+// snapshot, the chunk is the parent's.
+inline constexpr uint32_t kParentChunk = 0xFFFFFFFEu;
+
+// Diff-snapshot chains longer than this are refused (they are also how a
+// cycle of parents would show).
+inline constexpr int kMaxChainDepth = 64;
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_FORMAT_H_

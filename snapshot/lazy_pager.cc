@@ -1,0 +1,305 @@
+#include "snapshot/lazy_pager.h"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "lib/errno_status.h"
+#include "snapshot/uring_reader.h"
+
+namespace thaw::snapshot {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr size_t kPrefetchBatch = 64;
+
+absl::StatusOr<int> OpenUserfaultfd() {
+  // Not UFFD_USER_MODE_ONLY: KVM touches guest memory from the kernel.
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd < 0) {
+    return ErrnoStatus(
+        "userfaultfd (the lazy engines need it; root, CAP_SYS_PTRACE or "
+        "vm.unprivileged_userfaultfd=1)",
+        errno);
+  }
+  uffdio_api api{};
+  api.api = UFFD_API;
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    int e = errno;
+    close(fd);
+    return ErrnoStatus("UFFDIO_API", e);
+  }
+  return fd;
+}
+
+struct AlignedFree {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<uint8_t, AlignedFree>;
+AlignedBuffer NewAligned(size_t size) {
+  return AlignedBuffer(static_cast<uint8_t*>(std::aligned_alloc(kPage, size)));
+}
+
+}  // namespace
+
+LazyPager::LazyPager(std::shared_ptr<const SnapshotImage> image,
+                     uint8_t* memory, RestoreCounters& counters,
+                     Options options)
+    : image_(std::move(image)),
+      memory_(memory),
+      size_(image_->memory_size()),
+      chunk_size_(image_->chunk_size()),
+      counters_(counters),
+      options_(std::move(options)),
+      state_(new std::atomic<uint8_t>[image_->chunk_count()]),
+      recording_(options_.record) {
+  for (uint64_t c = 0; c < image_->chunk_count(); ++c) state_[c] = kAbsent;
+}
+
+absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
+    std::shared_ptr<const SnapshotImage> image, uint8_t* memory,
+    RestoreCounters& counters, Options options) {
+  std::unique_ptr<LazyPager> pager(
+      new LazyPager(std::move(image), memory, counters, std::move(options)));
+  auto uffd = OpenUserfaultfd();
+  if (!uffd.ok()) return uffd.status();
+  pager->uffd_ = *uffd;
+  pager->stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (pager->stop_fd_ < 0) return ErrnoStatus("eventfd", errno);
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<uint64_t>(memory);
+  reg.range.len = pager->size_;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  // Safe: the range is the Vm's own guest-memory mapping.
+  if (ioctl(pager->uffd_, UFFDIO_REGISTER, &reg) != 0) {
+    return ErrnoStatus("UFFDIO_REGISTER guest memory", errno);
+  }
+  constexpr uint64_t kNeeded = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
+  if ((reg.ioctls & kNeeded) != kNeeded) {
+    return absl::UnavailableError(
+        "userfaultfd: this kernel lacks UFFDIO_COPY or UFFDIO_ZEROPAGE for "
+        "anonymous memory");
+  }
+  pager->server_ = std::thread([p = pager.get()] { p->ServeFaults(); });
+  if (pager->options_.prefetch &&
+      pager->image_->manifest().working_set_size() > 0) {
+    pager->prefetcher_ =
+        std::thread([p = pager.get()] { p->PrefetchWorkingSet(); });
+  }
+  return pager;
+}
+
+LazyPager::~LazyPager() {
+  stopping_.store(true);
+  if (stop_fd_ >= 0) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof(one));
+  }
+  if (prefetcher_.joinable()) prefetcher_.join();
+  if (server_.joinable()) server_.join();
+  if (uffd_ >= 0) close(uffd_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
+
+std::vector<uint32_t> LazyPager::StopRecording() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  recording_ = false;
+  return std::move(touched_);
+}
+
+absl::Status LazyPager::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+void LazyPager::WaitForPrefetch() {
+  if (prefetcher_.joinable()) prefetcher_.join();
+}
+
+void LazyPager::Fail(const absl::Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error_.ok()) return;
+    error_ = status;
+  }
+  if (options_.on_error) options_.on_error(status);
+}
+
+bool LazyPager::Claim(uint64_t chunk) {
+  uint8_t expected = kAbsent;
+  return state_[chunk].compare_exchange_strong(expected, kClaimed,
+                                               std::memory_order_acq_rel);
+}
+
+void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
+  thread_local AlignedBuffer buffer;
+  thread_local size_t buffer_size = 0;
+  if (buffer_size != chunk_size_) {
+    buffer = NewAligned(chunk_size_);
+    buffer_size = chunk_size_;
+  }
+  const uint64_t dst = reinterpret_cast<uint64_t>(memory_) + chunk * chunk_size_;
+  bool zero = stored == nullptr;
+  if (!zero) {
+    SnapshotImage::Location where = image_->Locate(chunk);
+    const SnapshotFile& file = *image_->files()[where.file];
+    absl::Status s = file.DecodeFrame(
+        where.frame, absl::MakeConstSpan(stored, file.FrameSize(where.frame)),
+        absl::MakeSpan(buffer.get(), chunk_size_));
+    if (!s.ok()) {
+      Fail(s);
+      zero = true;  // never hand the guest bytes that failed their checksum
+    }
+  }
+  // Both ioctls may stop early (EAGAIN while the address space changes);
+  // pages already present (EEXIST) cannot happen for a claimed chunk but are
+  // skipped rather than retried forever.
+  uint64_t done = 0;
+  while (done < chunk_size_) {
+    long rc;
+    int64_t progressed;
+    if (zero) {
+      uffdio_zeropage z{};
+      z.range.start = dst + done;
+      z.range.len = chunk_size_ - done;
+      rc = ioctl(uffd_, UFFDIO_ZEROPAGE, &z);
+      progressed = z.zeropage;
+    } else {
+      uffdio_copy copy{};
+      copy.dst = dst + done;
+      copy.src = reinterpret_cast<uint64_t>(buffer.get()) + done;
+      copy.len = chunk_size_ - done;
+      rc = ioctl(uffd_, UFFDIO_COPY, &copy);
+      progressed = copy.copy;
+    }
+    if (rc == 0) break;
+    if (progressed > 0) {
+      done += progressed;
+    } else if (errno == EEXIST) {
+      done += kPage;
+    } else if (errno != EAGAIN) {
+      Fail(ErrnoStatus(absl::StrFormat("userfaultfd install of chunk %d", chunk),
+                       errno));
+      break;
+    }
+  }
+  state_[chunk].store(kInstalled, std::memory_order_release);
+}
+
+void LazyPager::ServeFaults() {
+  UringReader reader(4);
+  AlignedBuffer stored = NewAligned(chunk_size_);
+  pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  uffd_msg messages[16];
+  while (true) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      Fail(ErrnoStatus("poll on userfaultfd", errno));
+      return;
+    }
+    if (fds[1].revents & POLLIN) return;
+    ssize_t n = read(uffd_, messages, sizeof(messages));
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      Fail(ErrnoStatus("read userfaultfd", errno));
+      return;
+    }
+    for (size_t i = 0; i < n / sizeof(uffd_msg); ++i) {
+      if (messages[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      const uint64_t address = messages[i].arg.pagefault.address;
+      const uint64_t offset = address - reinterpret_cast<uint64_t>(memory_);
+      if (offset >= size_) continue;
+      const uint64_t chunk = offset / chunk_size_;
+      ++counters_.faults;
+      if (!Claim(chunk)) {
+        // Installed already, or the prefetcher holds it and its copy will
+        // wake the faulting thread. Wake it in case it raced the install.
+        uffdio_range range{address & ~(kPage - 1), kPage};
+        ioctl(uffd_, UFFDIO_WAKE, &range);
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (recording_) touched_.push_back(chunk);
+      }
+      SnapshotImage::Location where = image_->Locate(chunk);
+      if (where.zero()) {
+        ++counters_.zero_chunks;
+        Install(chunk, nullptr);
+        continue;
+      }
+      const SnapshotFile& file = *image_->files()[where.file];
+      FileRead read{file.fd(), file.FrameOffset(where.frame),
+                    file.FrameSize(where.frame), stored.get()};
+      if (absl::Status s = reader.ReadAll({&read, 1}, file.path()); !s.ok()) {
+        Fail(s);
+        Install(chunk, nullptr);
+        continue;
+      }
+      ++counters_.chunks_read;
+      counters_.bytes_read += read.size;
+      Install(chunk, stored.get());
+    }
+  }
+}
+
+void LazyPager::PrefetchWorkingSet() {
+  UringReader reader(kPrefetchBatch);
+  const auto& working_set = image_->manifest().working_set();
+  std::vector<uint8_t> buffer(kPrefetchBatch * size_t{chunk_size_});
+  std::vector<FileRead> reads;
+  std::vector<uint64_t> claimed;
+  int next = 0;
+  while (next < working_set.size() && !stopping_.load()) {
+    reads.clear();
+    claimed.clear();
+    // One batch: up to kPrefetchBatch claimed chunks from one file.
+    int file_index = -1;
+    while (next < working_set.size() && claimed.size() < kPrefetchBatch) {
+      const uint64_t chunk = working_set[next];
+      SnapshotImage::Location where = image_->Locate(chunk);
+      if (!where.zero() && file_index >= 0 &&
+          static_cast<int>(where.file) != file_index) {
+        break;
+      }
+      ++next;
+      if (!Claim(chunk)) continue;
+      if (where.zero()) {
+        Install(chunk, nullptr);
+        ++counters_.prefetched;
+        continue;
+      }
+      file_index = where.file;
+      const SnapshotFile& file = *image_->files()[where.file];
+      reads.push_back({file.fd(), file.FrameOffset(where.frame),
+                       file.FrameSize(where.frame),
+                       buffer.data() + claimed.size() * size_t{chunk_size_}});
+      claimed.push_back(chunk);
+    }
+    if (claimed.empty()) continue;
+    const SnapshotFile& file = *image_->files()[file_index];
+    absl::Status s = reader.ReadAll(reads, file.path());
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      if (!s.ok()) {
+        Fail(s);
+        Install(claimed[i], nullptr);
+        continue;
+      }
+      ++counters_.chunks_read;
+      counters_.bytes_read += reads[i].size;
+      ++counters_.prefetched;
+      Install(claimed[i], reads[i].buffer);
+    }
+  }
+}
+
+}  // namespace thaw::snapshot

@@ -1,0 +1,100 @@
+// LazyPager: the lazy restore engine. Guest memory starts empty and is
+// registered with userfaultfd; the first touch of a page (by the vCPU, or by
+// the host writing a call's input) blocks in the kernel until the pager's
+// thread has read the page's chunk (io_uring), decompressed it and installed
+// the whole chunk with UFFDIO_COPY (UFFDIO_ZEROPAGE for zero chunks). Chunks
+// nobody touches are never read.
+//
+// With prefetch, a second thread streams the snapshot's recorded working set
+// in (batched io_uring reads; the writer stores those frames first, so the
+// batch is one sequential stretch of the file) and installs it while the
+// vCPU already runs. Chunks are claimed atomically, so a chunk the vCPU
+// faults on while the prefetcher holds it is installed once, and the
+// prefetcher's UFFDIO_COPY wakes the waiting thread.
+//
+// A frame that fails its checksum cannot be served: the pager installs zeros
+// (so no thread stays blocked), remembers the error and calls on_error, and
+// the Vm fails the call that touched it. The guest never gets bad bytes as
+// good ones.
+//
+// Thread safety: the public methods may be called from any thread.
+#ifndef THAW_SNAPSHOT_LAZY_PAGER_H_
+#define THAW_SNAPSHOT_LAZY_PAGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "snapshot/restore_counters.h"
+#include "snapshot/snapshot_file.h"
+
+namespace thaw::snapshot {
+
+class LazyPager {
+ public:
+  struct Options {
+    bool prefetch = false;  // stream the recorded working set in
+    bool record = false;    // record chunks in first-touch order
+    std::function<void(const absl::Status&)> on_error;
+  };
+
+  // `memory` (size image->memory_size(), page-aligned, anonymous and never
+  // touched) is registered with a new userfaultfd.
+  static absl::StatusOr<std::unique_ptr<LazyPager>> Start(
+      std::shared_ptr<const SnapshotImage> image, uint8_t* memory,
+      RestoreCounters& counters, Options options);
+  ~LazyPager();
+  LazyPager(const LazyPager&) = delete;
+  LazyPager& operator=(const LazyPager&) = delete;
+
+  // Chunks touched since Start, in first-touch order (when recording).
+  std::vector<uint32_t> StopRecording();
+  bool installed(uint64_t chunk) const {
+    return state_[chunk].load(std::memory_order_acquire) == kInstalled;
+  }
+  // The first error met serving a fault, or OK.
+  absl::Status error() const;
+  // Waits until the prefetch thread has finished (for tests and benchmarks).
+  void WaitForPrefetch();
+
+ private:
+  enum : uint8_t { kAbsent = 0, kClaimed = 1, kInstalled = 2 };
+
+  LazyPager(std::shared_ptr<const SnapshotImage> image, uint8_t* memory,
+            RestoreCounters& counters, Options options);
+  bool Claim(uint64_t chunk);
+  // Installs a claimed chunk whose stored bytes are in `stored` (nullptr for
+  // a zero chunk); on a bad frame installs zeros and records the error.
+  void Install(uint64_t chunk, const uint8_t* stored);
+  void ServeFaults();
+  void PrefetchWorkingSet();
+  void Fail(const absl::Status& status);
+
+  std::shared_ptr<const SnapshotImage> image_;
+  uint8_t* memory_;
+  uint64_t size_;
+  uint32_t chunk_size_;
+  RestoreCounters& counters_;
+  Options options_;
+  int uffd_ = -1;
+  int stop_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<std::atomic<uint8_t>[]> state_;
+  std::thread server_;
+  std::thread prefetcher_;
+
+  mutable std::mutex mutex_;
+  bool recording_ = false;
+  std::vector<uint32_t> touched_;
+  absl::Status error_;
+};
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_LAZY_PAGER_H_

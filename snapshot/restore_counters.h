@@ -1,0 +1,20 @@
+// Counters the restore engines keep, read by Vm::restore_stats().
+#ifndef THAW_SNAPSHOT_RESTORE_COUNTERS_H_
+#define THAW_SNAPSHOT_RESTORE_COUNTERS_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace thaw::snapshot {
+
+struct RestoreCounters {
+  std::atomic<uint64_t> faults{0};        // userfaultfd faults served
+  std::atomic<uint64_t> chunks_read{0};   // frames read and decoded
+  std::atomic<uint64_t> bytes_read{0};    // stored bytes read from files
+  std::atomic<uint64_t> zero_chunks{0};   // zero chunks installed lazily
+  std::atomic<uint64_t> prefetched{0};    // chunks installed by prefetch
+};
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_RESTORE_COUNTERS_H_

@@ -1,0 +1,380 @@
+#include "snapshot/snapshot_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/errno_status.h"
+#include "snapshot/format.h"
+#include "snapshot/little_endian.h"
+#include "thaw/abi.h"
+
+namespace thaw::snapshot {
+namespace {
+
+constexpr uint64_t kMaxMemorySize = 64ull << 30;
+
+// pread all of `out` at `offset`; DataLoss on a short file.
+absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset,
+                       const std::string& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = pread(fd, out.data() + done, out.size() - done, offset + done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(absl::StrCat("read snapshot \"", path, "\""), errno);
+    }
+    if (n == 0) {
+      return absl::DataLossError(absl::StrFormat(
+          "snapshot \"%s\": file ends at byte %d, inside a range that should "
+          "reach byte %d",
+          path, offset + done, offset + out.size()));
+    }
+    done += n;
+  }
+  return absl::OkStatus();
+}
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+ContentHash HashContent(absl::Span<const uint8_t> bytes) {
+  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  return {h.low64, h.high64};
+}
+
+uint64_t HashStored(absl::Span<const uint8_t> bytes) {
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotFile>> SnapshotFile::Open(
+    const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus(absl::StrCat("open snapshot \"", path, "\""), errno);
+  }
+  std::shared_ptr<SnapshotFile> file(new SnapshotFile(path, fd));
+  if (absl::Status s = file->Load(); !s.ok()) return s;
+  return file;
+}
+
+SnapshotFile::~SnapshotFile() { close(fd_); }
+
+absl::Status SnapshotFile::Corrupt(absl::string_view what) const {
+  return absl::DataLossError(absl::StrCat("snapshot \"", path_, "\": ", what));
+}
+
+absl::Status SnapshotFile::Load() {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) {
+    return ErrnoStatus(absl::StrCat("stat snapshot \"", path_, "\""), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot \"", path_, "\": not a regular file"));
+  }
+  file_size_ = st.st_size;
+  if (file_size_ < kHeaderSize) {
+    return Corrupt(absl::StrFormat(
+        "file is %d bytes, shorter than the %d-byte header", file_size_,
+        kHeaderSize));
+  }
+  uint8_t header[kHeaderSize];
+  if (absl::Status s = PreadFull(fd_, absl::MakeSpan(header), 0, path_);
+      !s.ok()) {
+    return s;
+  }
+  if (std::memcmp(header + kHeaderMagicOffset, kMagic, sizeof(kMagic)) != 0) {
+    return Corrupt("bad magic: not a thaw snapshot file");
+  }
+  if (LoadLe64(header + kHeaderHashOffset) !=
+      XXH3_64bits(header, kHeaderHashOffset)) {
+    return Corrupt("header checksum mismatch");
+  }
+  const uint16_t major = LoadLe16(header + kHeaderMajorOffset);
+  const uint16_t minor = LoadLe16(header + kHeaderMinorOffset);
+  if (major != kMajorVersion || minor > kMinorVersion) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "snapshot \"%s\": format version %d.%d; this build reads %d.0 to "
+        "%d.%d",
+        path_, major, minor, kMajorVersion, kMajorVersion, kMinorVersion));
+  }
+  const uint32_t arch = LoadLe32(header + kHeaderArchOffset);
+  if (arch != kArchX86_64) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "snapshot \"%s\": architecture %d; this build runs x86-64 (%d)", path_,
+        arch, kArchX86_64));
+  }
+  data_offset_ = LoadLe64(header + kHeaderDataOffsetOffset);
+  data_size_ = LoadLe64(header + kHeaderDataSizeOffset);
+  const uint64_t data_size = data_size_;
+  const uint64_t manifest_offset = LoadLe64(header + kHeaderManifestOffsetOffset);
+  const uint64_t manifest_size = LoadLe64(header + kHeaderManifestSizeOffset);
+  // The sections must tile the file exactly: header, data, manifest, end.
+  if (data_offset_ != kHeaderSize || data_size > file_size_ - kHeaderSize ||
+      manifest_offset != kHeaderSize + data_size ||
+      manifest_size != file_size_ - manifest_offset) {
+    return Corrupt(absl::StrFormat(
+        "sections do not tile the file: data [%d, +%d), manifest [%d, +%d), "
+        "file size %d (truncated or extended?)",
+        data_offset_, data_size, manifest_offset, manifest_size, file_size_));
+  }
+  if (manifest_size > kMaxManifestSize) {
+    return Corrupt(absl::StrFormat("manifest of %d bytes exceeds the %d limit",
+                                   manifest_size, kMaxManifestSize));
+  }
+  std::string bytes(manifest_size, '\0');
+  if (absl::Status s = PreadFull(
+          fd_,
+          absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()),
+          manifest_offset, path_);
+      !s.ok()) {
+    return s;
+  }
+  if (XXH3_64bits(bytes.data(), bytes.size()) !=
+      LoadLe64(header + kHeaderManifestHashOffset)) {
+    return Corrupt("manifest checksum mismatch");
+  }
+  if (!manifest_.ParseFromString(bytes)) {
+    return Corrupt("manifest does not parse");
+  }
+  return CheckManifest();
+}
+
+absl::Status SnapshotFile::CheckManifest() {
+  const proto::Manifest& m = manifest_;
+  if (m.snapshot_id().size() != 16) return Corrupt("snapshot id is not 16 bytes");
+  if (m.abi().abi_version() != THAW_ABI_VERSION) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "snapshot \"%s\": guest ABI version %d; this build runs version %d",
+        path_, m.abi().abi_version(), THAW_ABI_VERSION));
+  }
+  const proto::Memory& mem = m.memory();
+  const uint32_t chunk = mem.chunk_size();
+  if (!IsPowerOfTwo(chunk) || chunk < kMinChunkSize || chunk > kMaxChunkSize) {
+    return Corrupt(absl::StrFormat("chunk size %d is not a power of two in "
+                                   "[%d, %d]",
+                                   chunk, kMinChunkSize, kMaxChunkSize));
+  }
+  if (mem.size() == 0 || mem.size() > kMaxMemorySize ||
+      mem.size() % chunk != 0 || mem.size() % (2ull << 20) != 0 ||
+      mem.size() != m.config().memory_size()) {
+    return Corrupt(absl::StrFormat(
+        "memory size %d is not a multiple of 2 MiB and of the chunk size up "
+        "to 64 GiB, or differs from the configured %d",
+        mem.size(), m.config().memory_size()));
+  }
+  const uint64_t chunks = mem.size() / chunk;
+  if (mem.zero_bitmap().size() != (chunks + 7) / 8) {
+    return Corrupt(absl::StrFormat("zero bitmap is %d bytes; %d chunks need %d",
+                                   mem.zero_bitmap().size(), chunks,
+                                   (chunks + 7) / 8));
+  }
+  const auto* bitmap = reinterpret_cast<const uint8_t*>(mem.zero_bitmap().data());
+  if (chunks % 8 != 0 && (bitmap[chunks / 8] >> (chunks % 8)) != 0) {
+    return Corrupt("zero bitmap has bits set past the last chunk");
+  }
+  const proto::Frames& f = m.frames();
+  const int frames = f.offset_size();
+  if (f.stored_size_size() != frames || f.stored_hash_size() != frames ||
+      f.content_hash_low_size() != frames ||
+      f.content_hash_high_size() != frames) {
+    return Corrupt("frame table columns differ in length");
+  }
+  for (int i = 0; i < frames; ++i) {
+    const uint64_t off = f.offset(i);
+    const uint32_t size = f.stored_size(i);
+    if (size == 0 || size > chunk || off > data_size_ || size > data_size_ - off) {
+      return Corrupt(absl::StrFormat(
+          "frame %d [%d, +%d) lies outside the data section of %d bytes or has "
+          "a bad size",
+          i, off, size, data_size_));
+    }
+  }
+  const bool has_parent = m.has_parent();
+  if (has_parent && m.parent().snapshot_id().size() != 16) {
+    return Corrupt("parent snapshot id is not 16 bytes");
+  }
+  chunk_frame_.assign(chunks, kZero);
+  int next = 0;
+  for (uint64_t c = 0; c < chunks; ++c) {
+    if (bitmap[c / 8] & (1u << (c % 8))) continue;
+    if (next >= mem.chunk_frame_size()) {
+      return Corrupt(absl::StrFormat(
+          "chunk table has %d entries; the zero bitmap needs more",
+          mem.chunk_frame_size()));
+    }
+    const uint32_t frame = mem.chunk_frame(next++);
+    if (!(frame < static_cast<uint32_t>(frames) ||
+          (frame == kParentChunk && has_parent))) {
+      return Corrupt(absl::StrFormat(
+          "chunk %d refers to frame %d; the file has %d frames%s", c, frame,
+          frames, has_parent ? "" : " and no parent"));
+    }
+    chunk_frame_[c] = frame;
+  }
+  if (next != mem.chunk_frame_size()) {
+    return Corrupt(absl::StrFormat(
+        "chunk table has %d entries; the zero bitmap leaves %d chunks",
+        mem.chunk_frame_size(), next));
+  }
+  for (uint32_t c : m.working_set()) {
+    if (c >= chunks) {
+      return Corrupt(absl::StrFormat(
+          "working set names chunk %d of %d", c, chunks));
+    }
+  }
+  const proto::VcpuState& v = m.vcpu();
+  if (v.gpr_size() != 16 || v.fpu().st().size() != 128 ||
+      v.fpu().xmm().size() != 256) {
+    return Corrupt("vCPU state is incomplete");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
+                                       absl::Span<const uint8_t> stored,
+                                       absl::Span<uint8_t> out) const {
+  const uint32_t chunk = chunk_size();
+  if (frame >= frame_count() || out.size() != chunk ||
+      stored.size() != FrameSize(frame)) {
+    return absl::InternalError(absl::StrFormat(
+        "snapshot \"%s\": DecodeFrame(%d) with %d stored and %d out bytes",
+        path_, frame, stored.size(), out.size()));
+  }
+  if (HashStored(stored) != manifest_.frames().stored_hash(frame)) {
+    return Corrupt(absl::StrFormat("frame %d (at byte %d): checksum mismatch",
+                                   frame, FrameOffset(frame)));
+  }
+  if (stored.size() == chunk) {
+    std::memcpy(out.data(), stored.data(), chunk);
+  } else {
+    // A context per thread: creating one costs more than a small frame.
+    thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(
+        ZSTD_createDCtx(), ZSTD_freeDCtx);
+    size_t n = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(),
+                                   stored.data(), stored.size());
+    if (ZSTD_isError(n)) {
+      return Corrupt(absl::StrFormat("frame %d (at byte %d): zstd: %s", frame,
+                                     FrameOffset(frame), ZSTD_getErrorName(n)));
+    }
+    if (n != chunk) {
+      return Corrupt(absl::StrFormat(
+          "frame %d (at byte %d) decompresses to %d bytes, not the chunk size "
+          "%d",
+          frame, FrameOffset(frame), n, chunk));
+    }
+  }
+  if (!(HashContent(out) == FrameContentHash(frame))) {
+    return Corrupt(absl::StrFormat(
+        "frame %d (at byte %d): decompressed content checksum mismatch", frame,
+        FrameOffset(frame)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SnapshotFile::ReadStored(uint32_t frame) const {
+  std::string stored(FrameSize(frame), '\0');
+  if (absl::Status s = PreadFull(
+          fd_,
+          absl::MakeSpan(reinterpret_cast<uint8_t*>(stored.data()),
+                         stored.size()),
+          FrameOffset(frame), path_);
+      !s.ok()) {
+    return s;
+  }
+  return stored;
+}
+
+absl::Status SnapshotFile::ReadFrame(uint32_t frame,
+                                     absl::Span<uint8_t> out) const {
+  auto stored = ReadStored(frame);
+  if (!stored.ok()) return stored.status();
+  return DecodeFrame(
+      frame,
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(stored->data()),
+                          stored->size()),
+      out);
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
+    const std::string& path) {
+  auto image = std::make_shared<SnapshotImage>();
+  std::string next = path;
+  for (int depth = 0;; ++depth) {
+    if (depth >= kMaxChainDepth) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "snapshot \"%s\": chain of diff parents is longer than %d (or "
+          "cyclic)",
+          path, kMaxChainDepth));
+    }
+    auto file = SnapshotFile::Open(next);
+    if (!file.ok()) return file.status();
+    if (!image->files_.empty()) {
+      const SnapshotFile& child = *image->files_.back();
+      const proto::Manifest& pm = (*file)->manifest();
+      if (pm.snapshot_id() != child.manifest().parent().snapshot_id()) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "snapshot \"%s\": its parent \"%s\" is not the snapshot it was "
+            "taken from (snapshot id differs)",
+            child.path(), next));
+      }
+      if (pm.memory().size() != child.manifest().memory().size() ||
+          pm.memory().chunk_size() != child.chunk_size()) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "snapshot \"%s\": its parent \"%s\" has a different memory size "
+            "or chunk size",
+            child.path(), next));
+      }
+    }
+    image->files_.push_back(*std::move(file));
+    const SnapshotFile& last = *image->files_.back();
+    if (!last.manifest().has_parent()) break;
+    std::filesystem::path parent(last.manifest().parent().path());
+    if (parent.is_relative()) {
+      parent = std::filesystem::path(last.path()).parent_path() / parent;
+    }
+    next = parent.string();
+  }
+  const uint64_t chunks = image->files_[0]->chunk_count();
+  image->locations_.resize(chunks);
+  for (uint64_t c = 0; c < chunks; ++c) {
+    uint32_t file = 0;
+    uint32_t frame = image->files_[0]->ChunkFrame(c);
+    while (frame == kParentChunk) {
+      ++file;  // CheckManifest allows kParentChunk only where a parent exists
+      frame = image->files_[file]->ChunkFrame(c);
+    }
+    image->locations_[c] = {file, frame};
+  }
+  std::vector<uint8_t> zeros(image->chunk_size(), 0);
+  image->zero_hash_ = HashContent(zeros);
+  return image;
+}
+
+ContentHash SnapshotImage::ChunkContentHash(uint64_t chunk) const {
+  Location where = locations_[chunk];
+  if (where.zero()) return zero_hash_;
+  return files_[where.file]->FrameContentHash(where.frame);
+}
+
+absl::Status SnapshotImage::ReadChunk(uint64_t chunk,
+                                      absl::Span<uint8_t> out) const {
+  Location where = locations_[chunk];
+  if (where.zero()) {
+    std::memset(out.data(), 0, out.size());
+    return absl::OkStatus();
+  }
+  return files_[where.file]->ReadFrame(where.frame, out);
+}
+
+}  // namespace thaw::snapshot

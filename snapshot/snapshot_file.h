@@ -1,0 +1,133 @@
+// SnapshotFile: one snapshot file, opened and checked; SnapshotImage: a
+// snapshot with its chain of diff parents resolved, so that every chunk of
+// guest memory maps to a frame in some file of the chain or to zeros.
+//
+// Nothing read from a file is trusted: Open() checks the header, the
+// manifest's checksum and every length, offset, count and index in it before
+// anything else uses them, and each frame's checksums are checked when it is
+// decoded. Every failure is a status naming the file and what is wrong:
+// DataLoss for corruption, FailedPrecondition for a file this build cannot
+// use (another major version or architecture, a parent that does not match).
+//
+// Thread safety: both classes are immutable after Open(); their methods may
+// be called from any number of threads.
+#ifndef THAW_SNAPSHOT_SNAPSHOT_FILE_H_
+#define THAW_SNAPSHOT_SNAPSHOT_FILE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "snapshot/manifest.pb.h"
+
+namespace thaw::snapshot {
+
+// The 128-bit content hash of a chunk (XXH3-128).
+struct ContentHash {
+  uint64_t low = 0, high = 0;
+  bool operator==(const ContentHash&) const = default;
+};
+ContentHash HashContent(absl::Span<const uint8_t> bytes);
+uint64_t HashStored(absl::Span<const uint8_t> bytes);
+
+class SnapshotFile {
+ public:
+  // Frame value of a chunk that is all zeros (never stored in the file).
+  static constexpr uint32_t kZero = 0xFFFFFFFFu;
+
+  static absl::StatusOr<std::shared_ptr<const SnapshotFile>> Open(
+      const std::string& path);
+  ~SnapshotFile();
+  SnapshotFile(const SnapshotFile&) = delete;
+  SnapshotFile& operator=(const SnapshotFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  uint64_t file_size() const { return file_size_; }
+  const proto::Manifest& manifest() const { return manifest_; }
+  uint32_t chunk_size() const { return manifest_.memory().chunk_size(); }
+  uint64_t chunk_count() const { return chunk_frame_.size(); }
+  uint32_t frame_count() const { return manifest_.frames().offset_size(); }
+
+  // The frame holding chunk `chunk`, kZero, or kParentChunk (format.h).
+  uint32_t ChunkFrame(uint64_t chunk) const { return chunk_frame_[chunk]; }
+  // Absolute position of frame `frame` in the file.
+  uint64_t FrameOffset(uint32_t frame) const {
+    return data_offset_ + manifest_.frames().offset(frame);
+  }
+  uint32_t FrameSize(uint32_t frame) const {
+    return manifest_.frames().stored_size(frame);
+  }
+  ContentHash FrameContentHash(uint32_t frame) const {
+    return {manifest_.frames().content_hash_low(frame),
+            manifest_.frames().content_hash_high(frame)};
+  }
+
+  // Checks `stored` (the frame's bytes as read from the file) and decodes it
+  // into `out` (chunk_size bytes), checking the result's size and hash.
+  absl::Status DecodeFrame(uint32_t frame, absl::Span<const uint8_t> stored,
+                           absl::Span<uint8_t> out) const;
+  // Reads (pread) and decodes frame `frame` into `out`.
+  absl::Status ReadFrame(uint32_t frame, absl::Span<uint8_t> out) const;
+  // Reads frame `frame`'s stored bytes, unchecked and undecoded.
+  absl::StatusOr<std::string> ReadStored(uint32_t frame) const;
+
+  // A DataLoss status "snapshot "<path>": <what>".
+  absl::Status Corrupt(absl::string_view what) const;
+
+ private:
+  SnapshotFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  absl::Status Load();
+  absl::Status CheckManifest();
+
+  std::string path_;
+  int fd_;
+  uint64_t file_size_ = 0;
+  uint64_t data_offset_ = 0;
+  uint64_t data_size_ = 0;
+  proto::Manifest manifest_;
+  std::vector<uint32_t> chunk_frame_;
+};
+
+class SnapshotImage {
+ public:
+  // Where a chunk's bytes are: frame `frame` of files()[file], or zeros.
+  struct Location {
+    uint32_t file = 0;
+    uint32_t frame = SnapshotFile::kZero;
+    bool zero() const { return frame == SnapshotFile::kZero; }
+  };
+
+  // Opens `path` and, for a diff snapshot, its parents (a relative parent
+  // path is taken from the directory of the file that names it).
+  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Open(
+      const std::string& path);
+
+  // files()[0] is the snapshot opened; files()[i + 1] is files()[i]'s parent.
+  const std::vector<std::shared_ptr<const SnapshotFile>>& files() const {
+    return files_;
+  }
+  const SnapshotFile& top() const { return *files_[0]; }
+  const proto::Manifest& manifest() const { return files_[0]->manifest(); }
+  uint32_t chunk_size() const { return files_[0]->chunk_size(); }
+  uint64_t chunk_count() const { return locations_.size(); }
+  uint64_t memory_size() const { return manifest().memory().size(); }
+
+  Location Locate(uint64_t chunk) const { return locations_[chunk]; }
+  ContentHash ChunkContentHash(uint64_t chunk) const;
+  // Reads and decodes chunk `chunk` (zeros for a zero chunk) into `out`.
+  absl::Status ReadChunk(uint64_t chunk, absl::Span<uint8_t> out) const;
+
+ private:
+  std::vector<std::shared_ptr<const SnapshotFile>> files_;
+  std::vector<Location> locations_;
+  ContentHash zero_hash_;
+};
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_SNAPSHOT_FILE_H_

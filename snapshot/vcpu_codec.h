@@ -1,0 +1,17 @@
+// Converts the backend-neutral vCPU state to and from its manifest form
+// (proto::VcpuState in snapshot/manifest.proto).
+#ifndef THAW_SNAPSHOT_VCPU_CODEC_H_
+#define THAW_SNAPSHOT_VCPU_CODEC_H_
+
+#include "lib/backend/vcpu_state.h"
+#include "snapshot/manifest.pb.h"
+
+namespace thaw::snapshot {
+
+proto::VcpuState EncodeVcpuState(const backend::VcpuState& state);
+// The input must have passed SnapshotFile's checks (16 GPRs, full FPU).
+backend::VcpuState DecodeVcpuState(const proto::VcpuState& state);
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_VCPU_CODEC_H_

@@ -1,0 +1,60 @@
+// Writes snapshot files (format: snapshot/format.h, doc/snapshot-format.md).
+//
+// The writer walks guest memory chunk by chunk. The caller says, per chunk,
+// what it already knows without reading it (never touched, so zero; or still
+// the same as the image the Vm was restored from), so that taking a snapshot
+// of a lazily restored Vm does not pull its whole image in, and a diff
+// snapshot stores only chunks that really changed.
+#ifndef THAW_SNAPSHOT_WRITER_H_
+#define THAW_SNAPSHOT_WRITER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "snapshot/manifest.pb.h"
+#include "snapshot/snapshot_file.h"
+
+namespace thaw::snapshot {
+
+enum class ChunkHint {
+  kZero,       // known to be all zeros
+  kUnchanged,  // known to equal the source image's chunk
+  kRead,       // read it from memory
+};
+
+struct WriteRequest {
+  std::string path;
+  // Everything but snapshot_id, created_unix_ns, memory, frames, parent and
+  // working_set, which the writer fills in.
+  proto::Manifest manifest;
+  const uint8_t* memory = nullptr;
+  uint64_t memory_size = 0;
+  uint32_t chunk_size = 0;
+  int level = 3;
+  std::function<ChunkHint(uint64_t chunk)> hint;
+  // The image the Vm was restored from, if any (for kUnchanged chunks).
+  std::shared_ptr<const SnapshotImage> source;
+  // Store only chunks that differ from `source`, naming it as the parent.
+  bool diff = false;
+  std::string parent_path;  // as recorded in the file when diff
+  // Chunks to store first, in this order (the recorded working set).
+  std::vector<uint32_t> working_set;
+  // Called now and then with (chunks done, chunks in all).
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+absl::Status WriteSnapshot(const WriteRequest& request);
+
+// Rewrites `file` atomically with `working_set` recorded and its frames
+// reordered so that the working set's frames come first, in that order (one
+// sequential read at restore). Frames are copied, not recompressed.
+absl::Status RewriteWithWorkingSet(const SnapshotFile& file,
+                                   const std::vector<uint32_t>& working_set);
+
+}  // namespace thaw::snapshot
+
+#endif  // THAW_SNAPSHOT_WRITER_H_
