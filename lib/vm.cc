@@ -753,25 +753,40 @@ absl::Status Vm::Impl::Reset() {
         "reset");
   }
   absl::Time start = absl::Now();
-  auto map = PageMap::Read(memory_->host_base(), memory_->size());
-  if (!map.ok()) return map.status();
-  uint64_t pages = 0;
-  for (uint64_t p = 0; p < map->pages();) {
-    if (!map->private_copy(p)) {
-      ++p;
-      continue;
+  // Runs of pages [first, end) that hold private copies: what changed.
+  auto dirty_runs =
+      [this]() -> absl::StatusOr<std::vector<std::pair<uint64_t, uint64_t>>> {
+    auto map = PageMap::Read(memory_->host_base(), memory_->size());
+    if (!map.ok()) return map.status();
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    for (uint64_t p = 0; p < map->pages(); ++p) {
+      if (!map->private_copy(p)) continue;
+      uint64_t end = p;
+      while (end < map->pages() && map->private_copy(end)) ++end;
+      runs.emplace_back(p, end);
+      p = end;
     }
-    uint64_t end = p;
-    while (end < map->pages() && map->private_copy(end)) ++end;
+    return runs;
+  };
+  auto runs = dirty_runs();
+  if (!runs.ok()) return runs.status();
+  // The emulator drops code it translated from changed pages first: finding
+  // that code walks the guest page tables and may set their accessed bits,
+  // which are then reset along with everything else.
+  for (const auto& [first, end] : *runs) {
+    backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
+  }
+  runs = dirty_runs();
+  if (!runs.ok()) return runs.status();
+  uint64_t pages = 0;
+  for (const auto& [first, end] : *runs) {
     // Safe: drops this Vm's private copies of its own pages; the next touch
     // maps the shared base's page again.
-    if (madvise(memory_->host_base() + p * kPage, (end - p) * kPage,
+    if (madvise(memory_->host_base() + first * kPage, (end - first) * kPage,
                 MADV_DONTNEED) != 0) {
       return Failed(ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno));
     }
-    backend_->DiscardCachedCode(p * kPage, (end - p) * kPage);
-    pages += end - p;
-    p = end;
+    pages += end - first;
   }
   if (absl::Status s = backend_->SetState(snapshot_state_); !s.ok()) {
     return Failed(s);
