@@ -219,14 +219,20 @@ void LazyPager::ServeFaults() {
       const uint64_t offset = address - reinterpret_cast<uint64_t>(memory_);
       if (offset >= size_) continue;
       const uint64_t chunk = offset / chunk_size_;
-      ++counters_.faults;
       if (!Claim(chunk)) {
-        // Installed already, or the prefetcher holds it and its copy will
-        // wake the faulting thread. Wake it in case it raced the install.
-        uffdio_range range{address & ~(kPage - 1), kPage};
-        ioctl(uffd_, UFFDIO_WAKE, &range);
+        if (state_[chunk].load(std::memory_order_acquire) == kInstalled) {
+          // Installed after the thread faulted: a stale message; make sure
+          // the thread is not left waiting.
+          uffdio_range range{address & ~(kPage - 1), kPage};
+          ioctl(uffd_, UFFDIO_WAKE, &range);
+        } else {
+          // The prefetcher holds it; its UFFDIO_COPY wakes the thread.
+          // Waking it now would only make it fault again.
+          ++counters_.faults;
+        }
         continue;
       }
+      ++counters_.faults;
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (recording_) touched_.push_back(chunk);

@@ -168,6 +168,9 @@ class KvmBackend final : public backend::Backend {
   }
   absl::StatusOr<kvm_regs> ReadRegs();
   absl::Status WriteRax(uint64_t value);
+  // Finishes the `out` KVM just exited on (RAX written, RIP past it) without
+  // running the guest, so that the state read next is a consistent one.
+  absl::Status CompletePendingIo();
   Exit ExceptionExit(uint32_t vector);
   absl::StatusOr<Exit> HandleIo(backend::HypercallHandler& handler,
                                 bool& resume);
@@ -188,6 +191,30 @@ absl::StatusOr<kvm_regs> KvmBackend::ReadRegs() {
   kvm_regs regs{};
   if (absl::Status s = Ioctl(KVM_GET_REGS, &regs, "GET_REGS"); !s.ok()) return s;
   return regs;
+}
+
+absl::Status KvmBackend::CompletePendingIo() {
+  // KVM finishes an exit's I/O only on the next KVM_RUN, before it checks
+  // immediate_exit (Documentation/virt/kvm/api.rst, "immediate_exit"): with
+  // it set, KVM_RUN completes the `out` and returns EINTR without entering
+  // the guest. Until then GET_REGS would show RIP still at the `out`, and a
+  // snapshot of that state would run the hypercall again after a restore.
+  const uint8_t previous =
+      __atomic_exchange_n(&run_->immediate_exit, 1, __ATOMIC_ACQ_REL);
+  if (sync_regs_) run_->kvm_valid_regs = KVM_SYNC_X86_REGS;
+  // Safe: KVM_RUN takes no argument; results land in the mapped run_.
+  int rc = ioctl(vcpu_.get(), KVM_RUN, 0);
+  const int error = errno;
+  if (sync_regs_) run_->kvm_dirty_regs = 0;
+  if (previous == 0 && !interrupted_.load(std::memory_order_acquire)) {
+    __atomic_store_n(&run_->immediate_exit, 0, __ATOMIC_RELEASE);
+  }
+  if (rc == 0 || error != EINTR) {
+    return rc == 0 ? absl::InternalError(
+                         "KVM_RUN with immediate_exit entered the guest")
+                   : ErrnoStatus("KVM_RUN to complete a hypercall", error);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status KvmBackend::WriteRax(uint64_t value) {
@@ -254,6 +281,7 @@ absl::StatusOr<Exit> KvmBackend::HandleIo(backend::HypercallHandler& handler,
   backend::HypercallResult result = handler.Handle(call);
   if (absl::Status s = WriteRax(result.value); !s.ok()) return s;
   if (result.stop) {
+    if (absl::Status s = CompletePendingIo(); !s.ok()) return s;
     Exit exit;
     exit.reason = Exit::Reason::kStopped;
     exit.rip = regs->rip;
