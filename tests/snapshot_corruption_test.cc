@@ -1,0 +1,319 @@
+// Damaged snapshot files: every kind of damage is an error that names the
+// file and what is wrong (DataLoss, or FailedPrecondition for a file this
+// build must not run), never a crash and never a guest started on bad
+// memory. Runs on the emulated backend: the checks happen before any backend
+// is involved, and the lazy case only needs a guest to touch memory.
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "snapshot/format.h"
+#include "snapshot/little_endian.h"
+#include "snapshot/manifest.pb.h"
+#include "snapshot/snapshot_file.h"
+#include "thaw/abi.h"
+#include "thaw/snapshot.h"
+#include "thaw/vm.h"
+
+namespace thaw {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), bytes.size());
+}
+
+bool IsRefusal(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kDataLoss ||
+         status.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+class SnapshotCorruptionTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(std::filesystem::path(::testing::TempDir()) /
+                           absl::StrCat("thaw_corruption_", getpid()));
+    std::filesystem::create_directories(*dir_);
+    VmConfig config;
+    config.backend = BackendKind::kEmulated;
+    config.memory_size = 4ull << 20;
+    config.input_buffer_size = 64 << 10;
+    config.output_buffer_size = 64 << 10;
+    config.stack_size = 64 << 10;
+    auto vm = Vm::Create(config);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    ASSERT_TRUE((*vm)->LoadGuest(THAW_TEST_GUEST).ok());
+    ASSERT_TRUE((*vm)->Boot().ok());
+    good_ = new std::string(*dir_ + "/good.thaw");
+    ASSERT_TRUE((*vm)->Snapshot(*good_).ok());
+    bytes_ = new std::string(ReadFile(*good_));
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+    delete good_;
+    delete bytes_;
+  }
+
+  // The header's fields, from the intact file.
+  static uint64_t HeaderField(uint64_t offset) {
+    return snapshot::LoadLe64(
+        reinterpret_cast<const uint8_t*>(bytes_->data()) + offset);
+  }
+
+  // Writes `bytes` as a snapshot file and expects every reader to refuse it,
+  // naming the file. Returns the verify status for further checks.
+  absl::Status ExpectRefused(const std::string& bytes, const std::string& what) {
+    const std::string path = *dir_ + "/bad.thaw";
+    WriteFile(path, bytes);
+    absl::Status verify = VerifySnapshot(path);
+    EXPECT_TRUE(IsRefusal(verify)) << what << ": verify said " << verify;
+    EXPECT_THAT(verify.message(), HasSubstr("bad.thaw")) << what;
+    RestoreOptions options;
+    options.backend = BackendKind::kEmulated;
+    options.engine = RestoreEngine::kEager;
+    auto vm = Vm::Restore(path, options);
+    EXPECT_TRUE(IsRefusal(vm.status())) << what << ": restore said "
+                                        << vm.status();
+    return verify;
+  }
+
+  // Rewrites the manifest with `edit` and fixes every checksum, so that the
+  // reader's own checks of the manifest's content are what is tested.
+  std::string WithManifest(
+      const std::function<void(snapshot::proto::Manifest&, std::string&)>&
+          edit) {
+    const uint64_t manifest_offset =
+        HeaderField(snapshot::kHeaderManifestOffsetOffset);
+    snapshot::proto::Manifest manifest;
+    EXPECT_TRUE(manifest.ParseFromString(bytes_->substr(manifest_offset)));
+    std::string data = bytes_->substr(
+        snapshot::kHeaderSize, manifest_offset - snapshot::kHeaderSize);
+    edit(manifest, data);
+    std::string encoded = manifest.SerializeAsString();
+    std::string header = bytes_->substr(0, snapshot::kHeaderSize);
+    auto* h = reinterpret_cast<uint8_t*>(header.data());
+    snapshot::StoreLe(h + snapshot::kHeaderDataSizeOffset, data.size(), 8);
+    snapshot::StoreLe(h + snapshot::kHeaderManifestOffsetOffset,
+                      snapshot::kHeaderSize + data.size(), 8);
+    snapshot::StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(),
+                      8);
+    snapshot::StoreLe(h + snapshot::kHeaderManifestHashOffset,
+                      XXH3_64bits(encoded.data(), encoded.size()), 8);
+    snapshot::StoreLe(h + snapshot::kHeaderHashOffset,
+                      XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
+    return header + data + encoded;
+  }
+
+  static std::string* dir_;
+  static std::string* good_;
+  static std::string* bytes_;
+};
+
+std::string* SnapshotCorruptionTest::dir_;
+std::string* SnapshotCorruptionTest::good_;
+std::string* SnapshotCorruptionTest::bytes_;
+
+TEST_F(SnapshotCorruptionTest, TheIntactFileIsAccepted) {
+  EXPECT_TRUE(VerifySnapshot(*good_).ok());
+  auto info = InspectSnapshot(*good_);
+  ASSERT_TRUE(info.ok());
+  // Self-test of WithManifest: an unchanged manifest is still accepted.
+  const std::string path = *dir_ + "/rewritten.thaw";
+  WriteFile(path, WithManifest([](auto&, auto&) {}));
+  EXPECT_TRUE(VerifySnapshot(path).ok());
+}
+
+TEST_F(SnapshotCorruptionTest, BitFlipsAcrossEverySectionAreAllCaught) {
+  const uint64_t size = bytes_->size();
+  const uint64_t manifest_offset =
+      HeaderField(snapshot::kHeaderManifestOffsetOffset);
+  // Every bit of the header, ~600 bytes of the data and ~600 of the
+  // manifest, spread evenly, each with a different bit.
+  std::vector<std::pair<uint64_t, int>> flips;
+  for (uint64_t i = 0; i < snapshot::kHeaderSize; ++i) {
+    for (int bit = 0; bit < 8; ++bit) flips.push_back({i, bit});
+  }
+  const uint64_t data_size = manifest_offset - snapshot::kHeaderSize;
+  for (uint64_t i = 0; i < 600; ++i) {
+    flips.push_back({snapshot::kHeaderSize + i * data_size / 600, int(i % 8)});
+  }
+  const uint64_t manifest_size = size - manifest_offset;
+  for (uint64_t i = 0; i < 600 && i < manifest_size; ++i) {
+    flips.push_back(
+        {manifest_offset + i * manifest_size / std::min<uint64_t>(600, manifest_size),
+         int(i % 8)});
+  }
+  int refused = 0;
+  for (const auto& [offset, bit] : flips) {
+    std::string bad = *bytes_;
+    bad[offset] = static_cast<char>(bad[offset] ^ (1 << bit));
+    absl::Status s =
+        ExpectRefused(bad, absl::StrCat("bit ", bit, " of byte ", offset));
+    refused += IsRefusal(s);
+    if (HasFailure()) break;  // one report is enough
+  }
+  EXPECT_EQ(refused, static_cast<int>(flips.size()));
+}
+
+TEST_F(SnapshotCorruptionTest, TruncationsAnywhereAreCaught) {
+  const uint64_t size = bytes_->size();
+  std::vector<uint64_t> lengths;
+  for (uint64_t n = 0; n <= snapshot::kHeaderSize + 8; ++n) lengths.push_back(n);
+  for (uint64_t i = 1; i < 300; ++i) lengths.push_back(i * size / 300);
+  lengths.push_back(size - 1);
+  for (uint64_t n : lengths) {
+    (void)ExpectRefused(bytes_->substr(0, n),
+                        absl::StrCat("truncated to ", n));
+    if (HasFailure()) break;
+  }
+  // Bytes appended after the manifest are damage too.
+  (void)ExpectRefused(*bytes_ + "x", "one byte appended");
+}
+
+TEST_F(SnapshotCorruptionTest, WrongMagicIsNotASnapshot) {
+  std::string bad = *bytes_;
+  bad[0] = 'X';
+  absl::Status s = ExpectRefused(bad, "magic");
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("magic"));
+  s = ExpectRefused("this is not a snapshot, just text that is long enough "
+                    "to hold a header's worth of bytes and more",
+                    "text file");
+  EXPECT_THAT(s.message(), HasSubstr("magic"));
+}
+
+TEST_F(SnapshotCorruptionTest, OtherFormatVersionsAreFailedPrecondition) {
+  for (auto [offset, value] :
+       {std::pair{snapshot::kHeaderMajorOffset, snapshot::kMajorVersion + 1},
+        std::pair{snapshot::kHeaderMinorOffset, snapshot::kMinorVersion + 1},
+        std::pair{snapshot::kHeaderArchOffset, 2}}) {
+    std::string bad = *bytes_;
+    auto* h = reinterpret_cast<uint8_t*>(bad.data());
+    snapshot::StoreLe(h + offset, value, offset == snapshot::kHeaderArchOffset ? 4 : 2);
+    snapshot::StoreLe(h + snapshot::kHeaderHashOffset,
+                      XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
+    absl::Status s = ExpectRefused(bad, absl::StrCat("field at ", offset));
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  }
+}
+
+TEST_F(SnapshotCorruptionTest, AFrameOutsideTheFileIsCaughtBeforeAnyRead) {
+  absl::Status s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_frames()->set_offset(0, uint64_t{1} << 62);
+      }),
+      "frame offset");
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.message(), HasSubstr("outside the data section"));
+  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+                      m.mutable_memory()->set_chunk_frame(0, 1u << 30);
+                    }),
+                    "chunk index");
+  EXPECT_THAT(s.message(), HasSubstr("refers to frame"));
+  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+                      m.add_working_set(1u << 30);
+                    }),
+                    "working set");
+  EXPECT_THAT(s.message(), HasSubstr("working set"));
+  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+                      m.mutable_memory()->set_size(uint64_t{1} << 50);
+                    }),
+                    "memory size");
+  EXPECT_THAT(s.message(), HasSubstr("memory size"));
+  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+                      m.mutable_frames()->add_offset(0);
+                    }),
+                    "frame columns");
+  EXPECT_THAT(s.message(), HasSubstr("columns"));
+}
+
+TEST_F(SnapshotCorruptionTest, AChunkThatDecompressesToTheWrongSizeIsCaught) {
+  absl::Status s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string& data) {
+        // A valid zstd frame of half a chunk, with correct stored checksums.
+        std::string half(m.memory().chunk_size() / 2, 'a');
+        std::string frame(ZSTD_compressBound(half.size()), '\0');
+        frame.resize(ZSTD_compress(frame.data(), frame.size(), half.data(),
+                                   half.size(), 1));
+        m.mutable_frames()->set_offset(0, data.size());
+        m.mutable_frames()->set_stored_size(0, frame.size());
+        m.mutable_frames()->set_stored_hash(
+            0, XXH3_64bits(frame.data(), frame.size()));
+        data += frame;
+      }),
+      "short frame");
+  EXPECT_THAT(s.message(), HasSubstr("decompresses to"));
+  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+                      m.mutable_frames()->set_content_hash_low(
+                          0, m.frames().content_hash_low(0) ^ 1);
+                    }),
+                    "content hash");
+  EXPECT_THAT(s.message(), HasSubstr("content checksum"));
+}
+
+TEST_F(SnapshotCorruptionTest, AStateNoBackendCanRunIsFailedPrecondition) {
+  const std::string path = *dir_ + "/state.thaw";
+  WriteFile(path, WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+              m.mutable_vcpu()->set_cr4(m.vcpu().cr4() | (1u << 18));  // OSXSAVE
+            }));
+  RestoreOptions options;
+  options.backend = BackendKind::kEmulated;
+  auto vm = Vm::Restore(path, options);
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(vm.status().message(), HasSubstr("CR4 bit 18"));
+  WriteFile(path, WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+              m.mutable_vcpu()->set_cr0(0);
+            }));
+  vm = Vm::Restore(path, options);
+  EXPECT_EQ(vm.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(vm.status().message(), HasSubstr("long mode"));
+}
+
+TEST_F(SnapshotCorruptionTest, ALazyRestoreNeverRunsTheGuestOnABadChunk) {
+  // Damage the frame that holds the guest's code: the manifest is intact,
+  // so a lazy restore starts, and the first call touches that chunk.
+  auto file = snapshot::SnapshotFile::Open(*good_);
+  ASSERT_TRUE(file.ok());
+  const uint32_t frame =
+      (*file)->ChunkFrame(THAW_IMAGE_BASE / (*file)->chunk_size());
+  ASSERT_LT(frame, (*file)->frame_count());
+  std::string bad = *bytes_;
+  bad[(*file)->FrameOffset(frame) + 3] ^= 0x10;
+  const std::string path = *dir_ + "/lazy.thaw";
+  WriteFile(path, bad);
+  for (RestoreEngine engine :
+       {RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch}) {
+    RestoreOptions options;
+    options.backend = BackendKind::kEmulated;
+    options.engine = engine;
+    auto vm = Vm::Restore(path, options);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    auto reply = (*vm)->Call("echo", "hello");
+    EXPECT_EQ(reply.status().code(), absl::StatusCode::kDataLoss)
+        << reply.status();
+    EXPECT_THAT(reply.status().message(), HasSubstr("lazy.thaw"));
+    auto again = (*vm)->Call("echo", "hello");
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+}
+
+}  // namespace
+}  // namespace thaw
