@@ -831,6 +831,11 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
                                                 const RestoreOptions& options) {
   absl::Time start = absl::Now();
+  if (options.record_working_set && options.engine != RestoreEngine::kLazy) {
+    return absl::InvalidArgumentError(
+        "RestoreOptions.record_working_set needs RestoreEngine::kLazy (other "
+        "engines install chunks the guest may never touch)");
+  }
   auto image = snapshot::SnapshotImage::Open(path);
   if (!image.ok()) return image.status();
   const snapshot::proto::Manifest& m = (*image)->manifest();

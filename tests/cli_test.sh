@@ -7,8 +7,10 @@ guests=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
+checks=0
 check() {  # check NAME EXPECTED_EXIT COMMAND...
   local name=$1 want=$2; shift 2
+  checks=$((checks + 1))
   "$@" > "$tmp/out" 2> "$tmp/err"
   local got=$?
   if [ "$got" != "$want" ]; then
@@ -38,6 +40,38 @@ check "usage: bad memory" 2 "$thaw" run "$guests/echo.elf" --call echo --memory 
 check "usage: bad backend" 2 "$thaw" run "$guests/echo.elf" --call echo --backend fast
 check "usage: no command" 2 "$thaw"
 
-total=12
-echo "$((total - failures)) passed, $failures failed"
+# Snapshots: take one, restore it with every engine, inspect and verify it.
+expect() {  # expect NAME FILE PATTERN: FILE must contain PATTERN
+  grep -q -- "$3" "$2" || { echo "FAIL $1: no \"$3\" in:"; cat "$2"; failures=$((failures + 1)); }
+}
+check "snapshot" 0 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/fn.thaw" --backend emulated
+expect "snapshot summary" "$tmp/err" "wrote $tmp/fn.thaw"
+for engine in eager lazy prefetch shared; do
+  check "restore --engine $engine" 0 "$thaw" restore "$tmp/fn.thaw" --call crc32 --input "$tmp/in" --engine "$engine" --backend emulated
+  [ "$(cat "$tmp/out")" = "57020b8e" ] || { echo "FAIL restore $engine output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+  expect "restore $engine report" "$tmp/err" "engine $engine"
+done
+check "restore --record-working-set" 0 "$thaw" restore "$tmp/fn.thaw" --call crc32 --input "$tmp/in" --engine lazy --record-working-set --backend emulated
+check "inspect" 0 "$thaw" inspect "$tmp/fn.thaw"
+expect "inspect ratio" "$tmp/out" "compression ratio"
+expect "inspect working set" "$tmp/out" "working set: [1-9]"
+check "verify" 0 env THAW_PROGRESS_DELAY_MS=0 "$thaw" verify "$tmp/fn.thaw"
+expect "verify says intact" "$tmp/out" "intact"
+expect "verify progress" "$tmp/err" "verify: 100%"
+cp "$tmp/fn.thaw" "$tmp/bad.thaw"
+printf '\xff' | dd of="$tmp/bad.thaw" bs=1 seek=200 conv=notrunc 2>/dev/null
+check "verify a flipped byte" 1 "$thaw" verify "$tmp/bad.thaw"
+expect "verify names the damage" "$tmp/err" "bad.thaw\": frame"
+check "restore a flipped byte (eager)" 1 "$thaw" restore "$tmp/bad.thaw" --call crc32 --engine eager --backend emulated
+head -c 1000 "$tmp/fn.thaw" > "$tmp/short.thaw"
+check "verify a truncated file" 1 "$thaw" verify "$tmp/short.thaw"
+expect "truncation message" "$tmp/err" "do not tile the file"
+check "restore a missing file" 1 "$thaw" restore "$tmp/none.thaw" --call crc32
+check "snapshot into a missing directory" 1 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/no/dir/x.thaw" --backend emulated
+check "usage: snapshot without -o" 2 "$thaw" snapshot "$guests/checksum.elf"
+check "usage: bad engine" 2 "$thaw" restore "$tmp/fn.thaw" --call crc32 --engine fast
+check "usage: bad chunk size" 2 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/x.thaw" --chunk-size 5000
+check "usage: run takes no -o" 2 "$thaw" run "$guests/echo.elf" --call echo -o x
+
+echo "$checks commands checked, $failures failures"
 [ "$failures" -eq 0 ]

@@ -1,44 +1,91 @@
 #include "examples/cli/args.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace thaw::cli {
+namespace {
 
-absl::StatusOr<RunArgs> ParseRunArgs(const std::vector<std::string>& args) {
-  RunArgs out;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+// The options each command takes.
+std::vector<std::string> OptionsOf(const std::string& command) {
+  if (command == "run") {
+    return {"--call", "--input", "--backend", "--memory", "--timeout-ms"};
+  }
+  if (command == "snapshot") {
+    return {"-o",     "--level",  "--chunk-size",
+            "--backend", "--memory", "--timeout-ms"};
+  }
+  if (command == "restore") {
+    return {"--call",       "--input",      "--engine",
+            "--backend",    "--timeout-ms", "--record-working-set"};
+  }
+  return {};  // inspect, verify
+}
+
+}  // namespace
+
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
+  Args out;
+  if (argv.empty()) return absl::InvalidArgumentError("missing command");
+  out.command = argv[0];
+  if (out.command != "run" && out.command != "snapshot" &&
+      out.command != "restore" && out.command != "inspect" &&
+      out.command != "verify") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown command \"", out.command, "\""));
+  }
+  const std::vector<std::string> allowed = OptionsOf(out.command);
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    const bool is_option = arg.size() > 1 && arg[0] == '-';
+    if (!is_option) {
+      if (!out.target.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unexpected argument \"", arg, "\""));
       }
-      return args[++i];
-    };
+      out.target = arg;
+      continue;
+    }
+    if (std::find(allowed.begin(), allowed.end(), arg) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown option ", arg, " for thaw ", out.command,
+          allowed.empty() ? "" : " (takes ", absl::StrJoin(allowed, " "),
+          allowed.empty() ? "" : ")"));
+    }
+    if (arg == "--record-working-set") {
+      out.record_working_set = true;
+      continue;
+    }
+    if (i + 1 >= argv.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+    }
+    const std::string& value = argv[++i];
     auto number = [&](uint64_t min, uint64_t max) -> absl::StatusOr<uint64_t> {
-      auto text = value();
-      if (!text.ok()) return text.status();
       uint64_t n = 0;
-      if (!absl::SimpleAtoi(*text, &n) || n < min || n > max) {
+      if (!absl::SimpleAtoi(value, &n) || n < min || n > max) {
         return absl::InvalidArgumentError(absl::StrCat(
-            arg, " ", *text, ": expected a number from ", min, " to ", max));
+            arg, " ", value, ": expected a number from ", min, " to ", max));
       }
       return n;
     };
     if (arg == "--call") {
-      auto v = value();
-      if (!v.ok()) return v.status();
-      out.function = *v;
+      out.function = value;
     } else if (arg == "--input") {
-      auto v = value();
-      if (!v.ok()) return v.status();
-      out.input_file = *v;
+      out.input_file = value;
+    } else if (arg == "-o") {
+      out.output = value;
     } else if (arg == "--backend") {
-      auto v = value();
-      if (!v.ok()) return v.status();
-      auto kind = ParseBackendName(*v);
+      auto kind = ParseBackendName(value);
       if (!kind.ok()) return kind.status();
       out.config.backend = *kind;
+      out.restore.backend = *kind;
+    } else if (arg == "--engine") {
+      auto engine = ParseRestoreEngine(value);
+      if (!engine.ok()) return engine.status();
+      out.restore.engine = *engine;
     } else if (arg == "--memory") {
       auto n = number(4, 64 * 1024);
       if (!n.ok()) return n.status();
@@ -47,21 +94,38 @@ absl::StatusOr<RunArgs> ParseRunArgs(const std::vector<std::string>& args) {
       auto n = number(1, 24ull * 3600 * 1000);
       if (!n.ok()) return n.status();
       out.config.call_timeout = absl::Milliseconds(*n);
-    } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown option ", arg));
-    } else if (out.guest.empty()) {
-      out.guest = arg;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument \"", arg, "\""));
+      out.restore.call_timeout = absl::Milliseconds(*n);
+    } else if (arg == "--level") {
+      auto n = number(1, 19);
+      if (!n.ok()) return n.status();
+      out.snapshot.compression_level = static_cast<int>(*n);
+    } else if (arg == "--chunk-size") {
+      auto n = number(4096, 4u << 20);
+      if (!n.ok()) return n.status();
+      if ((*n & (*n - 1)) != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--chunk-size ", value, ": must be a power of two"));
+      }
+      out.snapshot.chunk_size = static_cast<uint32_t>(*n);
     }
   }
-  if (out.guest.empty()) {
-    return absl::InvalidArgumentError("missing GUEST.elf");
+  if (out.target.empty()) {
+    return absl::InvalidArgumentError(
+        out.command == "run" || out.command == "snapshot" ? "missing GUEST.elf"
+                                                          : "missing FILE");
   }
-  if (out.function.empty()) {
+  if ((out.command == "run" || out.command == "restore") &&
+      out.function.empty()) {
     return absl::InvalidArgumentError("missing --call NAME");
   }
+  if (out.command == "snapshot" && out.output.empty()) {
+    return absl::InvalidArgumentError("missing -o FILE");
+  }
+  if (out.record_working_set && out.restore.engine != RestoreEngine::kLazy) {
+    return absl::InvalidArgumentError(
+        "--record-working-set needs --engine lazy");
+  }
+  out.restore.record_working_set = out.record_working_set;
   return out;
 }
 

@@ -7,20 +7,26 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
 namespace thaw::cli {
 
-struct RunArgs {
-  std::string guest;
-  std::string function;
-  std::string input_file;  // empty: no input; "-": standard input
-  VmConfig config;
+struct Args {
+  std::string command;      // run, snapshot, restore, inspect, verify
+  std::string target;       // GUEST.elf or the snapshot FILE
+  std::string function;     // --call
+  std::string input_file;   // --input: empty, a path, or "-" for stdin
+  std::string output;       // -o FILE (snapshot)
+  VmConfig config;          // --backend --memory --timeout-ms
+  SnapshotOptions snapshot; // --level --chunk-size
+  RestoreOptions restore;   // --engine --backend --timeout-ms
+  bool record_working_set = false;
 };
 
-// Parses `thaw run GUEST.elf --call NAME [--input FILE] [--backend B]
-// [--memory MIB] [--timeout-ms N]` (argv without "thaw run").
-absl::StatusOr<RunArgs> ParseRunArgs(const std::vector<std::string>& args);
+// Parses argv after "thaw" for every command; InvalidArgument naming the
+// argument for anything a command does not take.
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv);
 
 }  // namespace thaw::cli
 

@@ -1,11 +1,17 @@
 // thaw: the command-line tool.
 //
-//   thaw run GUEST.elf --call NAME [--input FILE|-] [--backend auto|kvm|emulated]
+//   thaw run GUEST.elf --call NAME [--input FILE|-] [--backend B]
 //            [--memory MIB] [--timeout-ms N]
+//   thaw snapshot GUEST.elf -o FILE [--level N] [--chunk-size BYTES]
+//            [--backend B] [--memory MIB] [--timeout-ms N]
+//   thaw restore FILE --call NAME [--input FILE|-] [--engine E]
+//            [--backend B] [--timeout-ms N] [--record-working-set]
+//   thaw inspect FILE
+//   thaw verify FILE
 //
-// The guest's reply goes to stdout, byte for byte; diagnostics, the console
-// and the phase report go to stderr. Any error exits 1 with a one-line
-// reason (2 for a usage error); never by a signal.
+// A reply goes to stdout, byte for byte; diagnostics, the console and the
+// phase report go to stderr. Any error exits 1 with a one-line reason (2 for
+// a usage error); never by a signal.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -16,16 +22,27 @@
 #include <vector>
 
 #include "examples/cli/args.h"
+#include "examples/cli/progress.h"
+#include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: thaw run GUEST.elf --call NAME [--input FILE|-] "
-    "[--backend auto|kvm|emulated] [--memory MIB] [--timeout-ms N]\n";
+    "usage: thaw run GUEST.elf --call NAME [--input FILE|-]\n"
+    "                [--backend auto|kvm|emulated] [--memory MIB] "
+    "[--timeout-ms N]\n"
+    "       thaw snapshot GUEST.elf -o FILE [--level 1-19] "
+    "[--chunk-size BYTES]\n"
+    "                [--backend B] [--memory MIB] [--timeout-ms N]\n"
+    "       thaw restore FILE --call NAME [--input FILE|-]\n"
+    "                [--engine eager|lazy|prefetch|shared] [--backend B]\n"
+    "                [--timeout-ms N] [--record-working-set]\n"
+    "       thaw inspect FILE\n"
+    "       thaw verify FILE\n";
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "thaw: %s\n", message.c_str());
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "thaw: %s\n", std::string(status.message()).c_str());
   return 1;
 }
 
@@ -44,50 +61,134 @@ absl::StatusOr<std::string> ReadInput(const std::string& path) {
                      std::istreambuf_iterator<char>());
 }
 
-int Run(const std::vector<std::string>& argv) {
-  auto args = thaw::cli::ParseRunArgs(argv);
-  if (!args.ok()) {
-    std::fprintf(stderr, "thaw run: %s\n%s",
-                 std::string(args.status().message()).c_str(), kUsage);
-    return 2;
-  }
-  auto input = ReadInput(args->input_file);
-  if (!input.ok()) return Fail(std::string(input.status().message()));
-  auto vm = thaw::Vm::Create(args->config);
-  if (!vm.ok()) return Fail(std::string(vm.status().message()));
+void SayBackend(const thaw::Vm& vm) {
   std::fprintf(stderr, "thaw: backend %s\n",
-               std::string(thaw::BackendName((*vm)->backend())).c_str());
+               std::string(thaw::BackendName(vm.backend())).c_str());
   if (absl::Status kvm = thaw::CheckKvm();
-      !kvm.ok() && (*vm)->backend() != thaw::BackendKind::kKvm) {
-    std::fprintf(stderr, "thaw: KVM not used: %s\n", std::string(kvm.message()).c_str());
+      !kvm.ok() && vm.backend() != thaw::BackendKind::kKvm) {
+    std::fprintf(stderr, "thaw: KVM not used: %s\n",
+                 std::string(kvm.message()).c_str());
   }
-  if (auto s = (*vm)->LoadGuest(args->guest); !s.ok()) {
-    return Fail(std::string(s.message()));
-  }
-  absl::Status status = (*vm)->Boot();
+}
+
+// Calls the function, prints console, report and reply; the exit code.
+int CallAndReport(thaw::Vm& vm, const thaw::cli::Args& args,
+                  absl::Status before) {
+  auto input = ReadInput(args.input_file);
+  if (!input.ok()) return Fail(input.status());
   absl::StatusOr<std::string> reply =
-      status.ok() ? (*vm)->Call(args->function, *input)
-                  : absl::StatusOr<std::string>(status);
-  std::string console = (*vm)->console();
-  if (!console.empty()) std::fprintf(stderr, "--- guest console ---\n%s", console.c_str());
-  std::fprintf(stderr, "--- phase report ---\n%s", (*vm)->report().ToString().c_str());
-  if (!reply.ok()) return Fail(std::string(reply.status().message()));
+      before.ok() ? vm.Call(args.function, *input)
+                  : absl::StatusOr<std::string>(before);
+  std::string console = vm.console();
+  if (!console.empty()) {
+    std::fprintf(stderr, "--- guest console ---\n%s", console.c_str());
+  }
+  std::fprintf(stderr, "--- phase report ---\n%s",
+               vm.report().ToString().c_str());
+  if (!reply.ok()) return Fail(reply.status());
   if (std::fwrite(reply->data(), 1, reply->size(), stdout) != reply->size() ||
       std::fflush(stdout) != 0) {
-    return Fail(std::string("writing the reply to stdout: ") + std::strerror(errno));
+    return Fail(absl::InternalError(std::string("writing the reply to stdout: ") +
+                                    std::strerror(errno)));
   }
+  return 0;
+}
+
+absl::StatusOr<std::unique_ptr<thaw::Vm>> BootGuest(
+    const thaw::cli::Args& args) {
+  auto vm = thaw::Vm::Create(args.config);
+  if (!vm.ok()) return vm.status();
+  SayBackend(**vm);
+  if (auto s = (*vm)->LoadGuest(args.target); !s.ok()) return s;
+  return vm;
+}
+
+int Run(const thaw::cli::Args& args) {
+  auto vm = BootGuest(args);
+  if (!vm.ok()) return Fail(vm.status());
+  return CallAndReport(**vm, args, (*vm)->Boot());
+}
+
+int Snapshot(thaw::cli::Args args) {
+  auto vm = BootGuest(args);
+  if (!vm.ok()) return Fail(vm.status());
+  if (absl::Status s = (*vm)->Boot(); !s.ok()) return Fail(s);
+  thaw::cli::ProgressBar bar("snapshot");
+  args.snapshot.progress = [&bar](uint64_t done, uint64_t total) {
+    bar.Update(done, total);
+  };
+  if (absl::Status s = (*vm)->Snapshot(args.output, args.snapshot); !s.ok()) {
+    return Fail(s);
+  }
+  auto info = thaw::InspectSnapshot(args.output);
+  if (!info.ok()) return Fail(info.status());
+  std::fprintf(stderr, "--- phase report ---\n%s",
+               (*vm)->report().ToString().c_str());
+  std::fprintf(stderr,
+               "thaw: wrote %s: %llu bytes for %llu bytes of memory (%.1fx)\n",
+               args.output.c_str(),
+               static_cast<unsigned long long>(info->file_size),
+               static_cast<unsigned long long>(info->memory_size),
+               info->compression_ratio());
+  return 0;
+}
+
+int Restore(const thaw::cli::Args& args) {
+  auto vm = thaw::Vm::Restore(args.target, args.restore);
+  if (!vm.ok()) return Fail(vm.status());
+  SayBackend(**vm);
+  int code = CallAndReport(**vm, args, absl::OkStatus());
+  const thaw::RestoreStats stats = (*vm)->restore_stats();
+  std::fprintf(stderr,
+               "restore: engine %s, %llu faults, %llu chunks read (%llu "
+               "bytes), %llu prefetched\n",
+               std::string(thaw::RestoreEngineName(stats.engine)).c_str(),
+               static_cast<unsigned long long>(stats.faults),
+               static_cast<unsigned long long>(stats.chunks_read),
+               static_cast<unsigned long long>(stats.bytes_read),
+               static_cast<unsigned long long>(stats.prefetched));
+  if (code == 0 && args.record_working_set) {
+    if (absl::Status s = (*vm)->WriteWorkingSet(); !s.ok()) return Fail(s);
+    std::fprintf(stderr, "thaw: working set written into %s\n",
+                 args.target.c_str());
+  }
+  return code;
+}
+
+int Inspect(const thaw::cli::Args& args) {
+  auto info = thaw::InspectSnapshot(args.target);
+  if (!info.ok()) return Fail(info.status());
+  std::fputs(info->ToString().c_str(), stdout);
+  return 0;
+}
+
+int Verify(const thaw::cli::Args& args) {
+  thaw::cli::ProgressBar bar("verify");
+  absl::Status s = thaw::VerifySnapshot(
+      args.target,
+      [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  if (!s.ok()) return Fail(s);
+  std::printf("%s: intact\n", args.target.c_str());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? 2 : 0;
+  std::vector<std::string> argv_list(argv + 1, argv + argc);
+  if (argv_list.empty() || argv_list[0] == "--help" || argv_list[0] == "-h") {
+    std::fputs(kUsage, argv_list.empty() ? stderr : stdout);
+    return argv_list.empty() ? 2 : 0;
   }
-  if (args[0] == "run") return Run({args.begin() + 1, args.end()});
-  std::fprintf(stderr, "thaw: unknown command \"%s\"\n%s", args[0].c_str(), kUsage);
-  return 2;
+  auto args = thaw::cli::ParseArgs(argv_list);
+  if (!args.ok()) {
+    std::fprintf(stderr, "thaw %s: %s\n%s", argv_list[0].c_str(),
+                 std::string(args.status().message()).c_str(), kUsage);
+    return 2;
+  }
+  if (args->command == "run") return Run(*args);
+  if (args->command == "snapshot") return Snapshot(*args);
+  if (args->command == "restore") return Restore(*args);
+  if (args->command == "inspect") return Inspect(*args);
+  return Verify(*args);
 }

@@ -66,8 +66,9 @@ struct RestoreOptions {
   absl::Duration call_timeout = absl::Seconds(10);
   uint64_t console_limit = 1ull << 20;
   std::function<void(absl::string_view)> console_sink;
-  // Lazy engines: record the chunks the restore and the first call touch,
-  // in first-touch order, for Vm::WriteWorkingSet().
+  // kLazy only (InvalidArgument with other engines): record the chunks the
+  // restore and the first call touch, in first-touch order, for
+  // Vm::WriteWorkingSet().
   bool record_working_set = false;
 };
 
