@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(
   cmake g++ make pkg-config python3
   libabsl-dev libunicorn-dev libgtest-dev libgmock-dev
+  # snapshots: compression, io_uring, checksums, the manifest
+  libzstd-dev liburing-dev libxxhash-dev libprotobuf-dev protobuf-compiler
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up thaw and runs every test: unit tests, the Vm tests on the emulated
-# backend, the CLI tests, and the same Vm tests on a real /dev/kvm inside
+# backend, the snapshot suites (engines, corruption walk), the CLI tests, and
+# the same Vm and snapshot tests on a real /dev/kvm inside
 # QEMU (tests/kvm-vm/run.sh), which fails rather than skips if KVM cannot be
 # brought up. Then the in-process suites again under ASan+UBSan (build-asan/;
 # THAW_SKIP_SANITIZERS=1 skips that). Exits non-zero if anything fails.

@@ -2,7 +2,8 @@
 // number of Vms in this process map MAP_PRIVATE. Reads share the memfd's
 // pages; a Vm's writes go to its own copies (copy-on-write), so every clone
 // keeps its own state, and the n-th restore of a snapshot costs an mmap plus
-// the vCPU state. The memfd lives while any Vm maps it (or holds the base).
+// the vCPU state. The memfd lives while any Vm maps it, and the most recently
+// used few stay while idle (DropIdle() frees those).
 //
 // Zero chunks are holes in the memfd: they take no memory until written.
 //
@@ -27,6 +28,8 @@ class SharedBase {
       std::shared_ptr<const SnapshotImage> image, RestoreCounters& counters,
       bool* built);
   ~SharedBase();
+  // Frees the bases kept while no Vm uses them.
+  static void DropIdle();
 
   int fd() const { return fd_; }
   uint64_t size() const { return size_; }

@@ -110,6 +110,11 @@ struct SnapshotInfo {
   std::string ToString() const;
 };
 
+// The shared-base engine keeps the decompressed images of the 4 snapshots
+// restored most recently even while no Vm uses them, so that restoring one
+// Vm at a time does not decompress each time. This frees those idle images.
+void DropIdleSharedBases();
+
 // Reads and checks the header and manifest (not the frames).
 absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path);
 
