@@ -91,6 +91,7 @@ class SnapshotTest : public testing::BackendTest {
     VmConfig config;
     config.backend = GetParam();
     config.memory_size = memory;
+    config.call_timeout = absl::Seconds(60);  // sanitizer builds are slow
     return config;
   }
 
@@ -109,6 +110,7 @@ class SnapshotTest : public testing::BackendTest {
     RestoreOptions options;
     options.engine = engine;
     options.backend = GetParam();
+    options.call_timeout = absl::Seconds(60);
     return options;
   }
 

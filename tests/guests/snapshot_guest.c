@@ -57,10 +57,15 @@ THAW_INIT() {
   g_dirty = thaw_calloc(DIRTY_BYTES, 1);
   if (!g_table || !g_dirty) thaw_abort("snapshot guest: out of memory");
   /* Realistic content: runs of small values, some text-like bytes and
-   * zero-filled stretches, as a runtime's tables and heaps hold. */
-  for (uint64_t i = 0; i < g_table_bytes; ++i) {
-    uint64_t block = i / 4096;
-    g_table[i] = (block % 8 == 7) ? 0 : (uint8_t)((i * 7 + block) % 61 + 32);
+   * zero-filled stretches, as a runtime's tables and heaps hold. Written a
+   * word at a time: init should not dominate the tests' time. */
+  uint64_t* words = (uint64_t*)g_table;
+  for (uint64_t w = 0; w < g_table_bytes / 8; ++w) {
+    uint64_t block = w / 512;
+    words[w] = (block % 8 == 7) ? 0
+                                : 0x2020202020202020ull +
+                                      ((w * 0x0101010101010101ull + block) &
+                                       0x1F1F1F1F1F1F1F1Full);
   }
   decode(g_secret, "\x0e\x12\x1b\x0d\x77\x09\x1f\x19\x08\x1f\x0e\x77\x0e\x15\x11\x1f\x14",
          0x5A); /* "THAW-SECRET-TOKEN" */
