@@ -551,8 +551,10 @@ absl::Status Vm::Impl::RestoreFrom(
     const RestoreOptions& options, absl::Time start) {
   const snapshot::proto::Manifest& m = image->manifest();
   const std::string& path = image->top().path();
+  absl::Status msrs = snapshot::CheckMsrs(m.vcpu());
   backend::VcpuState state = snapshot::DecodeVcpuState(m.vcpu());
-  if (absl::Status s = x86::CheckPortableState(state); !s.ok()) {
+  if (absl::Status s = msrs.ok() ? x86::CheckPortableState(state) : msrs;
+      !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("restore \"", path, "\": ",
                                                 s.message()));
   }
@@ -718,6 +720,7 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
             : parent_path.string();
   }
   if (absl::Status s = RunBeforeSnapshotHook(); !s.ok()) return s;
+  if (absl::Status s = backend_->CheckNothingPending(); !s.ok()) return s;
   auto state = backend_->GetState();
   if (!state.ok()) return state.status();
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "absl/strings/str_format.h"
+
 namespace thaw::snapshot {
 namespace {
 
@@ -69,7 +71,11 @@ proto::VcpuState EncodeVcpuState(const backend::VcpuState& s) {
   out.set_cr3(s.cr3);
   out.set_cr4(s.cr4);
   out.set_efer(s.efer);
-  out.set_kernel_gs_base(s.kernel_gs_base);
+  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+    proto::Msr* msr = out.add_msrs();
+    msr->set_index(backend::kPortableMsrs[i].index);
+    msr->set_value(s.msrs[i]);
+  }
   proto::FpuState* fpu = out.mutable_fpu();
   fpu->set_fcw(s.fpu.fcw);
   fpu->set_fsw(s.fpu.fsw);
@@ -103,7 +109,13 @@ backend::VcpuState DecodeVcpuState(const proto::VcpuState& in) {
   s.cr3 = in.cr3();
   s.cr4 = in.cr4();
   s.efer = in.efer();
-  s.kernel_gs_base = in.kernel_gs_base();
+  // MSRs the file names that this build does not carry were refused by
+  // CheckMsrs; the ones it lacks keep their boot values.
+  for (const proto::Msr& msr : in.msrs()) {
+    for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+      if (backend::kPortableMsrs[i].index == msr.index()) s.msrs[i] = msr.value();
+    }
+  }
   s.fpu.fcw = static_cast<uint16_t>(in.fpu().fcw());
   s.fpu.fsw = static_cast<uint16_t>(in.fpu().fsw());
   s.fpu.ftw = static_cast<uint8_t>(in.fpu().ftw());
@@ -111,6 +123,21 @@ backend::VcpuState DecodeVcpuState(const proto::VcpuState& in) {
   std::memcpy(s.fpu.st.data(), in.fpu().st().data(), sizeof(s.fpu.st));
   std::memcpy(s.fpu.xmm.data(), in.fpu().xmm().data(), sizeof(s.fpu.xmm));
   return s;
+}
+
+absl::Status CheckMsrs(const proto::VcpuState& state) {
+  for (const proto::Msr& msr : state.msrs()) {
+    bool known = false;
+    for (const backend::PortableMsr& portable : backend::kPortableMsrs) {
+      known = known || portable.index == msr.index();
+    }
+    if (!known) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "vCPU state carries MSR 0x%x, which this build cannot restore",
+          msr.index()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace thaw::snapshot

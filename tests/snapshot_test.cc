@@ -147,6 +147,7 @@ TEST_P(SnapshotTest, EveryEngineRestoresAVmThatAnswersAsTheOriginalWould) {
   ASSERT_NE(vm, nullptr);
   EXPECT_EQ(AsU64(Call(*vm, "counter")), 1u);
   const std::string sum = Call(*vm, "table_sum");
+  Call(*vm, "set_lstar", "140733498807928");  // 0x7FFF12345678 (canonical)
   const std::string path = Path("fn.thaw");
   ASSERT_TRUE(vm->Snapshot(path).ok());
   // The original goes on from where the snapshot was taken...
@@ -160,6 +161,7 @@ TEST_P(SnapshotTest, EveryEngineRestoresAVmThatAnswersAsTheOriginalWould) {
     EXPECT_EQ(AsU64(Call(*restored, "counter")), 2u);
     EXPECT_EQ(Call(*restored, "table_sum"), sum);
     EXPECT_EQ(AsU64(Call(*restored, "fpu", "7")), 10u);
+    EXPECT_EQ(AsU64(Call(*restored, "get_lstar")), 0x7FFF12345678u);
     EXPECT_GT(restored->report().restore, absl::ZeroDuration());
     // The guest's symbols travel with the snapshot.
     EXPECT_TRUE(restored->FindGuestSymbol("thaw_main").ok());
@@ -385,6 +387,7 @@ TEST_P(SnapshotTest, ASnapshotRestoresOnTheOtherBackend) {
   auto vm = Boot(Config());
   ASSERT_NE(vm, nullptr);
   Call(*vm, "counter");
+  Call(*vm, "set_lstar", "140733498807928");
   const std::string sum = Call(*vm, "table_sum");
   const std::string path = Path("fn.thaw");
   ASSERT_TRUE(vm->Snapshot(path).ok());
@@ -397,6 +400,7 @@ TEST_P(SnapshotTest, ASnapshotRestoresOnTheOtherBackend) {
     EXPECT_EQ((*restored)->backend(), other);
     EXPECT_EQ(AsU64(Call(**restored, "counter")), 2u);
     EXPECT_EQ(Call(**restored, "table_sum"), sum);
+    EXPECT_EQ(AsU64(Call(**restored, "get_lstar")), 0x7FFF12345678u);
     // And back again.
     const std::string back = Path("back.thaw");
     ASSERT_TRUE((*restored)->Snapshot(back).ok());

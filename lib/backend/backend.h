@@ -81,6 +81,11 @@ class Backend {
   virtual void Interrupt() = 0;
   virtual void ClearInterrupt() = 0;
 
+  // OK if the vCPU has nothing in flight that VcpuState does not hold (a
+  // pending or injected exception, interrupt or NMI; a halted or
+  // wait-for-SIPI state), so the state can be saved in a snapshot.
+  virtual absl::Status CheckNothingPending() { return absl::OkStatus(); }
+
   // Guest memory in [address, address + size) was replaced behind the
   // vCPU's back (Vm::Reset): drop anything decoded from it. KVM reads
   // memory afresh and needs nothing.

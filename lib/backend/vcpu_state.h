@@ -5,6 +5,7 @@
 #define THAW_LIB_BACKEND_VCPU_STATE_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 namespace thaw::backend {
@@ -38,6 +39,35 @@ struct FpuState {
   std::array<std::array<uint8_t, 16>, 16> xmm{};
 };
 
+// The model-specific registers every backend saves and restores (EFER and
+// the FS/GS bases live in their own fields), with their values at boot.
+struct PortableMsr {
+  uint32_t index;
+  uint64_t boot_value;
+  const char* name;
+};
+inline constexpr PortableMsr kPortableMsrs[] = {
+    {0xC0000102, 0, "KERNEL_GS_BASE"},
+    {0x00000174, 0, "SYSENTER_CS"},
+    {0x00000175, 0, "SYSENTER_ESP"},
+    {0x00000176, 0, "SYSENTER_EIP"},
+    {0xC0000081, 0, "STAR"},
+    {0xC0000082, 0, "LSTAR"},
+    {0xC0000083, 0, "CSTAR"},
+    {0xC0000084, 0, "SFMASK"},
+    {0x00000277, 0x0007040600070406ull, "PAT"},  // the architectural reset value
+};
+inline constexpr size_t kPortableMsrCount =
+    sizeof(kPortableMsrs) / sizeof(kPortableMsrs[0]);
+
+constexpr std::array<uint64_t, kPortableMsrCount> BootMsrValues() {
+  std::array<uint64_t, kPortableMsrCount> values{};
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
+    values[i] = kPortableMsrs[i].boot_value;
+  }
+  return values;
+}
+
 struct VcpuState {
   uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rsp = 0,
            rbp = 0;
@@ -49,7 +79,8 @@ struct VcpuState {
   Segment cs, ds, es, fs, gs, ss, tr, ldt;
   DescriptorTable gdt, idt;
   uint64_t cr0 = 0, cr2 = 0, cr3 = 0, cr4 = 0, efer = 0;
-  uint64_t kernel_gs_base = 0;
+  // Values of kPortableMsrs, in that order.
+  std::array<uint64_t, kPortableMsrCount> msrs = BootMsrValues();
 
   FpuState fpu;
 };

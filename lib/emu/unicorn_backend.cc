@@ -23,7 +23,6 @@ constexpr uint32_t kMsrEfer = 0xC0000080;
 // exactly at a parking hypercall (see Park()).
 constexpr uint64_t kParkAddress = THAW_BOOT_INFO_ADDR + 0xFF0;
 static_assert(sizeof(thaw_boot_info) < 0xFF0);
-constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
 
 absl::Status UcStatus(absl::string_view what, uc_err err) {
   return absl::InternalError(absl::StrCat("unicorn ", what, ": ", uc_strerror(err)));
@@ -294,9 +293,11 @@ absl::StatusOr<VcpuState> UnicornBackend::GetState() {
   uc_x86_msr msr{kMsrEfer, 0};
   uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
   s.efer = msr.value;
-  msr = {kMsrKernelGsBase, 0};
-  uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
-  s.kernel_gs_base = msr.value;
+  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+    msr = {backend::kPortableMsrs[i].index, 0};
+    uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
+    s.msrs[i] = msr.value;
+  }
   s.fpu.fcw = static_cast<uint16_t>(Reg(UC_X86_REG_FPCW));
   s.fpu.fsw = static_cast<uint16_t>(Reg(UC_X86_REG_FPSW));
   s.fpu.ftw = static_cast<uint8_t>(Reg(UC_X86_REG_FPTAG));
@@ -340,9 +341,9 @@ absl::Status UnicornBackend::SetState(const VcpuState& s) {
     uc_x86_mmr tr{s.tr.selector, s.tr.base, s.tr.limit, 0};
     err = uc_reg_write(uc_, UC_X86_REG_TR, &tr);
   }
-  if (err == UC_ERR_OK) {
-    uc_x86_msr kgs{kMsrKernelGsBase, s.kernel_gs_base};
-    err = uc_reg_write(uc_, UC_X86_REG_MSR, &kgs);
+  for (size_t i = 0; i < backend::kPortableMsrCount && err == UC_ERR_OK; ++i) {
+    uc_x86_msr msr{backend::kPortableMsrs[i].index, s.msrs[i]};
+    err = uc_reg_write(uc_, UC_X86_REG_MSR, &msr);
   }
   write(UC_X86_REG_CR2, s.cr2);
   write(UC_X86_REG_RAX, s.rax);

@@ -24,7 +24,6 @@ namespace {
 using backend::Exit;
 using backend::VcpuState;
 
-constexpr uint32_t kMsrKernelGsBase = 0xC0000102;
 constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
 
 int InterruptSignal() { return SIGRTMIN + 5; }
@@ -124,6 +123,28 @@ class KvmBackend final : public backend::Backend {
   BackendKind kind() const override { return BackendKind::kKvm; }
   absl::StatusOr<VcpuState> GetState() override;
   absl::Status SetState(const VcpuState& state) override;
+  absl::Status CheckNothingPending() override {
+    kvm_vcpu_events events{};
+    if (absl::Status s = Ioctl(KVM_GET_VCPU_EVENTS, &events, "GET_VCPU_EVENTS");
+        !s.ok()) {
+      return s;
+    }
+    kvm_mp_state mp{};
+    if (absl::Status s = Ioctl(KVM_GET_MP_STATE, &mp, "GET_MP_STATE"); !s.ok()) {
+      return s;
+    }
+    if (events.exception.injected || events.exception.pending ||
+        events.interrupt.injected || events.nmi.injected ||
+        events.nmi.pending || mp.mp_state != KVM_MP_STATE_RUNNABLE) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the vCPU has an event in flight (exception %d/%d, interrupt %d, "
+          "NMI %d/%d, MP state %d); a snapshot would lose it",
+          events.exception.injected, events.exception.pending,
+          events.interrupt.injected, events.nmi.injected, events.nmi.pending,
+          mp.mp_state));
+    }
+    return absl::OkStatus();
+  }
   absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
 
   void Interrupt() override {
@@ -160,8 +181,14 @@ class KvmBackend final : public backend::Backend {
     msrs.entry.index = index;
     msrs.entry.data = value;
     // Safe: the C layout of kvm_msrs with its one entry.
-    if (ioctl(vcpu_.get(), request, &msrs) != 1) {
+    int rc = ioctl(vcpu_.get(), request, &msrs);
+    if (rc < 0) {
       return ErrnoStatus(absl::StrFormat("KVM MSR 0x%x access", index), errno);
+    }
+    if (rc != 1) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "KVM refused %s MSR 0x%x (value 0x%x)",
+          request == kSetMsrs ? "to set" : "to read", index, value));
     }
     value = msrs.entry.data;
     return absl::OkStatus();
@@ -394,10 +421,13 @@ absl::StatusOr<VcpuState> KvmBackend::GetState() {
   }
   kvm_fpu fpu{};
   if (absl::Status s = Ioctl(KVM_GET_FPU, &fpu, "GET_FPU"); !s.ok()) return s;
-  uint64_t kernel_gs_base = 0;
-  if (absl::Status st = AccessMsr(kGetMsrs, kMsrKernelGsBase, kernel_gs_base);
-      !st.ok()) {
-    return st;
+  std::array<uint64_t, backend::kPortableMsrCount> msrs{};
+  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+    if (absl::Status st =
+            AccessMsr(kGetMsrs, backend::kPortableMsrs[i].index, msrs[i]);
+        !st.ok()) {
+      return st;
+    }
   }
 
   VcpuState s;
@@ -413,7 +443,7 @@ absl::StatusOr<VcpuState> KvmBackend::GetState() {
   s.idt = {sregs.idt.base, sregs.idt.limit};
   s.cr0 = sregs.cr0, s.cr2 = sregs.cr2, s.cr3 = sregs.cr3, s.cr4 = sregs.cr4;
   s.efer = sregs.efer;
-  s.kernel_gs_base = kernel_gs_base;
+  s.msrs = msrs;
   s.fpu.fcw = fpu.fcw;
   s.fpu.fsw = fpu.fsw;
   s.fpu.ftw = fpu.ftwx;
@@ -458,8 +488,15 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
   for (int i = 0; i < 8; ++i) std::memcpy(fpu.fpr[i], s.fpu.st[i].data(), 16);
   for (int i = 0; i < 16; ++i) std::memcpy(fpu.xmm[i], s.fpu.xmm[i].data(), 16);
   if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok()) return st;
-  uint64_t kernel_gs_base = s.kernel_gs_base;
-  return AccessMsr(kSetMsrs, kMsrKernelGsBase, kernel_gs_base);
+  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+    uint64_t value = s.msrs[i];
+    if (absl::Status st =
+            AccessMsr(kSetMsrs, backend::kPortableMsrs[i].index, value);
+        !st.ok()) {
+      return st;
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Guests get the host's supported CPUID minus XSAVE and AVX: function guests

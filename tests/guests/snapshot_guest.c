@@ -131,3 +131,18 @@ THAW_FUNCTION(fpu) {
   double x = (double)parse_u64(input, input_size);
   return reply_u64(out, (uint64_t)(x * 1.5 + 0.25));
 }
+
+/* MSRs are part of the vCPU state a snapshot keeps. */
+#define MSR_LSTAR 0xC0000082u
+THAW_FUNCTION(set_lstar) {
+  uint64_t v = parse_u64(input, input_size);
+  __asm__ volatile("wrmsr" ::"c"(MSR_LSTAR), "a"((uint32_t)v),
+                   "d"((uint32_t)(v >> 32)));
+  return 0;
+}
+
+THAW_FUNCTION(get_lstar) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(MSR_LSTAR));
+  return reply_u64(out, ((uint64_t)hi << 32) | lo);
+}
