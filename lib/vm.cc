@@ -183,6 +183,7 @@ class Vm::Impl {
     stats_.shared_base_built = built;
     counters_.chunks_read = counters.chunks_read.load();
     counters_.bytes_read = counters.bytes_read.load();
+    counters_.reads_without_io_uring = counters.reads_without_io_uring.load();
   }
   absl::Status Reset();
   absl::Status WriteWorkingSet();
@@ -193,6 +194,7 @@ class Vm::Impl {
     stats.bytes_read = counters_.bytes_read.load();
     stats.zero_chunks = counters_.zero_chunks.load();
     stats.prefetched = counters_.prefetched.load();
+    stats.reads_without_io_uring = counters_.reads_without_io_uring.load();
     return stats;
   }
   absl::StatusOr<std::string> Call(absl::string_view function,

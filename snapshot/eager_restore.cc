@@ -18,7 +18,7 @@ absl::Status RestoreRange(const SnapshotImage& image, uint8_t* memory,
                           const std::vector<uint32_t>& chunks, size_t begin,
                           size_t end, RestoreCounters& counters) {
   const uint32_t chunk_size = image.chunk_size();
-  UringReader reader(kBatch);
+  UringReader reader(kBatch, &counters.reads_without_io_uring);
   std::vector<uint8_t> buffer(kBatch * size_t{chunk_size});
   std::vector<FileRead> reads;
   for (size_t first = begin; first < end; first += kBatch) {

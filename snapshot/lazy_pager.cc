@@ -196,7 +196,7 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
 }
 
 void LazyPager::ServeFaults() {
-  UringReader reader(4);
+  UringReader reader(4, &counters_.reads_without_io_uring);
   AlignedBuffer stored = NewAligned(chunk_size_);
   pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   uffd_msg messages[16];
@@ -259,7 +259,7 @@ void LazyPager::ServeFaults() {
 }
 
 void LazyPager::PrefetchWorkingSet() {
-  UringReader reader(kPrefetchBatch);
+  UringReader reader(kPrefetchBatch, &counters_.reads_without_io_uring);
   const auto& working_set = image_->manifest().working_set();
   std::vector<uint8_t> buffer(kPrefetchBatch * size_t{chunk_size_});
   std::vector<FileRead> reads;

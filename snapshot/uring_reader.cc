@@ -12,7 +12,8 @@
 
 namespace thaw::snapshot {
 
-UringReader::UringReader(unsigned depth) : depth_(depth) {
+UringReader::UringReader(unsigned depth, std::atomic<uint64_t>* fallback_reads)
+    : depth_(depth), fallback_reads_(fallback_reads) {
   ring_ok_ = io_uring_queue_init(depth, &ring_, 0) == 0;
 }
 
@@ -43,6 +44,7 @@ absl::Status UringReader::ReadWithPread(const FileRead& read,
 absl::Status UringReader::ReadAll(absl::Span<const FileRead> reads,
                                   const std::string& path) {
   if (!ring_ok_) {
+    if (fallback_reads_) *fallback_reads_ += reads.size();
     for (const FileRead& r : reads) {
       if (absl::Status s = ReadWithPread(r, path); !s.ok()) return s;
     }

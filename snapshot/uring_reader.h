@@ -11,6 +11,7 @@
 
 #include <liburing.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,7 +30,10 @@ struct FileRead {
 
 class UringReader {
  public:
-  explicit UringReader(unsigned depth = 64);
+  // `fallback_reads`, if given, counts reads done with pread because
+  // io_uring is unavailable.
+  explicit UringReader(unsigned depth = 64,
+                       std::atomic<uint64_t>* fallback_reads = nullptr);
   ~UringReader();
   UringReader(const UringReader&) = delete;
   UringReader& operator=(const UringReader&) = delete;
@@ -47,6 +51,7 @@ class UringReader {
   io_uring ring_;
   bool ring_ok_ = false;
   unsigned depth_;
+  std::atomic<uint64_t>* fallback_reads_;
 };
 
 }  // namespace thaw::snapshot

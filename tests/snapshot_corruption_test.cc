@@ -3,6 +3,8 @@
 // build must not run), never a crash and never a guest started on bad
 // memory. Runs on the emulated backend: the checks happen before any backend
 // is involved, and the lazy case only needs a guest to touch memory.
+#include <signal.h>
+#include <sys/resource.h>
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -313,6 +315,56 @@ TEST_F(SnapshotCorruptionTest, ALazyRestoreNeverRunsTheGuestOnABadChunk) {
     auto again = (*vm)->Call("echo", "hello");
     EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
   }
+}
+
+// A disk that fills up mid-write (simulated with RLIMIT_FSIZE, which makes
+// write() fail with EFBIG past the limit): the snapshot fails naming the
+// file, the snapshot already at that path is untouched, and no temporary
+// file is left behind.
+TEST_F(SnapshotCorruptionTest, AFullDiskLosesNothing) {
+  const std::string dir = *dir_ + "/full";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/fn.thaw";
+  std::filesystem::copy_file(*good_, path);
+
+  VmConfig config;
+  config.backend = BackendKind::kEmulated;
+  config.memory_size = 8ull << 20;
+  auto vm = Vm::Create(config);
+  ASSERT_TRUE(vm.ok());
+  ASSERT_TRUE((*vm)->LoadGuest(THAW_TEST_GUEST).ok());
+  ASSERT_TRUE((*vm)->Boot().ok());
+  (*vm)->Call("count", "").IgnoreError();  // so the new snapshot differs
+
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &previous), 0);
+  rlimit old_limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  rlimit small = old_limit;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  SnapshotOptions options;
+  options.compression_level = 1;
+  absl::Status status = (*vm)->Snapshot(path, options);
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  sigaction(SIGXFSZ, &previous, nullptr);
+
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("fn.thaw"));
+  EXPECT_THAT(status.message(), HasSubstr("File too large"));
+  EXPECT_EQ(ReadFile(path), *bytes_);  // the old snapshot, intact
+  EXPECT_TRUE(VerifySnapshot(path).ok());
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_EQ(files, 1) << "a temporary file was left behind";
+  // The Vm itself is fine: a snapshot with room to write succeeds.
+  EXPECT_TRUE((*vm)->Snapshot(path, options).ok());
+  EXPECT_NE(ReadFile(path), *bytes_);
+  EXPECT_TRUE(VerifySnapshot(path).ok());
 }
 
 }  // namespace

@@ -163,6 +163,8 @@ TEST_P(SnapshotTest, EveryEngineRestoresAVmThatAnswersAsTheOriginalWould) {
     EXPECT_EQ(AsU64(Call(*restored, "fpu", "7")), 10u);
     EXPECT_EQ(AsU64(Call(*restored, "get_lstar")), 0x7FFF12345678u);
     EXPECT_GT(restored->report().restore, absl::ZeroDuration());
+    // The reads went through io_uring (available here and in CI's QEMU).
+    EXPECT_EQ(restored->restore_stats().reads_without_io_uring, 0u);
     // The guest's symbols travel with the snapshot.
     EXPECT_TRUE(restored->FindGuestSymbol("thaw_main").ok());
   }

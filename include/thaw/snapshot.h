@@ -80,6 +80,9 @@ struct RestoreStats {
   uint64_t bytes_read = 0;      // compressed bytes read
   uint64_t zero_chunks = 0;     // all-zero chunks installed lazily
   uint64_t prefetched = 0;      // chunks installed by prefetch
+  // Reads done with plain pread because io_uring is unavailable here (a
+  // seccomp filter, kernel.io_uring_disabled): restores still work.
+  uint64_t reads_without_io_uring = 0;
   uint64_t resets = 0;          // Vm::Reset() calls
   uint64_t pages_reset = 0;     // pages the last Reset() restored
   bool shared_base_built = false;  // this restore decompressed the base
