@@ -446,6 +446,12 @@ absl::Duration Vm::Impl::WaitWhilePaused() {
 }
 
 absl::Status Vm::Impl::RunGuest(absl::string_view what) {
+  // A chunk that failed its checksum while the host wrote the call's input
+  // (or earlier) means the guest must not run at all.
+  if (absl::Status memory = MemoryError(); !memory.ok()) {
+    return absl::Status(memory.code(),
+                        absl::StrCat(what, ": ", memory.message()));
+  }
   backend_->ClearInterrupt();
   timed_out_.store(false);
   // A Pause() that came before ClearInterrupt() would be lost; re-raise it.

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -458,6 +459,46 @@ TEST_P(SnapshotTest, OtherChunkSizesAndLevelsRoundTrip) {
       EXPECT_EQ(Call(*restored, "table_sum"), sum);
     }
   }
+}
+
+// A damaged chunk that only a lazy restore reaches: the restore starts (the
+// manifest is intact), and the first call, which touches the chunk holding
+// the guest's code, fails with DataLoss naming the file; the Vm then refuses
+// further calls. On KVM the fault comes from inside KVM_RUN.
+TEST_P(SnapshotTest, ALazyRestoreNeverReturnsAResultComputedOnADamagedChunk) {
+  auto vm = Boot(Config(32ull << 20));
+  ASSERT_NE(vm, nullptr);
+  const std::string path = Path("fn.thaw");
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  {
+    auto file = snapshot::SnapshotFile::Open(path);
+    ASSERT_TRUE(file.ok());
+    const uint32_t frame =
+        (*file)->ChunkFrame(THAW_IMAGE_BASE / (*file)->chunk_size());
+    ASSERT_LT(frame, (*file)->frame_count());
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg((*file)->FrameOffset(frame) + 5);
+    char byte = 0;
+    f.read(&byte, 1);
+    byte ^= 0x40;
+    f.seekp((*file)->FrameOffset(frame) + 5);
+    f.write(&byte, 1);
+  }
+  for (RestoreEngine engine :
+       {RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch}) {
+    SCOPED_TRACE(RestoreEngineName(engine));
+    auto restored = Vm::Restore(path, Options(engine));
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    auto reply = (*restored)->Call("counter", "");
+    EXPECT_EQ(reply.status().code(), absl::StatusCode::kDataLoss)
+        << reply.status();
+    EXPECT_THAT(reply.status().message(), HasSubstr("fn.thaw"));
+    EXPECT_EQ((*restored)->Call("counter", "").status().code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  // The eager engine finds it before the guest exists.
+  EXPECT_EQ(Vm::Restore(path, Options(RestoreEngine::kEager)).status().code(),
+            absl::StatusCode::kDataLoss);
 }
 
 THAW_INSTANTIATE_BACKEND_TESTS(SnapshotTest);

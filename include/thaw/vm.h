@@ -11,8 +11,9 @@
 // what happened (vector, RIP and CR2 for exceptions), and the Vm then refuses
 // further calls with FailedPrecondition carrying that first error.
 //
-// Thread safety: LoadGuest, Boot, Call and RegisterHostFunction must not run
-// concurrently on one Vm (they are meant for one owning thread). Pause,
+// Thread safety: LoadGuest, Boot, Call, Snapshot, Reset, WriteWorkingSet and
+// RegisterHostFunction must not run concurrently on one Vm (they are meant
+// for one owning thread). Pause,
 // Resume, console, report and backend may be called from any thread at any
 // time. Distinct Vms are independent and may run in parallel.
 //
@@ -137,6 +138,10 @@ class Vm {
   // entropy in its boot-info page, and its after-restore hook runs before
   // the first call. DataLoss names the file and the damage for a corrupt
   // snapshot; FailedPrecondition for one this build or backend cannot run.
+  // With a lazy engine a damaged chunk shows when the guest first touches
+  // it: that call fails with DataLoss and the Vm refuses further calls.
+  // Host functions are not part of a snapshot: register them again on the
+  // restored Vm.
   static absl::StatusOr<std::unique_ptr<Vm>> Restore(
       const std::string& path, const RestoreOptions& options = {});
 

@@ -165,9 +165,11 @@ class KvmBackend final : public backend::Backend {
   absl::Status Ioctl(unsigned long request, void* arg, const char* what) {
     // Safe: each caller passes the argument type the KVM API documents for
     // `request` on the vCPU fd.
-    if (ioctl(vcpu_.get(), request, arg) < 0) {
-      return ErrnoStatus(absl::StrCat("KVM ", what), errno);
-    }
+    int rc;
+    do {
+      rc = ioctl(vcpu_.get(), request, arg);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) return ErrnoStatus(absl::StrCat("KVM ", what), errno);
     return absl::OkStatus();
   }
   // Reads (kGetMsrs) or writes (kSetMsrs) one MSR.
@@ -538,6 +540,22 @@ absl::Status Unavailable(absl::string_view what, int error_number) {
 
 }  // namespace
 
+namespace {
+
+// ioctl(), retried while a signal interrupts it: creating a VM waits in the
+// kernel (it starts a worker thread) and a stray kick signal meant for
+// another Vm's vCPU on this thread must not fail the creation.
+template <typename Arg>
+int IoctlRetryingEintr(int fd, unsigned long request, Arg arg) {
+  int rc;
+  do {
+    rc = ioctl(fd, request, arg);
+  } while (rc < 0 && errno == EINTR);
+  return rc;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
     GuestMemory& memory) {
   Fd kvm(open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -549,7 +567,7 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
         "KVM backend unavailable: /dev/kvm API version ", version,
         ", need ", KVM_API_VERSION));
   }
-  Fd vm(ioctl(kvm.get(), KVM_CREATE_VM, 0));
+  Fd vm(IoctlRetryingEintr(kvm.get(), KVM_CREATE_VM, 0));
   if (vm.get() < 0) return Unavailable("KVM_CREATE_VM", errno);
   // Intel VMX needs three pages for a real-mode TSS; harmless elsewhere.
   ioctl(vm.get(), KVM_SET_TSS_ADDR, kTssAddressForIntel);
@@ -559,10 +577,10 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   region.memory_size = memory.size();
   region.userspace_addr = reinterpret_cast<uint64_t>(memory.host_base());
   // Safe: the mapping outlives the VM (the Vm destroys the backend first).
-  if (ioctl(vm.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+  if (IoctlRetryingEintr(vm.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
     return ErrnoStatus("KVM_SET_USER_MEMORY_REGION", errno);
   }
-  Fd vcpu(ioctl(vm.get(), KVM_CREATE_VCPU, 0));
+  Fd vcpu(IoctlRetryingEintr(vm.get(), KVM_CREATE_VCPU, 0));
   if (vcpu.get() < 0) return Unavailable("KVM_CREATE_VCPU", errno);
   int run_size = ioctl(kvm.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (run_size < static_cast<int>(sizeof(kvm_run))) {
