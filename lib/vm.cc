@@ -190,6 +190,7 @@ class Vm::Impl {
   RestoreStats restore_stats() const {
     RestoreStats stats = stats_;
     stats.faults = counters_.faults.load();
+    stats.prefetch_waits = counters_.prefetch_waits.load();
     stats.chunks_read = counters_.chunks_read.load();
     stats.bytes_read = counters_.bytes_read.load();
     stats.zero_chunks = counters_.zero_chunks.load();

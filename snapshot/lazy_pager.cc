@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,9 @@ namespace thaw::snapshot {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+// Prefetch batches start small, so the first chunks the guest needs arrive
+// quickly, and double up to kPrefetchBatch to amortize the submissions.
+constexpr size_t kFirstPrefetchBatch = 4;
 constexpr size_t kPrefetchBatch = 64;
 
 absl::StatusOr<int> OpenUserfaultfd() {
@@ -228,7 +232,7 @@ void LazyPager::ServeFaults() {
         } else {
           // The prefetcher holds it; its UFFDIO_COPY wakes the thread.
           // Waking it now would only make it fault again.
-          ++counters_.faults;
+          ++counters_.prefetch_waits;
         }
         continue;
       }
@@ -265,12 +269,13 @@ void LazyPager::PrefetchWorkingSet() {
   std::vector<FileRead> reads;
   std::vector<uint64_t> claimed;
   int next = 0;
+  size_t batch = kFirstPrefetchBatch;
   while (next < working_set.size() && !stopping_.load()) {
     reads.clear();
     claimed.clear();
-    // One batch: up to kPrefetchBatch claimed chunks from one file.
+    // One batch: up to `batch` claimed chunks from one file.
     int file_index = -1;
-    while (next < working_set.size() && claimed.size() < kPrefetchBatch) {
+    while (next < working_set.size() && claimed.size() < batch) {
       const uint64_t chunk = working_set[next];
       SnapshotImage::Location where = image_->Locate(chunk);
       if (!where.zero() && file_index >= 0 &&
@@ -292,6 +297,7 @@ void LazyPager::PrefetchWorkingSet() {
       claimed.push_back(chunk);
     }
     if (claimed.empty()) continue;
+    batch = std::min(batch * 2, kPrefetchBatch);
     const SnapshotFile& file = *image_->files()[file_index];
     absl::Status s = reader.ReadAll(reads, file.path());
     for (size_t i = 0; i < claimed.size(); ++i) {

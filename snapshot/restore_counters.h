@@ -8,7 +8,8 @@
 namespace thaw::snapshot {
 
 struct RestoreCounters {
-  std::atomic<uint64_t> faults{0};        // userfaultfd faults served
+  std::atomic<uint64_t> faults{0};        // faults served by reading a chunk
+  std::atomic<uint64_t> prefetch_waits{0};  // faults on a chunk in prefetch
   std::atomic<uint64_t> chunks_read{0};   // frames read and decoded
   std::atomic<uint64_t> bytes_read{0};    // stored bytes read from files
   std::atomic<uint64_t> zero_chunks{0};   // zero chunks installed lazily

@@ -140,10 +140,11 @@ int Restore(const thaw::cli::Args& args) {
   int code = CallAndReport(**vm, args, absl::OkStatus());
   const thaw::RestoreStats stats = (*vm)->restore_stats();
   std::fprintf(stderr,
-               "restore: engine %s, %llu faults, %llu chunks read (%llu "
-               "bytes), %llu prefetched\n",
+               "restore: engine %s, %llu faults (+%llu waiting on prefetch), "
+               "%llu chunks read (%llu bytes), %llu prefetched\n",
                std::string(thaw::RestoreEngineName(stats.engine)).c_str(),
                static_cast<unsigned long long>(stats.faults),
+               static_cast<unsigned long long>(stats.prefetch_waits),
                static_cast<unsigned long long>(stats.chunks_read),
                static_cast<unsigned long long>(stats.bytes_read),
                static_cast<unsigned long long>(stats.prefetched));

@@ -75,7 +75,12 @@ struct RestoreOptions {
 // What a restore did, counted.
 struct RestoreStats {
   RestoreEngine engine = RestoreEngine::kEager;
-  uint64_t faults = 0;          // page faults served lazily
+  // Page faults the lazy engines served by reading (or zero-filling) the
+  // chunk on the spot.
+  uint64_t faults = 0;
+  // Page faults on a chunk the prefetcher was already installing: the
+  // guest waited for it, but nothing extra was read.
+  uint64_t prefetch_waits = 0;
   uint64_t chunks_read = 0;     // chunks read from the file and decompressed
   uint64_t bytes_read = 0;      // compressed bytes read
   uint64_t zero_chunks = 0;     // all-zero chunks installed lazily
