@@ -722,6 +722,12 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
     }
     request.diff = true;
     namespace fs = std::filesystem;
+    std::error_code same_error;
+    if (fs::equivalent(path, options.parent, same_error)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Snapshot: a diff snapshot cannot replace its own parent \"",
+          options.parent, "\""));
+    }
     fs::path parent_path = fs::absolute(options.parent);
     request.parent_path =
         parent_path.parent_path() == fs::absolute(path).parent_path()

@@ -351,6 +351,9 @@ TEST_P(SnapshotTest, DiffSnapshotChainsRestoreTheRightBytes) {
   Call(*from_b, "dirty", "3");
   Call(*from_b, "counter");
   diff.parent = b;
+  // A diff may not overwrite its own parent.
+  EXPECT_EQ(from_b->Snapshot(b, diff).code(),
+            absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(from_b->Snapshot(c, diff).ok());
   const std::string expected = MemoryWithoutBootInfo(*from_b);
 
