@@ -11,14 +11,25 @@
 #define THAW_LIB_PAGE_MAP_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace thaw {
 
+// Runs of pages [first, end), as page indices from a mapping's start.
+using PageRuns = std::vector<std::pair<uint64_t, uint64_t>>;
+
 class PageMap {
  public:
+  // The runs of pages in [base, base + size) that are private copies
+  // (touched and anonymous), i.e. what a copy-on-write mapping changed.
+  // Uses the PAGEMAP_SCAN ioctl (Linux 6.7+), which reports only matching
+  // ranges and skips untouched page tables, and reads every entry of
+  // /proc/self/pagemap where the kernel lacks it.
+  static absl::StatusOr<PageRuns> PrivateRuns(const void* base, uint64_t size);
+
   // Reads the entries of [base, base + size); both page-aligned.
   static absl::StatusOr<PageMap> Read(const void* base, uint64_t size);
 

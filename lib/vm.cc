@@ -22,6 +22,7 @@
 #include "lib/guest_memory.h"
 #include "lib/hypercall_dispatcher.h"
 #include "lib/page_map.h"
+#include "lib/vm_internal.h"
 #include "lib/watchdog.h"
 #include "lib/x86/boot_state.h"
 #include "snapshot/eager_restore.h"
@@ -619,9 +620,6 @@ absl::Status Vm::Impl::RestoreFrom(
   snapshot_generation_ = m.abi().restore_generation();
   if (absl::Status s = backend_->SetState(state); !s.ok()) return s;
   if (absl::Status s = WriteRestoreIdentity(); !s.ok()) return s;
-  if (base_ == nullptr && options.engine == RestoreEngine::kSharedBase) {
-    return absl::InternalError("shared-base restore without a base");
-  }
   state_ = State::kReady;
   std::lock_guard<std::mutex> lock(report_mutex_);
   report_.restore = absl::Now() - start;
@@ -771,31 +769,28 @@ absl::Status Vm::Impl::Reset() {
         "reset");
   }
   absl::Time start = absl::Now();
-  // Runs of pages [first, end) that hold private copies: what changed.
-  auto dirty_runs =
-      [this]() -> absl::StatusOr<std::vector<std::pair<uint64_t, uint64_t>>> {
-    auto map = PageMap::Read(memory_->host_base(), memory_->size());
-    if (!map.ok()) return map.status();
-    std::vector<std::pair<uint64_t, uint64_t>> runs;
-    for (uint64_t p = 0; p < map->pages(); ++p) {
-      if (!map->private_copy(p)) continue;
-      uint64_t end = p;
-      while (end < map->pages() && map->private_copy(end)) ++end;
-      runs.emplace_back(p, end);
-      p = end;
-    }
-    return runs;
-  };
-  auto runs = dirty_runs();
+  auto runs = PageMap::PrivateRuns(memory_->host_base(), memory_->size());
   if (!runs.ok()) return runs.status();
   // The emulator drops code it translated from changed pages first: finding
-  // that code walks the guest page tables and may set their accessed bits,
-  // which are then reset along with everything else.
+  // that code walks the guest page tables and may set accessed bits in them,
+  // a write. The page tables live in the host-owned first 2 MiB, so only
+  // that stretch needs a second look.
+  bool discarded = false;
   for (const auto& [first, end] : *runs) {
-    backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
+    discarded |= backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
   }
-  runs = dirty_runs();
-  if (!runs.ok()) return runs.status();
+  if (discarded) {
+    auto low = PageMap::PrivateRuns(memory_->host_base(), THAW_IMAGE_BASE);
+    if (!low.ok()) return low.status();
+    PageRuns merged = *std::move(low);
+    for (const auto& run : *runs) {
+      if (run.second > THAW_IMAGE_BASE / kPage) {
+        merged.emplace_back(std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kPage),
+                            run.second);
+      }
+    }
+    *runs = std::move(merged);
+  }
   uint64_t pages = 0;
   for (const auto& [first, end] : *runs) {
     // Safe: drops this Vm's private copies of its own pages; the next touch
@@ -846,8 +841,8 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   return std::unique_ptr<Vm>(new Vm(std::move(impl)));
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
-                                                const RestoreOptions& options) {
+absl::StatusOr<std::unique_ptr<Vm>> internal::VmAccess::Restore(
+    const std::string& path, const RestoreOptions& options, int memory_fd) {
   absl::Time start = absl::Now();
   if (options.record_working_set && options.engine != RestoreEngine::kLazy) {
     return absl::InvalidArgumentError(
@@ -876,7 +871,9 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
   snapshot::RestoreCounters base_counters;
   bool built = false;
   absl::StatusOr<std::unique_ptr<GuestMemory>> memory;
-  if (options.engine == RestoreEngine::kSharedBase) {
+  if (memory_fd >= 0) {
+    memory = GuestMemory::MapPrivate(memory_fd, config.memory_size);
+  } else if (options.engine == RestoreEngine::kSharedBase) {
     auto shared = snapshot::SharedBase::Get(*image, base_counters, &built);
     if (!shared.ok()) return shared.status();
     base = *std::move(shared);
@@ -885,13 +882,27 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
     memory = GuestMemory::Create(config.memory_size);
   }
   if (!memory.ok()) return memory.status();
-  auto impl = std::make_unique<Impl>(config, *layout, *std::move(memory));
+  auto impl = std::make_unique<Vm::Impl>(config, *layout, *std::move(memory));
   impl->AdoptBase(std::move(base), built, base_counters);
   if (absl::Status s = impl->RestoreFrom(*std::move(image), options, start);
       !s.ok()) {
     return s;
   }
   return std::unique_ptr<Vm>(new Vm(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
+                                                const RestoreOptions& options) {
+  return internal::VmAccess::Restore(path, options, /*memory_fd=*/-1);
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> internal::VmAccess::RestoreOverMemoryFile(
+    const std::string& snapshot_path, int memory_fd,
+    const RestoreOptions& options) {
+  RestoreOptions over_file = options;
+  over_file.engine = RestoreEngine::kSharedBase;  // memory is mapped already
+  over_file.record_working_set = false;
+  return Restore(snapshot_path, over_file, memory_fd);
 }
 
 absl::Status Vm::Snapshot(const std::string& path,

@@ -10,6 +10,8 @@ packages=(
   libabsl-dev libunicorn-dev libgtest-dev libgmock-dev
   # snapshots: compression, io_uring, checksums, the manifest
   libzstd-dev liburing-dev libxxhash-dev libprotobuf-dev protobuf-compiler
+  # benchmarks and their report (scripts/bench.sh)
+  libbenchmark-dev python3-matplotlib
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -37,6 +37,10 @@
 
 namespace thaw {
 
+namespace internal {
+struct VmAccess;  // lib/vm_internal.h: thaw's own tools, not the public API
+}  // namespace internal
+
 enum class BackendKind {
   kAuto,      // KVM when /dev/kvm can run a VM, else emulated
   kKvm,       // /dev/kvm; fails with Unavailable where it cannot
@@ -191,6 +195,7 @@ class Vm {
   class Impl;
 
  private:
+  friend struct internal::VmAccess;
   explicit Vm(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -87,11 +87,13 @@ class Backend {
   virtual absl::Status CheckNothingPending() { return absl::OkStatus(); }
 
   // Guest memory in [address, address + size) was replaced behind the
-  // vCPU's back (Vm::Reset): drop anything decoded from it. KVM reads
-  // memory afresh and needs nothing.
-  virtual void DiscardCachedCode(uint64_t address, uint64_t size) {
+  // vCPU's back (Vm::Reset): drop anything decoded from it. Returns whether
+  // that may have written guest memory. KVM reads memory afresh and needs
+  // nothing.
+  virtual bool DiscardCachedCode(uint64_t address, uint64_t size) {
     (void)address;
     (void)size;
+    return false;
   }
 };
 

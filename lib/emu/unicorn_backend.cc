@@ -77,10 +77,12 @@ class UnicornBackend final : public backend::Backend {
   void ClearInterrupt() override {
     interrupted_.store(false, std::memory_order_release);
   }
-  void DiscardCachedCode(uint64_t address, uint64_t size) override {
+  bool DiscardCachedCode(uint64_t address, uint64_t size) override {
     // Unicorn notices guest writes to translated code, but not memory the
-    // host replaced; drop translations of the range.
+    // host replaced; drop translations of the range. Finding them walks the
+    // guest page tables, which can set accessed bits: a write.
     uc_ctl_remove_cache(uc_, address, address + size);
+    return true;
   }
 
  private:

@@ -1,0 +1,58 @@
+// Call overhead on a warm Vm: an empty call, and host-function round trips.
+#include <memory>
+#include <string>
+
+#include "benchmark/benchmark.h"
+#include "benchmarks/scenario.h"
+
+namespace thaw::bench {
+namespace {
+
+Vm& WarmVm() {
+  static std::unique_ptr<Vm> vm;
+  if (!vm) {
+    auto created = Vm::Create(BenchConfig(64ull << 20));
+    if (!created.ok()) Die("create", created.status());
+    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok()) Die("load", s);
+    if (auto s = (*created)->Boot(); !s.ok()) Die("boot", s);
+    (void)(*created)->RegisterHostFunction(
+        "ping", [](absl::string_view) -> absl::StatusOr<std::string> {
+          return std::string("y");
+        });
+    vm = *std::move(created);
+  }
+  return *vm;
+}
+
+void EmptyCall(benchmark::State& state) {
+  Vm& vm = WarmVm();
+  for (auto _ : state) {
+    auto reply = vm.Call("empty", "");
+    if (!reply.ok()) Die("empty", reply.status());
+  }
+}
+
+// 100 host calls per guest call; reported per round trip.
+void HostRoundTrip(benchmark::State& state) {
+  Vm& vm = WarmVm();
+  constexpr int kPerCall = 100;
+  for (auto _ : state) {
+    auto reply = vm.Call("ping_host", std::to_string(kPerCall));
+    if (!reply.ok()) Die("ping_host", reply.status());
+  }
+  state.SetItemsProcessed(state.iterations() * kPerCall);
+  state.SetLabel("100 round trips per iteration");
+}
+
+}  // namespace
+
+void RegisterCallBenchmarks() {
+  benchmark::RegisterBenchmark("call/empty", EmptyCall)
+      ->Iterations(Iterations(20000))
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("call/host_round_trip_x100", HostRoundTrip)
+      ->Iterations(Iterations(500))
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace thaw::bench

@@ -1,0 +1,180 @@
+// The machine's floor, measured in the same run as everything else: memcpy
+// bandwidth, a raw userfaultfd fault served from memory (COPY and ZEROPAGE),
+// an io_uring 64 KiB read; and thaw's lazy fault service per page, to
+// compare with the raw fault.
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
+#include "benchmarks/scenario.h"
+#include "snapshot/lazy_pager.h"
+#include "snapshot/snapshot_file.h"
+
+namespace thaw::bench {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+void Memcpy(benchmark::State& state) {
+  const size_t size = 64ull << 20;
+  std::vector<uint8_t> from(size, 1), to(size, 0);  // both faulted in
+  for (auto _ : state) {
+    std::memcpy(to.data(), from.data(), size);
+    benchmark::DoNotOptimize(to.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * size);
+}
+
+// Touches `pages` fresh pages, each served by a userfaultfd thread with one
+// 4 KiB UFFDIO_COPY (or UFFDIO_ZEROPAGE): the cheapest lazy restore there is.
+void RawUffd(benchmark::State& state, bool zero) {
+  const uint64_t pages = Smoke() ? 256 : 4096;
+  std::vector<uint8_t> source(kPage, 0x5A);
+  for (auto _ : state) {
+    int uffd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC));
+    if (uffd < 0) Die("userfaultfd", absl::InternalError(std::strerror(errno)));
+    uffdio_api api{};
+    api.api = UFFD_API;
+    ioctl(uffd, UFFDIO_API, &api);
+    auto* area = static_cast<uint8_t*>(mmap(nullptr, pages * kPage,
+                                            PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    uffdio_register reg{};
+    reg.range.start = reinterpret_cast<uint64_t>(area);
+    reg.range.len = pages * kPage;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
+      Die("UFFDIO_REGISTER", absl::InternalError(std::strerror(errno)));
+    }
+    std::thread server([&] {
+      for (uint64_t served = 0; served < pages;) {
+        uffd_msg msg;
+        if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) continue;
+        if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
+        const uint64_t page = msg.arg.pagefault.address & ~(kPage - 1);
+        if (zero) {
+          uffdio_zeropage z{{page, kPage}, 0, 0};
+          ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        } else {
+          uffdio_copy c{page, reinterpret_cast<uint64_t>(source.data()), kPage,
+                        0, 0};
+          ioctl(uffd, UFFDIO_COPY, &c);
+        }
+        ++served;
+      }
+    });
+    absl::Time start = absl::Now();
+    uint64_t sum = 0;
+    for (uint64_t p = 0; p < pages; ++p) sum += area[p * kPage];
+    benchmark::DoNotOptimize(sum);
+    state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start) / pages);
+    server.join();
+    munmap(area, pages * kPage);
+    close(uffd);
+  }
+  state.SetLabel("per 4 KiB page");
+}
+
+// thaw's lazy engine serving faults: the host touches one byte per page of
+// the scenario's non-zero chunks; the pager reads, decompresses and installs
+// a 64 KiB chunk per fault. Reported per page, as the raw fault is.
+void LazyFaultService(benchmark::State& state, uint64_t size) {
+  const Scenario& s = GetScenario(size);
+  auto image = snapshot::SnapshotImage::Open(s.snapshot);
+  if (!image.ok()) Die("open", image.status());
+  const uint64_t chunk = (*image)->chunk_size();
+  for (auto _ : state) {
+    auto* memory = static_cast<uint8_t*>(
+        mmap(nullptr, size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+    snapshot::RestoreCounters counters;
+    auto pager = snapshot::LazyPager::Start(*image, memory, counters, {});
+    if (!pager.ok()) Die("pager", pager.status());
+    uint64_t pages = 0, sum = 0;
+    absl::Time start = absl::Now();
+    for (uint64_t c = 0; c < (*image)->chunk_count(); ++c) {
+      if ((*image)->Locate(c).zero()) continue;
+      for (uint64_t off = 0; off < chunk; off += kPage, ++pages) {
+        sum += memory[c * chunk + off];
+      }
+    }
+    const absl::Duration took = absl::Now() - start;
+    benchmark::DoNotOptimize(sum);
+    state.SetIterationTime(absl::ToDoubleSeconds(took) / pages);
+    state.counters["faults"] = counters.faults.load();
+    state.counters["pages"] = pages;
+    pager->reset();
+    munmap(memory, size);
+  }
+  state.SetLabel("per 4 KiB page, 64 KiB chunks decompressed");
+}
+
+void IoUringRead(benchmark::State& state) {
+  const Scenario& s = GetScenario(ScenarioSizes().front());
+  int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
+  io_uring ring;
+  if (fd < 0 || io_uring_queue_init(4, &ring, 0) != 0) {
+    Die("io_uring", absl::UnavailableError("cannot set up"));
+  }
+  std::vector<uint8_t> buffer(64 << 10);
+  const uint64_t blocks = s.memory_size / buffer.size();
+  // Warm the page cache: the floor of a cached read, as restores see.
+  for (uint64_t b = 0; b < blocks; ++b) {
+    (void)!pread(fd, buffer.data(), buffer.size(), b * buffer.size());
+  }
+  uint64_t next = 0;
+  for (auto _ : state) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_read(sqe, fd, buffer.data(), buffer.size(),
+                       (next++ % blocks) * buffer.size());
+    io_uring_submit(&ring);
+    io_uring_cqe* cqe;
+    io_uring_wait_cqe(&ring, &cqe);
+    io_uring_cqe_seen(&ring, cqe);
+  }
+  io_uring_queue_exit(&ring);
+  close(fd);
+  state.SetBytesProcessed(state.iterations() * buffer.size());
+}
+
+}  // namespace
+
+void RegisterFloorBenchmarks() {
+  using benchmark::RegisterBenchmark;
+  RegisterBenchmark("floor/memcpy_64MiB", Memcpy)
+      ->Iterations(Iterations(20))
+      ->Unit(benchmark::kMillisecond);
+  RegisterBenchmark("floor/uffd_copy_page", RawUffd, false)
+      ->Iterations(Iterations(5))
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("floor/uffd_zeropage_page", RawUffd, true)
+      ->Iterations(Iterations(5))
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  RegisterBenchmark("floor/io_uring_read_64KiB", IoUringRead)
+      ->Iterations(Iterations(5000))
+      ->Unit(benchmark::kMicrosecond);
+  for (uint64_t size : ScenarioSizes()) {
+    RegisterBenchmark(("fault_service/lazy_per_page/" + SizeName(size)).c_str(),
+                      LazyFaultService, size)
+        ->Iterations(Iterations(3))
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
+}  // namespace thaw::bench

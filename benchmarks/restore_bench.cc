@@ -1,0 +1,183 @@
+// Restore latency: cold boot + init (what a snapshot replaces), every
+// restore engine to its first instruction and through its first call, the
+// Firecracker-style baseline, shared-base clones and reset.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
+#include "benchmarks/scenario.h"
+#include "lib/vm_internal.h"
+
+namespace thaw::bench {
+namespace {
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+RestoreOptions Options(uint64_t size, RestoreEngine engine) {
+  RestoreOptions options;
+  options.backend = BenchConfig(size).backend;
+  options.engine = engine;
+  options.call_timeout = absl::Minutes(5);
+  return options;
+}
+
+void CheckReply(const absl::StatusOr<std::string>& reply, const Scenario& s) {
+  if (!reply.ok()) Die("first call", reply.status());
+  if (*reply != s.work_reply) {
+    Die("first call", absl::DataLossError("restored Vm answered differently"));
+  }
+}
+
+void ColdBoot(benchmark::State& state, uint64_t size) {
+  const Scenario& s = GetScenario(size);
+  for (auto _ : state) {
+    absl::Time start = absl::Now();
+    auto vm = Vm::Create(BenchConfig(size));
+    if (!vm.ok()) Die("create", vm.status());
+    if (auto st = (*vm)->LoadGuest(THAW_BENCH_GUEST); !st.ok()) Die("load", st);
+    if (auto st = (*vm)->Boot(); !st.ok()) Die("boot", st);
+    state.SetIterationTime(Seconds(absl::Now() - start));
+  }
+  state.counters["memory_MiB"] = size >> 20;
+  state.counters["data_MiB"] = s.data_bytes >> 20;
+  state.counters["snapshot_MiB"] = s.snapshot_bytes / 1048576.0;
+  state.counters["working_set_chunks"] = s.working_set_chunks;
+}
+
+// One engine, timed to the first instruction (Restore returns) or through
+// the first call.
+void Restore(benchmark::State& state, std::string name, uint64_t size,
+             RestoreEngine engine, bool first_call) {
+  const Scenario& s = GetScenario(size);
+  const std::string& path =
+      engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
+  const RestoreOptions options = Options(size, engine);
+  RestoreStats stats;
+  for (auto _ : state) {
+    absl::Time start = absl::Now();
+    auto vm = Vm::Restore(path, options);
+    if (!vm.ok()) Die("restore", vm.status());
+    if (first_call) CheckReply((*vm)->Call("work", ""), s);
+    const absl::Duration took = absl::Now() - start;
+    state.SetIterationTime(Seconds(took));
+    RecordSample(name, absl::ToDoubleMilliseconds(took));
+    stats = (*vm)->restore_stats();
+    vm->reset();  // destroying the Vm is not part of the restore
+    if (engine == RestoreEngine::kSharedBase) DropIdleSharedBases();
+  }
+  state.counters["faults"] = stats.faults;
+  state.counters["prefetch_waits"] = stats.prefetch_waits;
+  state.counters["chunks_read"] = stats.chunks_read;
+  state.counters["MiB_read"] = stats.bytes_read / 1048576.0;
+}
+
+// The n-th shared-base clone: another Vm keeps the base alive.
+void SharedNth(benchmark::State& state, std::string name, uint64_t size,
+               bool first_call) {
+  const Scenario& s = GetScenario(size);
+  const RestoreOptions options = Options(size, RestoreEngine::kSharedBase);
+  auto keeper = Vm::Restore(s.snapshot, options);
+  if (!keeper.ok()) Die("restore", keeper.status());
+  for (auto _ : state) {
+    absl::Time start = absl::Now();
+    auto vm = Vm::Restore(s.snapshot, options);
+    if (!vm.ok()) Die("restore", vm.status());
+    if (first_call) CheckReply((*vm)->Call("work", ""), s);
+    const absl::Duration took = absl::Now() - start;
+    state.SetIterationTime(Seconds(took));
+    RecordSample(name, absl::ToDoubleMilliseconds(took));
+    vm->reset();
+  }
+}
+
+// Firecracker's way: the raw memory file mapped MAP_PRIVATE.
+void Firecracker(benchmark::State& state, std::string name, uint64_t size,
+                 bool first_call) {
+  const Scenario& s = GetScenario(size);
+  int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
+  const RestoreOptions options = Options(size, RestoreEngine::kEager);
+  for (auto _ : state) {
+    absl::Time start = absl::Now();
+    auto vm = internal::VmAccess::RestoreOverMemoryFile(s.snapshot, fd, options);
+    if (!vm.ok()) Die("restore over the memory file", vm.status());
+    if (first_call) CheckReply((*vm)->Call("work", ""), s);
+    const absl::Duration took = absl::Now() - start;
+    state.SetIterationTime(Seconds(took));
+    RecordSample(name, absl::ToDoubleMilliseconds(took));
+    vm->reset();
+  }
+  close(fd);
+  state.counters["file_MiB"] = s.data_bytes / 1048576.0;
+}
+
+// Reset of a warm shared-base Vm after a call that dirtied 16 pages.
+void Reset(benchmark::State& state, uint64_t size) {
+  const Scenario& s = GetScenario(size);
+  auto vm = Vm::Restore(s.snapshot, Options(size, RestoreEngine::kSharedBase));
+  if (!vm.ok()) Die("restore", vm.status());
+  CheckReply((*vm)->Call("work", ""), s);
+  if (auto st = (*vm)->Reset(); !st.ok()) Die("reset", st);
+  uint64_t pages = 0;
+  for (auto _ : state) {
+    if (auto r = (*vm)->Call("dirty", "16"); !r.ok()) Die("dirty", r.status());
+    absl::Time start = absl::Now();
+    if (auto st = (*vm)->Reset(); !st.ok()) Die("reset", st);
+    state.SetIterationTime(Seconds(absl::Now() - start));
+    pages = (*vm)->restore_stats().pages_reset;
+  }
+  state.counters["pages_reset"] = pages;
+}
+
+}  // namespace
+
+void RegisterRestoreBenchmarks() {
+  using benchmark::RegisterBenchmark;
+  for (uint64_t size : ScenarioSizes()) {
+    const std::string n = SizeName(size);
+    RegisterBenchmark(("cold_boot_init/" + n).c_str(), ColdBoot, size)
+        ->Iterations(Iterations(size >= (1ull << 30) ? 3 : 5))
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+    const std::pair<const char*, RestoreEngine> engines[] = {
+        {"eager", RestoreEngine::kEager},
+        {"lazy", RestoreEngine::kLazy},
+        {"prefetch", RestoreEngine::kLazyPrefetch},
+        {"shared_1st", RestoreEngine::kSharedBase}};
+    for (bool call : {false, true}) {
+      const char* phase = call ? "first_call" : "first_instruction";
+      for (const auto& [name, engine] : engines) {
+        const int iterations =
+            engine == RestoreEngine::kEager || engine == RestoreEngine::kSharedBase
+                ? (size >= (1ull << 30) ? 5 : 10)
+                : 30;
+        const std::string bench = absl::StrCat("restore/", name, "/", phase, "/", n);
+        RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call)
+            ->Iterations(Iterations(iterations))
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+      const std::string nth = absl::StrCat("restore/shared_nth/", phase, "/", n);
+      RegisterBenchmark(nth.c_str(), SharedNth, nth, size, call)
+          ->Iterations(Iterations(30))
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+      const std::string fc = absl::StrCat("restore/firecracker/", phase, "/", n);
+      RegisterBenchmark(fc.c_str(), Firecracker, fc, size, call)
+          ->Iterations(Iterations(10))
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+    RegisterBenchmark(("reset/dirty16/" + n).c_str(), Reset, size)
+        ->Iterations(Iterations(200))
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
+}  // namespace thaw::bench

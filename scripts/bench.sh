@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up thaw and runs every benchmark in one process (so every ratio
+# compares figures from the same run), then writes the report:
+# benchmarks/results/latest.json, latest.md and latest.png.
+# THAW_BENCH_SMOKE=1 runs each scenario once at a small size and writes to
+# build/bench-smoke/ instead (what CI runs). Extra arguments go to
+# thaw_bench (e.g. --benchmark_filter=restore/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+out=benchmarks/results
+smoke=()
+if [ "${THAW_BENCH_SMOKE:-0}" = 1 ]; then
+  out=build/bench-smoke
+  smoke=(--smoke)
+fi
+mkdir -p "$out"
+build/benchmarks/thaw_bench --benchmark_out="$out/raw.json" \
+  --benchmark_out_format=json --samples_out="$out/samples.json" "$@"
+/usr/bin/python3 benchmarks/report.py --raw "$out/raw.json" --samples "$out/samples.json" \
+  --out "$out/latest" "${smoke[@]}"
