@@ -196,6 +196,7 @@ class Vm::Impl {
     stats.bytes_read = counters_.bytes_read.load();
     stats.zero_chunks = counters_.zero_chunks.load();
     stats.prefetched = counters_.prefetched.load();
+    stats.mapped = counters_.mapped.load();
     stats.reads_without_io_uring = counters_.reads_without_io_uring.load();
     return stats;
   }
@@ -412,6 +413,15 @@ absl::StatusOr<std::string> Vm::Impl::Call(absl::string_view function,
 
   dispatcher_.Begin(/*in_call=*/true);
   absl::Status status = RunGuest(absl::StrCat("call \"", function, "\""));
+  if (status.ok() && pager_) {
+    // Chunks mapped from the file must have passed their check before a
+    // result computed from them leaves the Vm.
+    status = pager_->WaitForVerification();
+    if (!status.ok()) {
+      status = absl::Status(status.code(), absl::StrCat("call \"", function,
+                                                        "\": ", status.message()));
+    }
+  }
   RecordCall(absl::Now() - start);
   if (recording_) {
     working_set_ = pager_->StopRecording();

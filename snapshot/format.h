@@ -46,6 +46,11 @@ inline constexpr uint32_t kMaxChunkSize = 4u << 20;
 // snapshot, the chunk is the parent's.
 inline constexpr uint32_t kParentChunk = 0xFFFFFFFEu;
 
+// Working-set frames are stored raw at file offsets that are multiples of
+// this, so that a restore can map them (doc/snapshot-format.md). Any gap
+// before them is zero bytes.
+inline constexpr uint64_t kRawFrameAlignment = 4096;
+
 // Diff-snapshot chains longer than this are refused (they are also how a
 // cycle of parents would show).
 inline constexpr int kMaxChainDepth = 64;

@@ -4,6 +4,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,8 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "lib/errno_status.h"
+#include "snapshot/format.h"
 #include "snapshot/uring_reader.h"
 
 namespace thaw::snapshot {
@@ -93,9 +96,28 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
         "userfaultfd: this kernel lacks UFFDIO_COPY or UFFDIO_ZEROPAGE for "
         "anonymous memory");
   }
+  // Mapped after registering, in one ioctl: the file mappings replace those
+  // parts of the registered range (and are not registered themselves).
+  std::vector<bool> mapped(pager->image_->chunk_count(), false);
+  if (pager->options_.prefetch) {
+    auto raw = pager->MapRawWorkingSet();
+    if (!raw.ok()) return raw.status();
+    mapped = *std::move(raw);
+  }
   pager->server_ = std::thread([p = pager.get()] { p->ServeFaults(); });
-  if (pager->options_.prefetch &&
-      pager->image_->manifest().working_set_size() > 0) {
+  if (pager->mapped_.empty() || pager->AlreadyVerified()) {
+    std::lock_guard<std::mutex> lock(pager->mutex_);
+    pager->verified_ = true;
+  } else {
+    pager->verifier_ = std::thread([p = pager.get()] { p->VerifyMapped(); });
+  }
+  // The prefetch thread streams what was not mapped (compressed frames, or
+  // frames a parent file holds).
+  bool stream = false;
+  for (uint32_t c : pager->image_->manifest().working_set()) {
+    stream |= !mapped[c] && !pager->image_->Locate(c).zero();
+  }
+  if (pager->options_.prefetch && stream) {
     pager->prefetcher_ =
         std::thread([p = pager.get()] { p->PrefetchWorkingSet(); });
   }
@@ -109,6 +131,7 @@ LazyPager::~LazyPager() {
     (void)!write(stop_fd_, &one, sizeof(one));
   }
   if (prefetcher_.joinable()) prefetcher_.join();
+  if (verifier_.joinable()) verifier_.join();
   if (server_.joinable()) server_.join();
   if (uffd_ >= 0) close(uffd_);
   if (stop_fd_ >= 0) close(stop_fd_);
@@ -125,8 +148,128 @@ absl::Status LazyPager::error() const {
   return error_;
 }
 
-void LazyPager::WaitForPrefetch() {
-  if (prefetcher_.joinable()) prefetcher_.join();
+absl::Status LazyPager::WaitForVerification() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  verified_cv_.wait(lock, [this] { return verified_; });
+  return error_;
+}
+
+absl::StatusOr<std::vector<bool>> LazyPager::MapRawWorkingSet() {
+  const uint64_t chunks = image_->chunk_count();
+  std::vector<bool> mapped(chunks, false);
+  std::vector<bool> wanted(chunks, false);
+  for (uint32_t c : image_->manifest().working_set()) wanted[c] = true;
+  for (uint64_t c = 0; c < chunks; ++c) {
+    if (!wanted[c]) continue;
+    SnapshotImage::Location where = image_->Locate(c);
+    if (where.zero()) continue;
+    const SnapshotFile& file = *image_->files()[where.file];
+    const uint64_t offset = file.FrameOffset(where.frame);
+    if (file.FrameSize(where.frame) != chunk_size_ ||
+        offset % kRawFrameAlignment != 0) {
+      continue;  // compressed: the prefetch thread streams it in
+    }
+    // Extend the previous run when both guest and file ranges continue it.
+    if (!mapped_.empty()) {
+      MappedRun& last = mapped_.back();
+      if (last.first + last.count == c && last.file == where.file &&
+          last.offset + last.count * chunk_size_ == offset) {
+        ++last.count;
+        mapped[c] = true;
+        continue;
+      }
+    }
+    mapped_.push_back({c, 1, where.file, offset});
+    mapped[c] = true;
+  }
+  for (const MappedRun& run : mapped_) {
+    const SnapshotFile& file = *image_->files()[run.file];
+    // Safe: replaces part of the Vm's own, still untouched guest mapping
+    // with a private copy-on-write view of the snapshot file (which the
+    // image keeps open); the guest never writes the file.
+    void* at = mmap(memory_ + run.first * chunk_size_, run.count * chunk_size_,
+                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, file.fd(),
+                    run.offset);
+    if (at == MAP_FAILED) {
+      return ErrnoStatus(absl::StrFormat("map working set from \"%s\"",
+                                         file.path()),
+                         errno);
+    }
+    for (uint64_t c = run.first; c < run.first + run.count; ++c) {
+      state_[c].store(kInstalled, std::memory_order_relaxed);
+    }
+    counters_.mapped += run.count;
+  }
+  return mapped;
+}
+
+namespace {
+
+// Files whose raw working-set frames were checked in this process, by
+// version (device, inode, size, modification and change times): a file is
+// checked once, not at every restore; writing it changes its version.
+struct VerifiedFiles {
+  std::mutex mutex;
+  absl::flat_hash_set<std::string> versions;
+};
+VerifiedFiles& Verified() {
+  static auto* verified = new VerifiedFiles;
+  return *verified;
+}
+
+}  // namespace
+
+bool LazyPager::AlreadyVerified() {
+  for (const MappedRun& run : mapped_) {
+    const std::string& version = image_->files()[run.file]->version();
+    std::lock_guard<std::mutex> lock(Verified().mutex);
+    if (!Verified().versions.contains(version)) return false;
+  }
+  return true;
+}
+
+void LazyPager::VerifyMapped() {
+  bool ok = true;
+  for (const MappedRun& run : mapped_) {
+    if (stopping_.load()) {
+      ok = false;
+      break;
+    }
+    // The check reads the file's pages through a view of our own, never the
+    // guest's mapping (which the guest may already have written).
+    const SnapshotFile& file = *image_->files()[run.file];
+    const uint64_t length = run.count * chunk_size_;
+    void* view = mmap(nullptr, length, PROT_READ, MAP_SHARED, file.fd(),
+                      run.offset);
+    if (view == MAP_FAILED) {
+      Fail(ErrnoStatus("map working set to check it", errno));
+      ok = false;
+      break;
+    }
+    const auto* bytes = static_cast<const uint8_t*>(view);
+    for (uint64_t i = 0; i < run.count && ok; ++i) {
+      SnapshotImage::Location where = image_->Locate(run.first + i);
+      if (!(HashContent(absl::MakeConstSpan(bytes + i * chunk_size_,
+                                            chunk_size_)) ==
+            file.FrameContentHash(where.frame))) {
+        Fail(file.Corrupt(absl::StrFormat(
+            "frame %d (at byte %d): content checksum mismatch", where.frame,
+            file.FrameOffset(where.frame))));
+        ok = false;
+      }
+    }
+    munmap(view, length);
+    if (!ok) break;
+  }
+  if (ok) {
+    std::lock_guard<std::mutex> lock(Verified().mutex);
+    for (const MappedRun& run : mapped_) {
+      Verified().versions.insert(image_->files()[run.file]->version());
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  verified_ = true;
+  verified_cv_.notify_all();
 }
 
 void LazyPager::Fail(const absl::Status& status) {
@@ -265,7 +408,9 @@ void LazyPager::ServeFaults() {
 void LazyPager::PrefetchWorkingSet() {
   UringReader reader(kPrefetchBatch, &counters_.reads_without_io_uring);
   const auto& working_set = image_->manifest().working_set();
-  std::vector<uint8_t> buffer(kPrefetchBatch * size_t{chunk_size_});
+  // Not zero-filled: every byte is read into before use.
+  std::unique_ptr<uint8_t[]> buffer(
+      new uint8_t[kPrefetchBatch * size_t{chunk_size_}]);
   std::vector<FileRead> reads;
   std::vector<uint64_t> claimed;
   int next = 0;
@@ -293,7 +438,7 @@ void LazyPager::PrefetchWorkingSet() {
       const SnapshotFile& file = *image_->files()[where.file];
       reads.push_back({file.fd(), file.FrameOffset(where.frame),
                        file.FrameSize(where.frame),
-                       buffer.data() + claimed.size() * size_t{chunk_size_}});
+                       buffer.get() + claimed.size() * size_t{chunk_size_}});
       claimed.push_back(chunk);
     }
     if (claimed.empty()) continue;

@@ -5,12 +5,19 @@
 // the whole chunk with UFFDIO_COPY (UFFDIO_ZEROPAGE for zero chunks). Chunks
 // nobody touches are never read.
 //
-// With prefetch, a second thread streams the snapshot's recorded working set
-// in (batched io_uring reads; the writer stores those frames first, so the
-// batch is one sequential stretch of the file) and installs it while the
-// vCPU already runs. Chunks are claimed atomically, so a chunk the vCPU
-// faults on while the prefetcher holds it is installed once, and the
-// prefetcher's UFFDIO_COPY wakes the waiting thread.
+// With prefetch, the recorded working set comes in first. Chunks whose
+// frames the writer stored raw at page-aligned offsets (Vm::WriteWorkingSet
+// does) are mapped straight from the file, MAP_PRIVATE, as Firecracker maps
+// its memory file: no read, no decompression, pages shared with the page
+// cache until the guest writes them. A verifier thread checks each mapped
+// chunk's content hash while the vCPU runs, once per file version and
+// process (device, inode, size, mtime, ctime: rewriting the file changes
+// it), and a call's result is returned only once that check passed.
+// Other working-set chunks are streamed in by a prefetch thread (batched
+// io_uring reads, the frames being one sequential stretch of the file) and
+// installed while the vCPU runs. Chunks are claimed atomically, so a chunk
+// the vCPU faults on while the prefetcher holds it is installed once, and
+// the prefetcher's UFFDIO_COPY wakes the waiting thread.
 //
 // A frame that fails its checksum cannot be served: the pager installs zeros
 // (so no thread stays blocked), remembers the error and calls on_error, and
@@ -22,6 +29,7 @@
 #define THAW_SNAPSHOT_LAZY_PAGER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -60,8 +68,9 @@ class LazyPager {
   }
   // The first error met serving a fault, or OK.
   absl::Status error() const;
-  // Waits until the prefetch thread has finished (for tests and benchmarks).
-  void WaitForPrefetch();
+  // Waits until every chunk mapped from the file has been checked; the
+  // result is error() (a call's result must not be returned before).
+  absl::Status WaitForVerification();
 
  private:
   enum : uint8_t { kAbsent = 0, kClaimed = 1, kInstalled = 2 };
@@ -74,6 +83,11 @@ class LazyPager {
   void Install(uint64_t chunk, const uint8_t* stored);
   void ServeFaults();
   void PrefetchWorkingSet();
+  // Maps the raw, aligned working-set frames; returns which chunks it mapped.
+  absl::StatusOr<std::vector<bool>> MapRawWorkingSet();
+  void VerifyMapped();
+  // True if every file we mapped from was checked before in this process.
+  bool AlreadyVerified();
   void Fail(const absl::Status& status);
 
   std::shared_ptr<const SnapshotImage> image_;
@@ -88,6 +102,16 @@ class LazyPager {
   std::unique_ptr<std::atomic<uint8_t>[]> state_;
   std::thread server_;
   std::thread prefetcher_;
+  std::thread verifier_;
+  // Chunks mapped from a file: (first chunk, chunk count, file, offset).
+  struct MappedRun {
+    uint64_t first, count;
+    uint32_t file;
+    uint64_t offset;
+  };
+  std::vector<MappedRun> mapped_;
+  bool verified_ = false;  // guarded by mutex_
+  std::condition_variable verified_cv_;
 
   mutable std::mutex mutex_;
   bool recording_ = false;

@@ -14,6 +14,7 @@ struct RestoreCounters {
   std::atomic<uint64_t> bytes_read{0};    // stored bytes read from files
   std::atomic<uint64_t> zero_chunks{0};   // zero chunks installed lazily
   std::atomic<uint64_t> prefetched{0};    // chunks installed by prefetch
+  std::atomic<uint64_t> mapped{0};        // chunks mapped from the file
   // Reads done with pread because io_uring could not be set up here.
   std::atomic<uint64_t> reads_without_io_uring{0};
 };

@@ -83,6 +83,9 @@ absl::Status SnapshotFile::Load() {
         absl::StrCat("snapshot \"", path_, "\": not a regular file"));
   }
   file_size_ = st.st_size;
+  version_ = absl::StrFormat("%d:%d:%d:%d.%d:%d.%d", st.st_dev, st.st_ino,
+                             st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                             st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
   if (file_size_ < kHeaderSize) {
     return Corrupt(absl::StrFormat(
         "file is %d bytes, shorter than the %d-byte header", file_size_,

@@ -48,6 +48,10 @@ class SnapshotFile {
   const std::string& path() const { return path_; }
   int fd() const { return fd_; }
   uint64_t file_size() const { return file_size_; }
+  // Identifies this version of the file: device, inode, size, mtime, ctime.
+  const std::string& version() const { return version_; }
+  uint64_t data_offset() const { return data_offset_; }
+  uint64_t data_size() const { return data_size_; }
   const proto::Manifest& manifest() const { return manifest_; }
   uint32_t chunk_size() const { return manifest_.memory().chunk_size(); }
   uint64_t chunk_count() const { return chunk_frame_.size(); }
@@ -89,6 +93,7 @@ class SnapshotFile {
   uint64_t file_size_ = 0;
   uint64_t data_offset_ = 0;
   uint64_t data_size_ = 0;
+  std::string version_;
   proto::Manifest manifest_;
   std::vector<uint32_t> chunk_frame_;
 };

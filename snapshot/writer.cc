@@ -307,10 +307,44 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   manifest.clear_working_set();
   FrameWriter frames(**file, *manifest.mutable_frames(), source.chunk_size(),
                      manifest.compression_level());
-  std::vector<uint32_t> new_index(source.frame_count(), SnapshotFile::kZero);
   std::vector<uint32_t> table(chunks, SnapshotFile::kZero);
-  for (uint32_t c : WritingOrder(chunks, working_set)) {
+  std::vector<bool> in_working_set(chunks, false);
+  for (uint32_t c : working_set) {
+    if (c < chunks) in_working_set[c] = true;
+  }
+  // The working set's chunks first, each as its own raw frame (zero chunks
+  // too), in guest-address order from a 4 KiB-aligned offset: a restore
+  // maps each run of adjacent chunks with one mmap. Chunks a parent holds
+  // stay there and are streamed.
+  std::vector<uint8_t> chunk(source.chunk_size());
+  const uint64_t misaligned = (*file)->size() % kRawFrameAlignment;
+  if (misaligned != 0) {
+    std::vector<uint8_t> padding(kRawFrameAlignment - misaligned, 0);
+    if (absl::Status s = (*file)->Append(padding); !s.ok()) return s;
+  }
+  for (uint64_t c = 0; c < chunks; ++c) {
     const uint32_t old = source.ChunkFrame(c);
+    if (!in_working_set[c] || old == kParentChunk) continue;
+    ContentHash content;
+    if (old == SnapshotFile::kZero) {
+      std::fill(chunk.begin(), chunk.end(), 0);
+      content = HashContent(chunk);
+    } else {
+      if (absl::Status s = source.ReadFrame(old, absl::MakeSpan(chunk));
+          !s.ok()) {
+        return s;
+      }
+      content = source.FrameContentHash(old);
+    }
+    auto frame = frames.AddStored(chunk, content);
+    if (!frame.ok()) return frame.status();
+    table[c] = *frame;
+  }
+  // The rest: stored frames copied as they are.
+  std::vector<uint32_t> new_index(source.frame_count(), SnapshotFile::kZero);
+  for (uint64_t c = 0; c < chunks; ++c) {
+    const uint32_t old = source.ChunkFrame(c);
+    if (in_working_set[c] && old != kParentChunk) continue;
     if (old == SnapshotFile::kZero || old == kParentChunk) {
       table[c] = old;
       continue;

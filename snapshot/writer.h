@@ -51,7 +51,10 @@ absl::Status WriteSnapshot(const WriteRequest& request);
 
 // Rewrites `file` atomically with `working_set` recorded and its frames
 // reordered so that the working set's frames come first, in that order (one
-// sequential read at restore). Frames are copied, not recompressed.
+// sequential stretch). The working set's own frames (those in this file,
+// not a parent) are stored raw at 4 KiB-aligned offsets, so that a
+// prefetching restore maps them from the file instead of decompressing
+// them; the other frames are copied, not recompressed.
 absl::Status RewriteWithWorkingSet(const SnapshotFile& file,
                                    const std::vector<uint32_t>& working_set);
 

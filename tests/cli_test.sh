@@ -46,6 +46,7 @@ expect() {  # expect NAME FILE PATTERN: FILE must contain PATTERN
 }
 check "snapshot" 0 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/fn.thaw" --backend emulated
 expect "snapshot summary" "$tmp/err" "wrote $tmp/fn.thaw"
+cp "$tmp/fn.thaw" "$tmp/bad.thaw"  # damaged below; frames start at byte 64
 for engine in eager lazy prefetch shared; do
   check "restore --engine $engine" 0 "$thaw" restore "$tmp/fn.thaw" --call crc32 --input "$tmp/in" --engine "$engine" --backend emulated
   [ "$(cat "$tmp/out")" = "57020b8e" ] || { echo "FAIL restore $engine output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
@@ -58,7 +59,6 @@ expect "inspect working set" "$tmp/out" "working set: [1-9]"
 check "verify" 0 env THAW_PROGRESS_DELAY_MS=0 "$thaw" verify "$tmp/fn.thaw"
 expect "verify says intact" "$tmp/out" "intact"
 expect "verify progress" "$tmp/err" "verify: 100%"
-cp "$tmp/fn.thaw" "$tmp/bad.thaw"
 printf '\xff' | dd of="$tmp/bad.thaw" bs=1 seek=200 conv=notrunc 2>/dev/null
 check "verify a flipped byte" 1 "$thaw" verify "$tmp/bad.thaw"
 expect "verify names the damage" "$tmp/err" "bad.thaw\": frame"

@@ -175,6 +175,66 @@ TEST_F(SnapshotCorruptionTest, BitFlipsAcrossEverySectionAreAllCaught) {
   EXPECT_EQ(refused, static_cast<int>(flips.size()));
 }
 
+// A file whose working set was recorded holds raw, page-aligned frames with
+// zero padding before them, which the prefetch engine maps straight from
+// the file. Every flip is refused by verify (padding included), and no
+// prefetching restore ever returns a result computed on a damaged byte:
+// the restore is refused, or the first call fails with DataLoss, or (a flip
+// in padding, which holds no guest data) the call answers correctly.
+TEST_F(SnapshotCorruptionTest, BitFlipsInARawWorkingSetNeverGiveAWrongAnswer) {
+  const std::string ws = *dir_ + "/ws.thaw";
+  std::filesystem::copy_file(*good_, ws,
+                             std::filesystem::copy_options::overwrite_existing);
+  RestoreOptions record;
+  record.backend = BackendKind::kEmulated;
+  record.engine = RestoreEngine::kLazy;
+  record.record_working_set = true;
+  std::string expected;
+  {
+    auto vm = Vm::Restore(ws, record);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    auto reply = (*vm)->Call("echo", "hello");
+    ASSERT_TRUE(reply.ok());
+    expected = *reply;
+    ASSERT_TRUE((*vm)->WriteWorkingSet().ok());
+  }
+  const std::string intact = ReadFile(ws);
+  auto file = snapshot::SnapshotFile::Open(ws);
+  ASSERT_TRUE(file.ok());
+  const uint64_t data_end = (*file)->data_offset() + (*file)->data_size();
+  int flips = 0, refused_by_restore = 0, failed_calls = 0;
+  for (uint64_t offset = snapshot::kHeaderSize; offset < data_end;
+       offset += 997) {
+    std::string bad = intact;
+    bad[offset] = static_cast<char>(bad[offset] ^ (1 << (offset % 8)));
+    const std::string path = *dir_ + "/ws-bad.thaw";
+    WriteFile(path, bad);
+    ++flips;
+    absl::Status verify = VerifySnapshot(path);
+    EXPECT_TRUE(IsRefusal(verify)) << "byte " << offset << ": " << verify;
+    RestoreOptions options;
+    options.backend = BackendKind::kEmulated;
+    options.engine = RestoreEngine::kLazyPrefetch;
+    auto vm = Vm::Restore(path, options);
+    if (!vm.ok()) {
+      EXPECT_TRUE(IsRefusal(vm.status())) << vm.status();
+      ++refused_by_restore;
+      continue;
+    }
+    auto reply = (*vm)->Call("echo", "hello");
+    if (reply.ok()) {
+      EXPECT_EQ(*reply, expected) << "byte " << offset;
+    } else {
+      EXPECT_EQ(reply.status().code(), absl::StatusCode::kDataLoss)
+          << "byte " << offset << ": " << reply.status();
+      ++failed_calls;
+    }
+    if (HasFailure()) break;
+  }
+  EXPECT_GT(failed_calls, 0) << "no flip landed in a chunk the call used";
+  EXPECT_GT(flips, 10);
+}
+
 TEST_F(SnapshotCorruptionTest, TruncationsAnywhereAreCaught) {
   const uint64_t size = bytes_->size();
   std::vector<uint64_t> lengths;

@@ -274,10 +274,11 @@ TEST_P(SnapshotTest, PrefetchOfARecordedWorkingSetTakesFewerFaults) {
   EXPECT_EQ(Call(*prefetch, "touch", input), expected);
   const RestoreStats lazy_stats = lazy->restore_stats();
   const RestoreStats prefetch_stats = prefetch->restore_stats();
-  EXPECT_GT(prefetch_stats.prefetched, 0u);
+  // The recorded working set was stored raw: it is mapped from the file,
+  // not read and decompressed, and takes no faults.
+  EXPECT_GE(prefetch_stats.mapped, (8u << 20) / info->chunk_size);
   EXPECT_LT(prefetch_stats.faults, lazy_stats.faults);
-  // Both read the same chunks, once each.
-  EXPECT_EQ(prefetch_stats.chunks_read, lazy_stats.chunks_read);
+  EXPECT_LT(prefetch_stats.chunks_read, lazy_stats.chunks_read);
 }
 
 TEST_P(SnapshotTest, HundredSharedBaseClonesEachKeepTheirOwnWrites) {

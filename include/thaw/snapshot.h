@@ -85,6 +85,9 @@ struct RestoreStats {
   uint64_t bytes_read = 0;      // compressed bytes read
   uint64_t zero_chunks = 0;     // all-zero chunks installed lazily
   uint64_t prefetched = 0;      // chunks installed by prefetch
+  // Working-set chunks mapped straight from the file (stored raw by
+  // Vm::WriteWorkingSet), checked in the background.
+  uint64_t mapped = 0;
   // Reads done with plain pread because io_uring is unavailable here (a
   // seccomp filter, kernel.io_uring_disabled): restores still work.
   uint64_t reads_without_io_uring = 0;
