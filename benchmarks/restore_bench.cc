@@ -46,6 +46,7 @@ void ColdBoot(benchmark::State& state, uint64_t size) {
   state.counters["memory_MiB"] = size >> 20;
   state.counters["data_MiB"] = s.data_bytes >> 20;
   state.counters["snapshot_MiB"] = s.snapshot_bytes / 1048576.0;
+  state.counters["prefetch_snapshot_MiB"] = s.prefetch_bytes / 1048576.0;
   state.counters["working_set_chunks"] = s.working_set_chunks;
 }
 

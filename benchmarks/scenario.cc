@@ -128,6 +128,7 @@ Scenario Prepare(uint64_t memory_size) {
   auto ws = InspectSnapshot(s.prefetch);
   if (!ws.ok()) Die("inspect", ws.status());
   s.working_set_chunks = ws->working_set_chunks;
+  s.prefetch_bytes = ws->file_size;
   return s;
 }
 

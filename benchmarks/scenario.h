@@ -23,6 +23,7 @@ struct Scenario {
   std::string prefetch;        // the same with the working set recorded
   std::string raw_memory;      // sparse raw image (Firecracker's memory file)
   uint64_t snapshot_bytes = 0; // file size of `snapshot`
+  uint64_t prefetch_bytes = 0; // file size of `prefetch` (raw working set)
   uint64_t data_bytes = 0;     // bytes in non-zero chunks
   uint64_t working_set_chunks = 0;
   std::string work_reply;      // the first call's reply on the booted VM
