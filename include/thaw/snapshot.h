@@ -46,8 +46,11 @@ enum class RestoreEngine {
   // Guest memory is filled on first touch (userfaultfd); chunks the guest
   // never touches are never read.
   kLazy,
-  // Lazy, plus the snapshot's recorded working set streamed in while the
-  // guest already runs. Without a recorded working set it is kLazy.
+  // Lazy, plus the snapshot's recorded working set brought in first: mapped
+  // straight from the file where Vm::WriteWorkingSet stored it raw (checked
+  // in the background once per file version and process, before any result
+  // is returned), else streamed in while the guest already runs. Without a
+  // recorded working set it is kLazy.
   kLazyPrefetch,
   // The image is decompressed once per process into shared memory that every
   // Vm restored from it maps copy-on-write; supports Vm::Reset().
