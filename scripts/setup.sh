@@ -12,6 +12,9 @@ packages=(
   libzstd-dev liburing-dev libxxhash-dev libprotobuf-dev protobuf-compiler
   # benchmarks and their report (scripts/bench.sh)
   libbenchmark-dev python3-matplotlib
+  # the Python binding, its tests and `pip install ./bindings-python`
+  python3-dev pybind11-dev python3-pybind11 python3-pytest python3-venv
+  python3-pip python3-setuptools
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -1,0 +1,508 @@
+// The Python binding: `import thaw`. One thin layer over include/thaw/:
+// statuses become exceptions in one place (RaiseStatus), bytes stay bytes,
+// the GIL is released whenever a guest runs or a file is read or written,
+// and Python callables serve as host functions.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "thaw/errors.h"
+#include "thaw/snapshot.h"
+#include "thaw/vm.h"
+
+namespace py = pybind11;
+
+namespace thaw::python {
+namespace {
+
+// The exception classes, created at import (see PYBIND11_MODULE below).
+struct Exceptions {
+  py::object error, corrupt, timeout, guest_fault, invalid_argument;
+};
+Exceptions& Classes() {
+  static auto* classes = new Exceptions;  // lives as long as the module
+  return *classes;
+}
+
+// The one place a non-OK status becomes a Python exception.
+[[noreturn]] void RaiseStatus(const absl::Status& status) {
+  Exceptions& c = Classes();
+  py::object type = c.error;
+  std::optional<GuestFault> fault = GetGuestFault(status);
+  if (fault) {
+    type = c.guest_fault;
+  } else if (status.code() == absl::StatusCode::kDataLoss) {
+    type = c.corrupt;
+  } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    type = c.timeout;
+  } else if (status.code() == absl::StatusCode::kInvalidArgument ||
+             status.code() == absl::StatusCode::kOutOfRange) {
+    type = c.invalid_argument;
+  }
+  py::object error = type(std::string(status.message()));
+  error.attr("code") = absl::StatusCodeToString(status.code());
+  if (fault) {
+    error.attr("vector") = fault->vector;
+    error.attr("rip") = fault->rip;
+    error.attr("cr2") = fault->cr2;
+    error.attr("error_code") = fault->error_code;
+    error.attr("triple_fault") = fault->triple_fault;
+  }
+  PyErr_SetObject(type.ptr(), error.ptr());
+  throw py::error_already_set();
+}
+
+void Check(const absl::Status& status) {
+  if (!status.ok()) RaiseStatus(status);
+}
+
+template <typename T>
+T Value(absl::StatusOr<T> value) {
+  if (!value.ok()) RaiseStatus(value.status());
+  return *std::move(value);
+}
+
+BackendKind Backend(const std::string& name) {
+  return Value(ParseBackendName(name));
+}
+
+absl::Duration Seconds(double seconds) {
+  if (!(seconds > 0)) {
+    RaiseStatus(absl::InvalidArgumentError(
+        absl::StrCat("timeout must be a positive number of seconds, not ",
+                     seconds)));
+  }
+  return absl::Seconds(seconds);
+}
+
+py::dict ReportDict(const PhaseReport& r) {
+  auto ms = [](absl::Duration d) { return absl::ToDoubleMilliseconds(d); };
+  py::dict d;
+  d["backend"] = std::string(BackendName(r.backend));
+  d["create_ms"] = ms(r.create);
+  d["load_ms"] = ms(r.load);
+  d["boot_ms"] = ms(r.boot);
+  d["restore_ms"] = ms(r.restore);
+  d["snapshot_ms"] = ms(r.snapshot);
+  d["reset_ms"] = ms(r.reset);
+  d["calls"] = r.calls;
+  d["last_call_ms"] = ms(r.last_call);
+  d["total_calls_ms"] = ms(r.total_calls);
+  return d;
+}
+
+py::dict StatsDict(const RestoreStats& s) {
+  py::dict d;
+  d["engine"] = std::string(RestoreEngineName(s.engine));
+  d["faults"] = s.faults;
+  d["prefetch_waits"] = s.prefetch_waits;
+  d["chunks_read"] = s.chunks_read;
+  d["bytes_read"] = s.bytes_read;
+  d["zero_chunks"] = s.zero_chunks;
+  d["prefetched"] = s.prefetched;
+  d["mapped"] = s.mapped;
+  d["reads_without_io_uring"] = s.reads_without_io_uring;
+  d["resets"] = s.resets;
+  d["pages_reset"] = s.pages_reset;
+  d["shared_base_built"] = s.shared_base_built;
+  return d;
+}
+
+py::dict InfoDict(const SnapshotInfo& i) {
+  py::dict d;
+  d["path"] = i.path;
+  d["format"] = absl::StrCat(i.format_major, ".", i.format_minor);
+  d["snapshot_id"] = i.snapshot_id;
+  d["parent"] = i.parent_path.empty() ? py::object(py::none())
+                                      : py::object(py::str(i.parent_path));
+  d["source_backend"] = i.source_backend;
+  d["guest"] = i.guest_name;
+  d["created_unix_ns"] = absl::ToUnixNanos(i.created);
+  d["file_size"] = i.file_size;
+  d["memory_size"] = i.memory_size;
+  d["chunk_size"] = i.chunk_size;
+  d["chunks"] = i.chunks;
+  d["zero_chunks"] = i.zero_chunks;
+  d["parent_chunks"] = i.parent_chunks;
+  d["frames"] = i.frames;
+  d["stored_bytes"] = i.stored_bytes;
+  d["working_set_chunks"] = i.working_set_chunks;
+  d["compression_level"] = i.compression_level;
+  d["compression_ratio"] = i.compression_ratio();
+  d["restore_generation"] = i.restore_generation;
+  return d;
+}
+
+// A Python callable kept alive by a Vm's host function. Its last reference
+// may be dropped on a thread without the GIL (the Vm's destructor), so the
+// deleter takes the GIL.
+std::shared_ptr<py::object> KeepCallable(py::object callable) {
+  return std::shared_ptr<py::object>(new py::object(std::move(callable)),
+                                     [](py::object* o) {
+                                       py::gil_scoped_acquire gil;
+                                       delete o;
+                                     });
+}
+
+// thaw.Vm: owns a thaw::Vm until close() (or the end of a `with` block).
+class PyVm {
+ public:
+  explicit PyVm(std::unique_ptr<Vm> vm) : vm_(std::move(vm)) {}
+
+  static std::unique_ptr<PyVm> Create(const VmConfig& config) {
+    absl::StatusOr<std::unique_ptr<Vm>> vm;
+    {
+      py::gil_scoped_release release;
+      vm = Vm::Create(config);
+    }
+    return std::make_unique<PyVm>(Value(std::move(vm)));
+  }
+
+  Vm& vm() {
+    if (!vm_) RaiseStatus(absl::FailedPreconditionError("this Vm is closed"));
+    return *vm_;
+  }
+  bool closed() const { return vm_ == nullptr; }
+
+  void Close() {
+    std::unique_ptr<Vm> vm = std::move(vm_);
+    py::gil_scoped_release release;  // host functions' deleters take it
+    vm.reset();
+  }
+
+  void LoadGuest(const std::string& path) {
+    Vm& v = vm();
+    py::gil_scoped_release release;
+    Check(v.LoadGuest(path));
+  }
+  void LoadGuestImage(py::bytes image, const std::string& name) {
+    Vm& v = vm();
+    std::string bytes = image;
+    py::gil_scoped_release release;
+    Check(v.LoadGuestImage(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                            bytes.size()),
+        name));
+  }
+  void Boot() {
+    Vm& v = vm();
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = v.Boot();
+    }
+    Check(status);
+  }
+  py::bytes Call(const std::string& function, py::bytes data) {
+    Vm& v = vm();
+    std::string input = data;
+    absl::StatusOr<std::string> reply;
+    {
+      // Other Python threads run meanwhile; host functions take the GIL
+      // back while they run.
+      py::gil_scoped_release release;
+      reply = v.Call(function, input);
+    }
+    return py::bytes(Value(std::move(reply)));
+  }
+  void RegisterHostFunction(const std::string& name, py::object callable) {
+    if (!PyCallable_Check(callable.ptr())) {
+      RaiseStatus(absl::InvalidArgumentError(
+          absl::StrCat("host function \"", name, "\" is not callable")));
+    }
+    std::shared_ptr<py::object> fn = KeepCallable(std::move(callable));
+    Check(vm().RegisterHostFunction(
+        name,
+        [fn, name](absl::string_view input) -> absl::StatusOr<std::string> {
+          py::gil_scoped_acquire gil;
+          try {
+            py::object result = (*fn)(py::bytes(input.data(), input.size()));
+            if (py::isinstance<py::bytes>(result)) {
+              return std::string(result.cast<py::bytes>());
+            }
+            if (py::isinstance<py::str>(result)) {
+              return result.cast<std::string>();
+            }
+            if (result.is_none()) return std::string();
+            return absl::InvalidArgumentError(absl::StrCat(
+                "host function \"", name, "\" returned ",
+                std::string(py::str(result.get_type().attr("__name__"))),
+                ", not bytes"));
+          } catch (py::error_already_set& e) {
+            // The guest sees THAW_ERR_HOST with this message; the Python
+            // exception stops here.
+            return absl::InternalError(absl::StrCat(
+                "host function \"", name, "\" raised ", e.what()));
+          }
+        }));
+  }
+  void Snapshot(const std::string& path, int compression_level,
+                uint32_t chunk_size, std::optional<std::string> parent) {
+    Vm& v = vm();
+    SnapshotOptions options;
+    options.compression_level = compression_level;
+    options.chunk_size = chunk_size;
+    if (parent) options.parent = *parent;
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = v.Snapshot(path, options);
+    }
+    Check(status);
+  }
+  void Reset() {
+    Vm& v = vm();
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = v.Reset();
+    }
+    Check(status);
+  }
+  void WriteWorkingSet() {
+    Vm& v = vm();
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      status = v.WriteWorkingSet();
+    }
+    Check(status);
+  }
+  py::bytes ReadMemory(uint64_t address, uint64_t size) {
+    return py::bytes(Value(vm().ReadGuestMemory(address, size)));
+  }
+
+ private:
+  std::unique_ptr<Vm> vm_;
+};
+
+VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
+                    double call_timeout, uint64_t input_buffer_size,
+                    uint64_t output_buffer_size, uint64_t stack_size,
+                    uint64_t console_limit) {
+  VmConfig c;
+  c.memory_size = memory_size;
+  c.backend = Backend(backend);
+  c.call_timeout = Seconds(call_timeout);
+  c.input_buffer_size = input_buffer_size;
+  c.output_buffer_size = output_buffer_size;
+  c.stack_size = stack_size;
+  c.console_limit = console_limit;
+  return c;
+}
+
+}  // namespace
+}  // namespace thaw::python
+
+PYBIND11_MODULE(_thaw, m) {
+  using namespace thaw;
+  using namespace thaw::python;
+  m.doc() =
+      "thaw: micro-VM sandboxes that boot a function guest, snapshot it after "
+      "its init and restore it far faster than it boots.\n\n"
+      "    with thaw.Vm(thaw.VmConfig(memory_size=64 << 20)) as vm:\n"
+      "        vm.load_guest('echo.elf')\n"
+      "        vm.boot()\n"
+      "        vm.snapshot('fn.thaw')\n"
+      "    with thaw.restore('fn.thaw', engine='prefetch') as clone:\n"
+      "        clone.call('echo', b'hi')\n\n"
+      "Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, "
+      "GuestFault (with vector, rip, cr2), InvalidArgument.";
+
+  Exceptions& c = Classes();
+  py::object builtins = py::module_::import("builtins");
+  auto make = [&](const char* name, py::tuple bases, const char* doc) {
+    py::dict attrs;
+    attrs["__doc__"] = doc;
+    attrs["__module__"] = "thaw";
+    py::object type = py::reinterpret_borrow<py::object>(
+        reinterpret_cast<PyObject*>(&PyType_Type))(name, bases, attrs);
+    m.attr(name) = type;
+    return type;
+  };
+  c.error = make("Error", py::make_tuple(builtins.attr("Exception")),
+                 "Any thaw failure. `code` is the status code name "
+                 "(e.g. 'FAILED_PRECONDITION'); the message says what failed, "
+                 "on what, and why.");
+  c.corrupt = make("CorruptSnapshot", py::make_tuple(c.error),
+                   "A snapshot file is damaged (truncated, a flipped bit, a "
+                   "bad index); the message names the file and the damage.");
+  c.timeout = make("Timeout", py::make_tuple(c.error),
+                   "A boot or call ran past its timeout.");
+  c.guest_fault = make(
+      "GuestFault", py::make_tuple(c.error),
+      "The guest took a CPU exception. Attributes: vector (14 = page fault), "
+      "rip, cr2, error_code, triple_fault. The Vm refuses further calls.");
+  c.invalid_argument = make(
+      "InvalidArgument", py::make_tuple(c.error, builtins.attr("ValueError")),
+      "An argument was out of range or malformed (including guest addresses "
+      "a hypercall passed).");
+
+  py::class_<VmConfig>(m, "VmConfig",
+                       "How a Vm is built. Sizes in bytes, timeouts in seconds.")
+      .def(py::init(&MakeConfig), py::arg("memory_size") = 64ull << 20,
+           py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
+           py::arg("input_buffer_size") = 1ull << 20,
+           py::arg("output_buffer_size") = 1ull << 20,
+           py::arg("stack_size") = 256ull << 10,
+           py::arg("console_limit") = 1ull << 20,
+           "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
+           "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
+           "call.")
+      .def_readwrite("memory_size", &VmConfig::memory_size)
+      .def_property(
+          "backend",
+          [](const VmConfig& c) { return std::string(BackendName(c.backend)); },
+          [](VmConfig& c, const std::string& name) { c.backend = Backend(name); })
+      .def_property(
+          "call_timeout",
+          [](const VmConfig& c) { return absl::ToDoubleSeconds(c.call_timeout); },
+          [](VmConfig& c, double s) { c.call_timeout = Seconds(s); })
+      .def_readwrite("input_buffer_size", &VmConfig::input_buffer_size)
+      .def_readwrite("output_buffer_size", &VmConfig::output_buffer_size)
+      .def_readwrite("stack_size", &VmConfig::stack_size)
+      .def_readwrite("console_limit", &VmConfig::console_limit)
+      .def("__repr__", [](const VmConfig& c) {
+        return absl::StrCat("thaw.VmConfig(memory_size=", c.memory_size,
+                            ", backend='", BackendName(c.backend),
+                            "', call_timeout=",
+                            absl::ToDoubleSeconds(c.call_timeout), ")");
+      });
+
+  py::class_<PyVm>(m, "Vm",
+                   "A micro-VM running one function guest. Use it as a context "
+                   "manager (or call close()) to release it. Calls release the "
+                   "GIL while the guest runs, so Vms in different threads run "
+                   "at once.")
+      .def(py::init([](std::optional<VmConfig> config) {
+             return PyVm::Create(config ? *config : VmConfig{});
+           }),
+           py::arg("config") = py::none(),
+           "Creates guest memory and a vCPU (thaw.VmConfig() if no config).")
+      .def("load_guest", &PyVm::LoadGuest, py::arg("path"),
+           "Loads a function-guest ELF file. Once, before boot().")
+      .def("load_guest_image", &PyVm::LoadGuestImage, py::arg("image"),
+           py::arg("name") = "<memory>", "Loads a guest ELF from bytes.")
+      .def("boot", &PyVm::Boot,
+           "Runs the guest's init until it parks, ready for calls.")
+      .def("call", &PyVm::Call, py::arg("function"),
+           py::arg("data") = py::bytes(),
+           "Calls the guest function and returns its reply (bytes).")
+      .def("register_host_function", &PyVm::RegisterHostFunction,
+           py::arg("name"), py::arg("function"),
+           "Makes function(data: bytes) -> bytes callable by the guest as "
+           "`name`. An exception it raises reaches the guest as an error "
+           "(THAW_ERR_HOST with the message); the host goes on.")
+      .def("snapshot", &PyVm::Snapshot, py::arg("path"),
+           py::arg("compression_level") = 3, py::arg("chunk_size") = 64u << 10,
+           py::arg("parent") = py::none(),
+           "Writes a snapshot of this parked Vm atomically. parent: the "
+           "snapshot this Vm was restored from, for a diff snapshot.")
+      .def("reset", &PyVm::Reset,
+           "Returns a Vm restored with engine='shared' to its snapshot.")
+      .def("write_working_set", &PyVm::WriteWorkingSet,
+           "After a restore with record_working_set=True and one call: "
+           "stores the chunks it touched in the snapshot, for "
+           "engine='prefetch'.")
+      .def("read_memory", &PyVm::ReadMemory, py::arg("address"),
+           py::arg("size"), "Copies guest memory out (bytes).")
+      .def("find_symbol",
+           [](PyVm& self, const std::string& name) {
+             return Value(self.vm().FindGuestSymbol(name));
+           },
+           py::arg("name"), "The address of a symbol of the guest's ELF.")
+      .def("pause", [](PyVm& self) { self.vm().Pause(); },
+           "Stops the guest at its next instruction until resume().")
+      .def("resume", [](PyVm& self) { self.vm().Resume(); })
+      .def_property_readonly("paused",
+                             [](PyVm& self) { return self.vm().paused(); })
+      .def_property_readonly(
+          "backend",
+          [](PyVm& self) { return std::string(BackendName(self.vm().backend())); },
+          "'kvm' or 'emulated'.")
+      .def_property_readonly(
+          "console", [](PyVm& self) { return py::bytes(self.vm().console()); },
+          "The guest's console output so far (bytes).")
+      .def_property_readonly(
+          "report", [](PyVm& self) { return ReportDict(self.vm().report()); },
+          "Where the time went: a dict of *_ms durations and counts.")
+      .def_property_readonly(
+          "restore_stats",
+          [](PyVm& self) { return StatsDict(self.vm().restore_stats()); },
+          "What a restore did, counted (faults, chunks read, ...).")
+      .def_property_readonly("closed", &PyVm::closed)
+      .def("close", &PyVm::Close, "Releases the Vm. Idempotent.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](PyVm& self, py::args) { self.Close(); });
+
+  // help() shows the package the user imported, not the extension inside.
+  m.attr("Vm").attr("__module__") = "thaw";
+  m.attr("VmConfig").attr("__module__") = "thaw";
+
+  m.def(
+      "restore",
+      [](const std::string& path, const std::string& engine,
+         const std::string& backend, double call_timeout,
+         bool record_working_set, uint64_t console_limit) {
+        RestoreOptions options;
+        options.engine = Value(ParseRestoreEngine(engine));
+        options.backend = Backend(backend);
+        options.call_timeout = Seconds(call_timeout);
+        options.record_working_set = record_working_set;
+        options.console_limit = console_limit;
+        absl::StatusOr<std::unique_ptr<Vm>> vm;
+        {
+          py::gil_scoped_release release;
+          vm = Vm::Restore(path, options);
+        }
+        return std::make_unique<PyVm>(Value(std::move(vm)));
+      },
+      py::arg("path"), py::arg("engine") = "prefetch",
+      py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
+      py::arg("record_working_set") = false,
+      py::arg("console_limit") = 1ull << 20,
+      "Restores a snapshot into a new Vm. engine: 'eager', 'lazy', "
+      "'prefetch' or 'shared'. Raises CorruptSnapshot for a damaged file.");
+  m.def(
+      "inspect",
+      [](const std::string& path) {
+        absl::StatusOr<SnapshotInfo> info;
+        {
+          py::gil_scoped_release release;
+          info = InspectSnapshot(path);
+        }
+        return InfoDict(Value(std::move(info)));
+      },
+      py::arg("path"),
+      "A snapshot's header and manifest summarized (a dict).");
+  m.def(
+      "verify",
+      [](const std::string& path) {
+        absl::Status status;
+        {
+          py::gil_scoped_release release;
+          status = VerifySnapshot(path);
+        }
+        Check(status);
+      },
+      py::arg("path"),
+      "Checks every checksum of a snapshot; raises CorruptSnapshot if not "
+      "intact.");
+  m.def(
+      "check_kvm",
+      []() -> std::optional<std::string> {
+        absl::Status status = CheckKvm();
+        if (status.ok()) return std::nullopt;
+        return std::string(status.message());
+      },
+      "None if KVM can run guests here, else why not.");
+  m.def("drop_idle_shared_bases", &DropIdleSharedBases,
+        "Frees the decompressed images kept for engine='shared' while no Vm "
+        "uses them.");
+}

@@ -1,0 +1,230 @@
+"""The Python binding as a Python user sees it: bytes in and out, context
+managers, exceptions with the library's messages, host functions, every
+restore engine, threads that run guests at once, and no leaks."""
+import os
+import struct
+import threading
+
+import pytest
+
+import thaw
+
+BACKEND = "emulated"  # the KVM backend is covered by the C++ suites in QEMU
+
+
+def config(**kwargs):
+    kwargs.setdefault("memory_size", 32 << 20)
+    kwargs.setdefault("backend", BACKEND)
+    return thaw.VmConfig(**kwargs)
+
+
+def booted(guest, **kwargs):
+    vm = thaw.Vm(config(**kwargs))
+    vm.load_guest(guest)
+    vm.boot()
+    return vm
+
+
+def u64(reply, index=0):
+    return struct.unpack_from("<Q", reply, index * 8)[0]
+
+
+def test_boot_and_call(echo_guest):
+    with booted(echo_guest) as vm:
+        assert vm.call("echo", b"hello, thaw") == b"hello, thaw"
+        assert vm.call("echo") == b""
+        assert vm.backend == "emulated"
+        report = vm.report
+        assert report["calls"] == 2 and report["boot_ms"] > 0
+        assert isinstance(vm.console, bytes)
+    assert vm.closed
+    with pytest.raises(thaw.Error, match="closed"):
+        vm.call("echo", b"x")
+
+
+def test_help_reads_well():
+    assert "GIL" in thaw.Vm.__doc__
+    assert thaw.Vm.__module__ == "thaw"
+    for name in thaw.__all__:
+        assert getattr(thaw, name).__doc__, name
+
+
+def test_unknown_function_and_bad_arguments(echo_guest):
+    with booted(echo_guest) as vm:
+        with pytest.raises(thaw.Error, match='no function "nope"') as e:
+            vm.call("nope", b"")
+        assert e.value.code == "NOT_FOUND"
+        assert vm.call("echo", b"still usable") == b"still usable"
+    with pytest.raises(thaw.InvalidArgument, match="memory_size") as e:
+        thaw.Vm(config(memory_size=3 << 20))
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(thaw.InvalidArgument, match="backend"):
+        thaw.VmConfig(backend="fast")
+
+
+def test_host_functions_including_one_that_raises(test_guest):
+    with booted(test_guest) as vm:
+        seen = []
+
+        def ping(data):
+            seen.append(data)
+            return b"pong from python"
+
+        def boom(data):
+            raise RuntimeError("the host function failed on purpose")
+
+        vm.register_host_function("ping_fn", ping)
+        vm.register_host_function("boom", boom)
+        assert vm.call("call_host", b"ping_fn") == b"pong from python"
+        assert seen == [b"ping"]
+        reply = vm.call("call_host", b"boom")
+        # THAW_ERR_HOST, with the message (cut to the guest's 64-byte buffer).
+        assert reply.startswith(b'rc=-4:host function "boom" raised RuntimeError')
+        # The host and the Vm go on.
+        assert vm.call("call_host", b"ping_fn") == b"pong from python"
+        with pytest.raises(thaw.InvalidArgument):
+            vm.register_host_function("x", 42)
+
+
+def test_timeout_raises_timeout(test_guest):
+    with booted(test_guest, call_timeout=0.3) as vm:
+        with pytest.raises(thaw.Timeout, match="timeout"):
+            vm.call("spin", b"0")
+
+
+def test_guest_fault_carries_vector_rip_cr2(test_guest):
+    with booted(test_guest) as vm:
+        with pytest.raises(thaw.GuestFault) as e:
+            vm.call("null_deref", b"")
+        assert e.value.vector == 14
+        assert e.value.cr2 == 0
+        assert e.value.rip >= vm.find_symbol("thaw_main") - 0x100000
+        with pytest.raises(thaw.Error, match="failed earlier"):
+            vm.call("echo", b"x")
+
+
+@pytest.mark.parametrize("engine", ["eager", "lazy", "prefetch", "shared"])
+def test_snapshot_and_restore_with_each_engine(tmp_path, snapshot_guest, engine):
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        assert u64(vm.call("counter")) == 1
+        table = vm.call("table_sum")
+        vm.snapshot(path)
+        assert u64(vm.call("counter")) == 2
+    info = thaw.inspect(path)
+    assert info["memory_size"] == 64 << 20 and info["compression_ratio"] > 4
+    thaw.verify(path)
+    with thaw.restore(path, engine=engine, backend=BACKEND) as clone:
+        assert u64(clone.call("counter")) == 2
+        assert clone.call("table_sum") == table
+        assert clone.restore_stats["engine"] == engine
+        assert clone.report["restore_ms"] > 0
+
+
+def test_working_set_then_prefetch(tmp_path, snapshot_guest):
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        vm.snapshot(path)
+    with thaw.restore(path, engine="lazy", backend=BACKEND,
+                      record_working_set=True) as recorder:
+        recorder.call("touch", b"4194304")
+        recorder.write_working_set()
+    assert thaw.inspect(path)["working_set_chunks"] > 0
+    with thaw.restore(path, engine="prefetch", backend=BACKEND) as clone:
+        clone.call("touch", b"4194304")
+        assert clone.restore_stats["mapped"] > 0
+
+
+def test_clones_differ_and_reset_restores_the_snapshot(tmp_path, snapshot_guest):
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        vm.snapshot(path)
+    with thaw.restore(path, engine="shared", backend=BACKEND) as a, \
+            thaw.restore(path, engine="shared", backend=BACKEND) as b:
+        assert a.call("random") != b.call("random")
+        assert u64(a.call("counter")) == 1
+        a.call("dirty", b"16")
+        assert u64(a.call("counter")) == 2
+        a.reset()
+        assert u64(a.call("counter")) == 1
+        assert a.restore_stats["resets"] == 1
+    with thaw.restore(path, engine="lazy", backend=BACKEND) as lazy:
+        with pytest.raises(thaw.Error, match="kSharedBase"):
+            lazy.reset()
+
+
+def test_corrupt_snapshot_raises_corrupt_snapshot(tmp_path, echo_guest):
+    path = tmp_path / "fn.thaw"
+    with booted(echo_guest) as vm:
+        vm.snapshot(str(path))
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x10  # inside the first frame
+    bad = tmp_path / "bad.thaw"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(thaw.CorruptSnapshot, match="bad.thaw") as e:
+        thaw.verify(str(bad))
+    assert e.value.code == "DATA_LOSS"
+    with pytest.raises(thaw.CorruptSnapshot):
+        thaw.restore(str(bad), engine="eager", backend=BACKEND)
+    short = tmp_path / "short.thaw"
+    short.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(thaw.CorruptSnapshot, match="short.thaw"):
+        thaw.restore(str(short), backend=BACKEND)
+    with pytest.raises(thaw.Error, match="No such file") as e:
+        thaw.restore(str(tmp_path / "missing.thaw"))
+    assert e.value.code == "NOT_FOUND"
+
+
+def test_two_threads_run_two_guests_at_once(test_guest):
+    """Each guest calls a host function that waits for the other guest to be
+    inside its own host function. Serialized calls (a GIL held while a guest
+    runs) could never meet; both would time out and the test would fail."""
+    a_inside, b_inside = threading.Event(), threading.Event()
+
+    def rendezvous(mine, theirs):
+        def fn(data):
+            mine.set()
+            if not theirs.wait(timeout=10):
+                raise RuntimeError("the other guest never ran")
+            return b"met"
+        return fn
+
+    results = {}
+
+    def run(name, mine, theirs):
+        with booted(test_guest) as vm:
+            vm.register_host_function("meet", rendezvous(mine, theirs))
+            results[name] = vm.call("call_host", b"meet")
+
+    threads = [threading.Thread(target=run, args=("a", a_inside, b_inside)),
+               threading.Thread(target=run, args=("b", b_inside, a_inside))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == {"a": b"met", "b": b"met"}
+
+
+def _fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_no_leak_over_200_create_destroy_cycles(echo_guest):
+    def cycle():
+        with booted(echo_guest, memory_size=8 << 20) as vm:
+            assert vm.call("echo", b"x") == b"x"
+    for _ in range(10):  # warm up allocators and caches
+        cycle()
+    fds, rss = _fds(), _rss_kib()
+    for _ in range(200):
+        cycle()
+    assert _fds() == fds
+    assert _rss_kib() - rss < 64 * 1024

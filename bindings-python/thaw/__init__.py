@@ -1,0 +1,35 @@
+"""thaw: micro-VM sandboxes that boot a function guest, snapshot it after its
+init and restore it far faster than it boots.
+
+    import thaw
+    with thaw.Vm(thaw.VmConfig(memory_size=64 << 20)) as vm:
+        vm.load_guest("echo.elf")
+        vm.boot()
+        vm.snapshot("fn.thaw")
+    with thaw.restore("fn.thaw", engine="prefetch") as clone:
+        print(clone.call("echo", b"hi"))
+
+Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, GuestFault
+(with vector, rip, cr2), InvalidArgument. Calls release the GIL while the
+guest runs. The C++ library underneath is documented in include/thaw/.
+"""
+from ._thaw import (  # noqa: F401
+    CorruptSnapshot,
+    Error,
+    GuestFault,
+    InvalidArgument,
+    Timeout,
+    Vm,
+    VmConfig,
+    check_kvm,
+    drop_idle_shared_bases,
+    inspect,
+    restore,
+    verify,
+)
+
+__all__ = [
+    "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Timeout",
+    "Vm", "VmConfig", "check_kvm", "drop_idle_shared_bases", "inspect",
+    "restore", "verify",
+]
