@@ -139,6 +139,15 @@ py::dict InfoDict(const SnapshotInfo& i) {
   return d;
 }
 
+// Runs `f` with the GIL released (a guest running, a file read or written)
+// and returns its result; statuses are turned into exceptions afterwards,
+// with the GIL held again.
+template <typename F>
+auto WithoutGil(F&& f) {
+  py::gil_scoped_release release;
+  return f();
+}
+
 // A Python callable kept alive by a Vm's host function. Its last reference
 // may be dropped on a thread without the GIL (the Vm's destructor), so the
 // deleter takes the GIL.
@@ -156,12 +165,8 @@ class PyVm {
   explicit PyVm(std::unique_ptr<Vm> vm) : vm_(std::move(vm)) {}
 
   static std::unique_ptr<PyVm> Create(const VmConfig& config) {
-    absl::StatusOr<std::unique_ptr<Vm>> vm;
-    {
-      py::gil_scoped_release release;
-      vm = Vm::Create(config);
-    }
-    return std::make_unique<PyVm>(Value(std::move(vm)));
+    return std::make_unique<PyVm>(
+        Value(WithoutGil([&] { return Vm::Create(config); })));
   }
 
   Vm& vm() {
@@ -178,38 +183,28 @@ class PyVm {
 
   void LoadGuest(const std::string& path) {
     Vm& v = vm();
-    py::gil_scoped_release release;
-    Check(v.LoadGuest(path));
+    Check(WithoutGil([&] { return v.LoadGuest(path); }));
   }
   void LoadGuestImage(py::bytes image, const std::string& name) {
     Vm& v = vm();
     std::string bytes = image;
-    py::gil_scoped_release release;
-    Check(v.LoadGuestImage(
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
-                            bytes.size()),
-        name));
+    Check(WithoutGil([&] {
+      return v.LoadGuestImage(
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                              bytes.size()),
+          name);
+    }));
   }
   void Boot() {
     Vm& v = vm();
-    absl::Status status;
-    {
-      py::gil_scoped_release release;
-      status = v.Boot();
-    }
-    Check(status);
+    Check(WithoutGil([&] { return v.Boot(); }));
   }
   py::bytes Call(const std::string& function, py::bytes data) {
     Vm& v = vm();
     std::string input = data;
-    absl::StatusOr<std::string> reply;
-    {
-      // Other Python threads run meanwhile; host functions take the GIL
-      // back while they run.
-      py::gil_scoped_release release;
-      reply = v.Call(function, input);
-    }
-    return py::bytes(Value(std::move(reply)));
+    // Other Python threads run meanwhile; host functions take the GIL back
+    // while they run.
+    return py::bytes(Value(WithoutGil([&] { return v.Call(function, input); })));
   }
   void RegisterHostFunction(const std::string& name, py::object callable) {
     if (!PyCallable_Check(callable.ptr())) {
@@ -249,30 +244,15 @@ class PyVm {
     options.compression_level = compression_level;
     options.chunk_size = chunk_size;
     if (parent) options.parent = *parent;
-    absl::Status status;
-    {
-      py::gil_scoped_release release;
-      status = v.Snapshot(path, options);
-    }
-    Check(status);
+    Check(WithoutGil([&] { return v.Snapshot(path, options); }));
   }
   void Reset() {
     Vm& v = vm();
-    absl::Status status;
-    {
-      py::gil_scoped_release release;
-      status = v.Reset();
-    }
-    Check(status);
+    Check(WithoutGil([&] { return v.Reset(); }));
   }
   void WriteWorkingSet() {
     Vm& v = vm();
-    absl::Status status;
-    {
-      py::gil_scoped_release release;
-      status = v.WriteWorkingSet();
-    }
-    Check(status);
+    Check(WithoutGil([&] { return v.WriteWorkingSet(); }));
   }
   py::bytes ReadMemory(uint64_t address, uint64_t size) {
     return py::bytes(Value(vm().ReadGuestMemory(address, size)));
@@ -456,12 +436,8 @@ PYBIND11_MODULE(_thaw, m) {
         options.call_timeout = Seconds(call_timeout);
         options.record_working_set = record_working_set;
         options.console_limit = console_limit;
-        absl::StatusOr<std::unique_ptr<Vm>> vm;
-        {
-          py::gil_scoped_release release;
-          vm = Vm::Restore(path, options);
-        }
-        return std::make_unique<PyVm>(Value(std::move(vm)));
+        return std::make_unique<PyVm>(
+            Value(WithoutGil([&] { return Vm::Restore(path, options); })));
       },
       py::arg("path"), py::arg("engine") = "prefetch",
       py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
@@ -472,24 +448,15 @@ PYBIND11_MODULE(_thaw, m) {
   m.def(
       "inspect",
       [](const std::string& path) {
-        absl::StatusOr<SnapshotInfo> info;
-        {
-          py::gil_scoped_release release;
-          info = InspectSnapshot(path);
-        }
-        return InfoDict(Value(std::move(info)));
+        return InfoDict(
+            Value(WithoutGil([&] { return InspectSnapshot(path); })));
       },
       py::arg("path"),
       "A snapshot's header and manifest summarized (a dict).");
   m.def(
       "verify",
       [](const std::string& path) {
-        absl::Status status;
-        {
-          py::gil_scoped_release release;
-          status = VerifySnapshot(path);
-        }
-        Check(status);
+        Check(WithoutGil([&] { return VerifySnapshot(path); }));
       },
       py::arg("path"),
       "Checks every checksum of a snapshot; raises CorruptSnapshot if not "
