@@ -335,19 +335,27 @@ PYBIND11_MODULE(_thaw, m) {
            "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
            "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
            "call.")
-      .def_readwrite("memory_size", &VmConfig::memory_size)
+      .def_readwrite("memory_size", &VmConfig::memory_size,
+                     "Guest memory in bytes (a multiple of 2 MiB).")
       .def_property(
           "backend",
           [](const VmConfig& c) { return std::string(BackendName(c.backend)); },
-          [](VmConfig& c, const std::string& name) { c.backend = Backend(name); })
+          [](VmConfig& c, const std::string& name) { c.backend = Backend(name); },
+          "'auto' (KVM where it can run guests, else emulated), 'kvm' or "
+          "'emulated'.")
       .def_property(
           "call_timeout",
           [](const VmConfig& c) { return absl::ToDoubleSeconds(c.call_timeout); },
-          [](VmConfig& c, double s) { c.call_timeout = Seconds(s); })
-      .def_readwrite("input_buffer_size", &VmConfig::input_buffer_size)
-      .def_readwrite("output_buffer_size", &VmConfig::output_buffer_size)
-      .def_readwrite("stack_size", &VmConfig::stack_size)
-      .def_readwrite("console_limit", &VmConfig::console_limit)
+          [](VmConfig& c, double s) { c.call_timeout = Seconds(s); },
+          "Seconds a boot or a call may run; time paused does not count.")
+      .def_readwrite("input_buffer_size", &VmConfig::input_buffer_size,
+                     "Largest call input, in bytes.")
+      .def_readwrite("output_buffer_size", &VmConfig::output_buffer_size,
+                     "Largest reply, in bytes.")
+      .def_readwrite("stack_size", &VmConfig::stack_size,
+                     "The guest's stack, in bytes.")
+      .def_readwrite("console_limit", &VmConfig::console_limit,
+                     "Console bytes kept (the most recent).")
       .def("__repr__", [](const VmConfig& c) {
         return absl::StrCat("thaw.VmConfig(memory_size=", c.memory_size,
                             ", backend='", BackendName(c.backend),
@@ -399,9 +407,11 @@ PYBIND11_MODULE(_thaw, m) {
            py::arg("name"), "The address of a symbol of the guest's ELF.")
       .def("pause", [](PyVm& self) { self.vm().Pause(); },
            "Stops the guest at its next instruction until resume().")
-      .def("resume", [](PyVm& self) { self.vm().Resume(); })
+      .def("resume", [](PyVm& self) { self.vm().Resume(); },
+           "Lets a paused guest run again.")
       .def_property_readonly("paused",
-                             [](PyVm& self) { return self.vm().paused(); })
+                             [](PyVm& self) { return self.vm().paused(); },
+                             "Whether pause() is in effect.")
       .def_property_readonly(
           "backend",
           [](PyVm& self) { return std::string(BackendName(self.vm().backend())); },
@@ -416,10 +426,13 @@ PYBIND11_MODULE(_thaw, m) {
           "restore_stats",
           [](PyVm& self) { return StatsDict(self.vm().restore_stats()); },
           "What a restore did, counted (faults, chunks read, ...).")
-      .def_property_readonly("closed", &PyVm::closed)
+      .def_property_readonly("closed", &PyVm::closed,
+                             "Whether close() has released the Vm.")
       .def("close", &PyVm::Close, "Releases the Vm. Idempotent.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyVm& self, py::args) { self.Close(); });
+      .def("__enter__", [](py::object self) { return self; },
+           "Returns the Vm; the `with` block closes it.")
+      .def("__exit__", [](PyVm& self, py::args) { self.Close(); },
+           "Closes the Vm.");
 
   // help() shows the package the user imported, not the extension inside.
   m.attr("Vm").attr("__module__") = "thaw";

@@ -47,6 +47,10 @@ def test_help_reads_well():
     assert thaw.Vm.__module__ == "thaw"
     for name in thaw.__all__:
         assert getattr(thaw, name).__doc__, name
+    for cls in (thaw.Vm, thaw.VmConfig):
+        for member in dir(cls):
+            if not member.startswith("_") or member in ("__enter__", "__exit__"):
+                assert getattr(cls, member).__doc__, f"{cls.__name__}.{member}"
 
 
 def test_unknown_function_and_bad_arguments(echo_guest):
