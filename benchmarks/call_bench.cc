@@ -13,7 +13,8 @@ Vm& WarmVm() {
   if (!vm) {
     auto created = Vm::Create(BenchConfig(64ull << 20));
     if (!created.ok()) Die("create", created.status());
-    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok()) Die("load", s);
+    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok())
+      Die("load", s);
     if (auto s = (*created)->Boot(); !s.ok()) Die("boot", s);
     (void)(*created)->RegisterHostFunction(
         "ping", [](absl::string_view) -> absl::StatusOr<std::string> {

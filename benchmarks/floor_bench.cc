@@ -3,8 +3,8 @@
 // an io_uring 64 KiB read; and thaw's lazy fault service per page, to
 // compare with the raw fault.
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <liburing.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -49,9 +49,9 @@ void RawUffd(benchmark::State& state, bool zero) {
     uffdio_api api{};
     api.api = UFFD_API;
     ioctl(uffd, UFFDIO_API, &api);
-    auto* area = static_cast<uint8_t*>(mmap(nullptr, pages * kPage,
-                                            PROT_READ | PROT_WRITE,
-                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* area = static_cast<uint8_t*>(
+        mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     uffdio_register reg{};
     reg.range.start = reinterpret_cast<uint64_t>(area);
     reg.range.len = pages * kPage;

@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
     }
     out << "\n}\n";
     if (!out) {
-      std::fprintf(stderr, "thaw_bench: cannot write %s\n", samples_out.c_str());
+      std::fprintf(stderr, "thaw_bench: cannot write %s\n",
+                   samples_out.c_str());
       return 1;
     }
   }

@@ -105,7 +105,8 @@ void Firecracker(benchmark::State& state, std::string name, uint64_t size,
   const RestoreOptions options = Options(size, RestoreEngine::kEager);
   for (auto _ : state) {
     absl::Time start = absl::Now();
-    auto vm = internal::VmAccess::RestoreOverMemoryFile(s.snapshot, fd, options);
+    auto vm =
+        internal::VmAccess::RestoreOverMemoryFile(s.snapshot, fd, options);
     if (!vm.ok()) Die("restore over the memory file", vm.status());
     if (first_call) CheckReply((*vm)->Call("work", ""), s);
     const absl::Duration took = absl::Now() - start;
@@ -153,22 +154,25 @@ void RegisterRestoreBenchmarks() {
     for (bool call : {false, true}) {
       const char* phase = call ? "first_call" : "first_instruction";
       for (const auto& [name, engine] : engines) {
-        const int iterations =
-            engine == RestoreEngine::kEager || engine == RestoreEngine::kSharedBase
-                ? (size >= (1ull << 30) ? 5 : 10)
-                : 30;
-        const std::string bench = absl::StrCat("restore/", name, "/", phase, "/", n);
+        const int iterations = engine == RestoreEngine::kEager ||
+                                       engine == RestoreEngine::kSharedBase
+                                   ? (size >= (1ull << 30) ? 5 : 10)
+                                   : 30;
+        const std::string bench =
+            absl::StrCat("restore/", name, "/", phase, "/", n);
         RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call)
             ->Iterations(Iterations(iterations))
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       }
-      const std::string nth = absl::StrCat("restore/shared_nth/", phase, "/", n);
+      const std::string nth =
+          absl::StrCat("restore/shared_nth/", phase, "/", n);
       RegisterBenchmark(nth.c_str(), SharedNth, nth, size, call)
           ->Iterations(Iterations(30))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
-      const std::string fc = absl::StrCat("restore/firecracker/", phase, "/", n);
+      const std::string fc =
+          absl::StrCat("restore/firecracker/", phase, "/", n);
       RegisterBenchmark(fc.c_str(), Firecracker, fc, size, call)
           ->Iterations(Iterations(10))
           ->UseManualTime()

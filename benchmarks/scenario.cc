@@ -42,7 +42,8 @@ VmConfig BenchConfig(uint64_t memory_size) {
   VmConfig config;
   config.backend = BackendKind::kEmulated;
   if (const char* backend = std::getenv("THAW_BENCH_BACKEND")) {
-    if (auto kind = ParseBackendName(backend); kind.ok()) config.backend = *kind;
+    if (auto kind = ParseBackendName(backend); kind.ok())
+      config.backend = *kind;
   }
   config.memory_size = memory_size;
   config.call_timeout = absl::Minutes(5);
@@ -116,7 +117,8 @@ Scenario Prepare(uint64_t memory_size) {
   record.record_working_set = true;
   auto recorder = Vm::Restore(s.prefetch, record);
   if (!recorder.ok()) Die("restore to record", recorder.status());
-  if (auto r = (*recorder)->Call("work", ""); !r.ok()) Die("record", r.status());
+  if (auto r = (*recorder)->Call("work", ""); !r.ok())
+    Die("record", r.status());
   if (auto st = (*recorder)->WriteWorkingSet(); !st.ok()) Die("write ws", st);
   recorder->reset();
 

@@ -18,16 +18,16 @@ namespace thaw::bench {
 
 struct Scenario {
   uint64_t memory_size = 0;
-  std::string name;            // "128MiB", "1GiB"
-  std::string snapshot;        // plain snapshot, no working set
-  std::string prefetch;        // the same with the working set recorded
-  std::string raw_memory;      // sparse raw image (Firecracker's memory file)
-  uint64_t snapshot_bytes = 0; // file size of `snapshot`
-  uint64_t prefetch_bytes = 0; // file size of `prefetch` (raw working set)
-  uint64_t data_bytes = 0;     // bytes in non-zero chunks
+  std::string name;             // "128MiB", "1GiB"
+  std::string snapshot;         // plain snapshot, no working set
+  std::string prefetch;         // the same with the working set recorded
+  std::string raw_memory;       // sparse raw image (Firecracker's memory file)
+  uint64_t snapshot_bytes = 0;  // file size of `snapshot`
+  uint64_t prefetch_bytes = 0;  // file size of `prefetch` (raw working set)
+  uint64_t data_bytes = 0;      // bytes in non-zero chunks
   uint64_t working_set_chunks = 0;
-  std::string work_reply;      // the first call's reply on the booted VM
-  absl::Duration boot_init;    // boot+init of the VM that was snapshotted
+  std::string work_reply;    // the first call's reply on the booted VM
+  absl::Duration boot_init;  // boot+init of the VM that was snapshotted
 };
 
 // Benchmark settings: THAW_BENCH_SMOKE=1 runs every scenario once at a

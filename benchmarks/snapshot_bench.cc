@@ -18,7 +18,8 @@ Vm& BootedVm(uint64_t size) {
     GetScenario(size);  // prepared first, so its log comes first
     auto created = Vm::Create(BenchConfig(size));
     if (!created.ok()) Die("create", created.status());
-    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok()) Die("load", s);
+    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok())
+      Die("load", s);
     if (auto s = (*created)->Boot(); !s.ok()) Die("boot", s);
     vm = *std::move(created);
   }

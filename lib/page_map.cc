@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-
 #include <cerrno>
 
 #include "lib/errno_status.h"
@@ -74,8 +73,7 @@ absl::StatusOr<PageRuns> ScanPrivateRuns(int fd, const void* base,
 
 }  // namespace
 
-absl::StatusOr<PageRuns> PageMap::PrivateRuns(const void* base,
-                                              uint64_t size) {
+absl::StatusOr<PageRuns> PageMap::PrivateRuns(const void* base, uint64_t size) {
   if (!scan_unsupported.load(std::memory_order_relaxed)) {
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("open /proc/self/pagemap", errno);

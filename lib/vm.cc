@@ -68,14 +68,14 @@ absl::StatusOr<Layout> ComputeLayout(const VmConfig& c) {
   }
   Layout layout;
   layout.stack_top = c.memory_size;
-  layout.input_addr = AlignDown(
-      layout.stack_top - AlignUp(c.stack_size, kGuestPage) - c.input_buffer_size,
-      kGuestPage);
+  layout.input_addr =
+      AlignDown(layout.stack_top - AlignUp(c.stack_size, kGuestPage) -
+                    c.input_buffer_size,
+                kGuestPage);
   layout.output_addr =
       AlignDown(layout.input_addr - c.output_buffer_size, kGuestPage);
   return layout;
 }
-
 
 absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
 
@@ -107,8 +107,8 @@ std::string PhaseReport::ToString() const {
   if (restore != absl::ZeroDuration()) {
     absl::StrAppendFormat(&out, "restore: %.3f ms\n", ms(restore));
   } else {
-    absl::StrAppendFormat(&out, "load: %.3f ms\nboot+init: %.3f ms\n",
-                          ms(load), ms(boot));
+    absl::StrAppendFormat(&out, "load: %.3f ms\nboot+init: %.3f ms\n", ms(load),
+                          ms(boot));
   }
   absl::StrAppendFormat(&out, "calls: %d (last %.3f ms, total %.3f ms)\n",
                         calls, ms(last_call), ms(total_calls));
@@ -128,7 +128,8 @@ absl::Status Vm::Impl::LoadImage(absl::Span<const uint8_t> elf,
         "LoadGuest: a guest is already loaded in this Vm");
   }
   absl::Time start = absl::Now();
-  auto image = LoadElf(elf, name, *memory_, THAW_IMAGE_BASE, layout_.output_addr);
+  auto image =
+      LoadElf(elf, name, *memory_, THAW_IMAGE_BASE, layout_.output_addr);
   if (!image.ok()) return image.status();
   symbols_ = std::move(image->symbols);
   guest_name_ = std::string(name);
@@ -167,8 +168,9 @@ absl::Status Vm::Impl::LoadImage(absl::Span<const uint8_t> elf,
 absl::Status Vm::Impl::Boot() {
   if (state_ != State::kLoaded) {
     return absl::FailedPreconditionError(
-        state_ == State::kCreated ? "Boot: no guest loaded (call LoadGuest first)"
-                                  : "Boot: the guest was already booted");
+        state_ == State::kCreated
+            ? "Boot: no guest loaded (call LoadGuest first)"
+            : "Boot: the guest was already booted");
   }
   absl::Time start = absl::Now();
   dispatcher_.Begin(/*in_call=*/false);
@@ -189,9 +191,9 @@ absl::Status Vm::Impl::Boot() {
 absl::StatusOr<std::string> Vm::Impl::Call(absl::string_view function,
                                            absl::string_view input) {
   if (state_ == State::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "this Vm failed earlier and accepts no more calls: ",
-        failure_.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("this Vm failed earlier and accepts no more calls: ",
+                     failure_.message()));
   }
   if (state_ != State::kReady) {
     return absl::FailedPreconditionError("Call: the guest has not been booted");
@@ -231,8 +233,9 @@ absl::StatusOr<std::string> Vm::Impl::Call(absl::string_view function,
     // result computed from them leaves the Vm.
     status = pager_->WaitForVerification();
     if (!status.ok()) {
-      status = absl::Status(status.code(), absl::StrCat("call \"", function,
-                                                        "\": ", status.message()));
+      status = absl::Status(
+          status.code(),
+          absl::StrCat("call \"", function, "\": ", status.message()));
     }
   }
   RecordCall(absl::Now() - start);
@@ -244,9 +247,9 @@ absl::StatusOr<std::string> Vm::Impl::Call(absl::string_view function,
 
   const auto& outcome = dispatcher_.outcome();
   if (outcome.kind == HypercallDispatcher::Outcome::Kind::kFailed) {
-    absl::Status error(outcome.error.code(),
-                       absl::StrCat("call \"", function, "\": ",
-                                    outcome.error.message()));
+    absl::Status error(
+        outcome.error.code(),
+        absl::StrCat("call \"", function, "\": ", outcome.error.message()));
     if (!outcome.vm_usable) return Failed(error);
     return error;
   }
@@ -338,8 +341,8 @@ absl::Status Vm::Impl::ExitToStatus(const backend::Exit& exit,
           exit.has_error_code
               ? absl::StrFormat(", error code 0x%x", exit.error_code)
               : ""));
-      SetGuestFault(status, {exit.vector, exit.rip, exit.cr2, exit.error_code,
-                             false});
+      SetGuestFault(status,
+                    {exit.vector, exit.rip, exit.cr2, exit.error_code, false});
       return status;
     }
     case Reason::kShutdown: {
@@ -364,9 +367,9 @@ absl::Status Vm::Impl::ExitToStatus(const backend::Exit& exit,
     case Reason::kInternalError:
       break;
   }
-  return absl::InternalError(absl::StrFormat(
-      "%s: %s backend failed at RIP 0x%x: %s", what,
-      BackendName(backend_->kind()), exit.rip, exit.detail));
+  return absl::InternalError(
+      absl::StrFormat("%s: %s backend failed at RIP 0x%x: %s", what,
+                      BackendName(backend_->kind()), exit.rip, exit.detail));
 }
 Vm::Vm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Vm::~Vm() = default;
@@ -385,10 +388,12 @@ const VmConfig& Vm::config() const { return impl_->config(); }
 
 absl::Status Vm::LoadGuest(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) return ErrnoStatus(absl::StrCat("open guest \"", path, "\""), errno);
+  if (!file)
+    return ErrnoStatus(absl::StrCat("open guest \"", path, "\""), errno);
   std::string bytes((std::istreambuf_iterator<char>(file)),
                     std::istreambuf_iterator<char>());
-  if (file.bad()) return ErrnoStatus(absl::StrCat("read guest \"", path, "\""), errno);
+  if (file.bad())
+    return ErrnoStatus(absl::StrCat("read guest \"", path, "\""), errno);
   return impl_->LoadImage(
       absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
                                 bytes.size()),

@@ -129,7 +129,8 @@ class Vm::Impl {
   void Register(std::string name, HostFunction fn) {
     dispatcher_.Register(std::move(name), std::move(fn));
   }
-  absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size) const {
+  absl::StatusOr<std::string> ReadMemory(uint64_t address,
+                                         uint64_t size) const {
     auto slice = memory_->Slice(address, size, "ReadGuestMemory");
     if (!slice.ok()) return slice.status();
     return std::string(reinterpret_cast<const char*>(slice->data()),

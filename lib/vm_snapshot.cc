@@ -39,8 +39,8 @@ absl::Status Vm::Impl::RestoreFrom(
   backend::VcpuState state = snapshot::DecodeVcpuState(m.vcpu());
   if (absl::Status s = msrs.ok() ? x86::CheckPortableState(state) : msrs;
       !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("restore \"", path, "\": ",
-                                                s.message()));
+    return absl::Status(s.code(),
+                        absl::StrCat("restore \"", path, "\": ", s.message()));
   }
   source_ = image;
   stats_.engine = options.engine;
@@ -110,9 +110,9 @@ absl::Status Vm::Impl::RunBeforeSnapshotHook() {
   if (!status.ok()) return Failed(status);
   const auto& outcome = dispatcher_.outcome();
   if (outcome.kind == HypercallDispatcher::Outcome::Kind::kFailed) {
-    absl::Status error(outcome.error.code(),
-                       absl::StrCat("before-snapshot hook: ",
-                                    outcome.error.message()));
+    absl::Status error(
+        outcome.error.code(),
+        absl::StrCat("before-snapshot hook: ", outcome.error.message()));
     return outcome.vm_usable ? error : Failed(error);
   }
   if (outcome.reply_status != 0) {
@@ -160,8 +160,8 @@ Vm::Impl::ChunkHints(uint32_t chunk_size) {
 absl::Status Vm::Impl::Snapshot(const std::string& path,
                                 const SnapshotOptions& options) {
   if (state_ == State::kFailed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Snapshot: this Vm failed earlier: ", failure_.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("Snapshot: this Vm failed earlier: ", failure_.message()));
   }
   if (state_ != State::kReady) {
     return absl::FailedPreconditionError(
@@ -180,17 +180,17 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
   request.progress = options.progress;
   if (!options.parent.empty()) {
     if (source_ == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Snapshot: a diff snapshot against \"", options.parent,
-          "\" needs a Vm restored from it; this one was booted"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
+                       "\" needs a Vm restored from it; this one was booted"));
     }
     auto parent = snapshot::SnapshotFile::Open(options.parent);
     if (!parent.ok()) return parent.status();
     if ((*parent)->manifest().snapshot_id() !=
         source_->manifest().snapshot_id()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Snapshot: \"", options.parent,
-          "\" is not the snapshot this Vm was restored from"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("Snapshot: \"", options.parent,
+                       "\" is not the snapshot this Vm was restored from"));
     }
     request.diff = true;
     namespace fs = std::filesystem;
@@ -251,7 +251,8 @@ absl::Status Vm::Impl::Reset() {
   // that stretch needs a second look.
   bool discarded = false;
   for (const auto& [first, end] : *runs) {
-    discarded |= backend_->DiscardCachedCode(first * kGuestPage, (end - first) * kGuestPage);
+    discarded |= backend_->DiscardCachedCode(first * kGuestPage,
+                                             (end - first) * kGuestPage);
   }
   if (discarded) {
     auto low = PageMap::PrivateRuns(memory_->host_base(), THAW_IMAGE_BASE);
@@ -259,8 +260,9 @@ absl::Status Vm::Impl::Reset() {
     PageRuns merged = *std::move(low);
     for (const auto& run : *runs) {
       if (run.second > THAW_IMAGE_BASE / kGuestPage) {
-        merged.emplace_back(std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kGuestPage),
-                            run.second);
+        merged.emplace_back(
+            std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kGuestPage),
+            run.second);
       }
     }
     *runs = std::move(merged);
@@ -269,8 +271,8 @@ absl::Status Vm::Impl::Reset() {
   for (const auto& [first, end] : *runs) {
     // Safe: drops this Vm's private copies of its own pages; the next touch
     // maps the shared base's page again.
-    if (madvise(memory_->host_base() + first * kGuestPage, (end - first) * kGuestPage,
-                MADV_DONTNEED) != 0) {
+    if (madvise(memory_->host_base() + first * kGuestPage,
+                (end - first) * kGuestPage, MADV_DONTNEED) != 0) {
       return Failed(ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno));
     }
     pages += end - first;
@@ -323,9 +325,9 @@ absl::StatusOr<std::unique_ptr<Vm>> internal::VmAccess::Restore(
   config.console_sink = options.console_sink;
   auto layout = ComputeLayout(config);
   if (!layout.ok()) {
-    return absl::Status(layout.status().code(),
-                        absl::StrCat("restore \"", path, "\": ",
-                                     layout.status().message()));
+    return absl::Status(
+        layout.status().code(),
+        absl::StrCat("restore \"", path, "\": ", layout.status().message()));
   }
   std::shared_ptr<const snapshot::SharedBase> base;
   snapshot::RestoreCounters base_counters;

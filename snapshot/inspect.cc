@@ -42,8 +42,7 @@ absl::StatusOr<RestoreEngine> ParseRestoreEngine(absl::string_view name) {
 }
 
 double SnapshotInfo::compression_ratio() const {
-  return file_size == 0 ? 0.0
-                        : static_cast<double>(memory_size) / file_size;
+  return file_size == 0 ? 0.0 : static_cast<double>(memory_size) / file_size;
 }
 
 std::string SnapshotInfo::ToString() const {
@@ -56,8 +55,8 @@ std::string SnapshotInfo::ToString() const {
   }
   absl::StrAppendFormat(&out, "taken on: %s backend, %s\n", source_backend,
                         absl::FormatTime(created, absl::UTCTimeZone()));
-  absl::StrAppendFormat(&out, "guest: %s (restore generation %d)\n",
-                        guest_name, restore_generation);
+  absl::StrAppendFormat(&out, "guest: %s (restore generation %d)\n", guest_name,
+                        restore_generation);
   absl::StrAppendFormat(&out, "memory: %d bytes in %d chunks of %d bytes\n",
                         memory_size, chunks, chunk_size);
   absl::StrAppendFormat(

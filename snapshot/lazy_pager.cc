@@ -4,8 +4,8 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -90,7 +90,8 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
   if (ioctl(pager->uffd_, UFFDIO_REGISTER, &reg) != 0) {
     return ErrnoStatus("UFFDIO_REGISTER guest memory", errno);
   }
-  constexpr uint64_t kNeeded = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
+  constexpr uint64_t kNeeded =
+      (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
   if ((reg.ioctls & kNeeded) != kNeeded) {
     return absl::UnavailableError(
         "userfaultfd: this kernel lacks UFFDIO_COPY or UFFDIO_ZEROPAGE for "
@@ -191,9 +192,8 @@ absl::StatusOr<std::vector<bool>> LazyPager::MapRawWorkingSet() {
                     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, file.fd(),
                     run.offset);
     if (at == MAP_FAILED) {
-      return ErrnoStatus(absl::StrFormat("map working set from \"%s\"",
-                                         file.path()),
-                         errno);
+      return ErrnoStatus(
+          absl::StrFormat("map working set from \"%s\"", file.path()), errno);
     }
     for (uint64_t c = run.first; c < run.first + run.count; ++c) {
       state_[c].store(kInstalled, std::memory_order_relaxed);
@@ -239,8 +239,8 @@ void LazyPager::VerifyMapped() {
     // guest's mapping (which the guest may already have written).
     const SnapshotFile& file = *image_->files()[run.file];
     const uint64_t length = run.count * chunk_size_;
-    void* view = mmap(nullptr, length, PROT_READ, MAP_SHARED, file.fd(),
-                      run.offset);
+    void* view =
+        mmap(nullptr, length, PROT_READ, MAP_SHARED, file.fd(), run.offset);
     if (view == MAP_FAILED) {
       Fail(ErrnoStatus("map working set to check it", errno));
       ok = false;
@@ -249,12 +249,12 @@ void LazyPager::VerifyMapped() {
     const auto* bytes = static_cast<const uint8_t*>(view);
     for (uint64_t i = 0; i < run.count && ok; ++i) {
       SnapshotImage::Location where = image_->Locate(run.first + i);
-      if (!(HashContent(absl::MakeConstSpan(bytes + i * chunk_size_,
-                                            chunk_size_)) ==
+      if (!(HashContent(
+                absl::MakeConstSpan(bytes + i * chunk_size_, chunk_size_)) ==
             file.FrameContentHash(where.frame))) {
-        Fail(file.Corrupt(absl::StrFormat(
-            "frame %d (at byte %d): content checksum mismatch", where.frame,
-            file.FrameOffset(where.frame))));
+        Fail(file.Corrupt(
+            absl::StrFormat("frame %d (at byte %d): content checksum mismatch",
+                            where.frame, file.FrameOffset(where.frame))));
         ok = false;
       }
     }
@@ -294,7 +294,8 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
     buffer = NewAligned(chunk_size_);
     buffer_size = chunk_size_;
   }
-  const uint64_t dst = reinterpret_cast<uint64_t>(memory_) + chunk * chunk_size_;
+  const uint64_t dst =
+      reinterpret_cast<uint64_t>(memory_) + chunk * chunk_size_;
   bool zero = stored == nullptr;
   if (!zero) {
     SnapshotImage::Location where = image_->Locate(chunk);
@@ -334,8 +335,8 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
     } else if (errno == EEXIST) {
       done += kPage;
     } else if (errno != EAGAIN) {
-      Fail(ErrnoStatus(absl::StrFormat("userfaultfd install of chunk %d", chunk),
-                       errno));
+      Fail(ErrnoStatus(
+          absl::StrFormat("userfaultfd install of chunk %d", chunk), errno));
       break;
     }
   }

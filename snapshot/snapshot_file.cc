@@ -87,9 +87,9 @@ absl::Status SnapshotFile::Load() {
                              st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
                              st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
   if (file_size_ < kHeaderSize) {
-    return Corrupt(absl::StrFormat(
-        "file is %d bytes, shorter than the %d-byte header", file_size_,
-        kHeaderSize));
+    return Corrupt(
+        absl::StrFormat("file is %d bytes, shorter than the %d-byte header",
+                        file_size_, kHeaderSize));
   }
   uint8_t header[kHeaderSize];
   if (absl::Status s = PreadFull(fd_, absl::MakeSpan(header), 0, path_);
@@ -120,7 +120,8 @@ absl::Status SnapshotFile::Load() {
   data_offset_ = LoadLe64(header + kHeaderDataOffsetOffset);
   data_size_ = LoadLe64(header + kHeaderDataSizeOffset);
   const uint64_t data_size = data_size_;
-  const uint64_t manifest_offset = LoadLe64(header + kHeaderManifestOffsetOffset);
+  const uint64_t manifest_offset =
+      LoadLe64(header + kHeaderManifestOffsetOffset);
   const uint64_t manifest_size = LoadLe64(header + kHeaderManifestSizeOffset);
   // The sections must tile the file exactly: header, data, manifest, end.
   if (data_offset_ != kHeaderSize || data_size > file_size_ - kHeaderSize ||
@@ -136,10 +137,11 @@ absl::Status SnapshotFile::Load() {
                                    manifest_size, kMaxManifestSize));
   }
   std::string bytes(manifest_size, '\0');
-  if (absl::Status s = PreadFull(
-          fd_,
-          absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size()),
-          manifest_offset, path_);
+  if (absl::Status s =
+          PreadFull(fd_,
+                    absl::MakeSpan(reinterpret_cast<uint8_t*>(bytes.data()),
+                                   bytes.size()),
+                    manifest_offset, path_);
       !s.ok()) {
     return s;
   }
@@ -155,7 +157,8 @@ absl::Status SnapshotFile::Load() {
 
 absl::Status SnapshotFile::CheckManifest() {
   const proto::Manifest& m = manifest_;
-  if (m.snapshot_id().size() != 16) return Corrupt("snapshot id is not 16 bytes");
+  if (m.snapshot_id().size() != 16)
+    return Corrupt("snapshot id is not 16 bytes");
   if (m.abi().abi_version() != THAW_ABI_VERSION) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "snapshot \"%s\": guest ABI version %d; this build runs version %d",
@@ -164,9 +167,10 @@ absl::Status SnapshotFile::CheckManifest() {
   const proto::Memory& mem = m.memory();
   const uint32_t chunk = mem.chunk_size();
   if (!IsPowerOfTwo(chunk) || chunk < kMinChunkSize || chunk > kMaxChunkSize) {
-    return Corrupt(absl::StrFormat("chunk size %d is not a power of two in "
-                                   "[%d, %d]",
-                                   chunk, kMinChunkSize, kMaxChunkSize));
+    return Corrupt(
+        absl::StrFormat("chunk size %d is not a power of two in "
+                        "[%d, %d]",
+                        chunk, kMinChunkSize, kMaxChunkSize));
   }
   if (mem.size() == 0 || mem.size() > kMaxMemorySize ||
       mem.size() % chunk != 0 || mem.size() % (2ull << 20) != 0 ||
@@ -182,7 +186,8 @@ absl::Status SnapshotFile::CheckManifest() {
                                    mem.zero_bitmap().size(), chunks,
                                    (chunks + 7) / 8));
   }
-  const auto* bitmap = reinterpret_cast<const uint8_t*>(mem.zero_bitmap().data());
+  const auto* bitmap =
+      reinterpret_cast<const uint8_t*>(mem.zero_bitmap().data());
   if (chunks % 8 != 0 && (bitmap[chunks / 8] >> (chunks % 8)) != 0) {
     return Corrupt("zero bitmap has bits set past the last chunk");
   }
@@ -196,7 +201,8 @@ absl::Status SnapshotFile::CheckManifest() {
   for (int i = 0; i < frames; ++i) {
     const uint64_t off = f.offset(i);
     const uint32_t size = f.stored_size(i);
-    if (size == 0 || size > chunk || off > data_size_ || size > data_size_ - off) {
+    if (size == 0 || size > chunk || off > data_size_ ||
+        size > data_size_ - off) {
       return Corrupt(absl::StrFormat(
           "frame %d [%d, +%d) lies outside the data section of %d bytes or has "
           "a bad size",
@@ -232,8 +238,8 @@ absl::Status SnapshotFile::CheckManifest() {
   }
   for (uint32_t c : m.working_set()) {
     if (c >= chunks) {
-      return Corrupt(absl::StrFormat(
-          "working set names chunk %d of %d", c, chunks));
+      return Corrupt(
+          absl::StrFormat("working set names chunk %d of %d", c, chunks));
     }
   }
   const proto::VcpuState& v = m.vcpu();
@@ -287,11 +293,11 @@ absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
 
 absl::StatusOr<std::string> SnapshotFile::ReadStored(uint32_t frame) const {
   std::string stored(FrameSize(frame), '\0');
-  if (absl::Status s = PreadFull(
-          fd_,
-          absl::MakeSpan(reinterpret_cast<uint8_t*>(stored.data()),
-                         stored.size()),
-          FrameOffset(frame), path_);
+  if (absl::Status s =
+          PreadFull(fd_,
+                    absl::MakeSpan(reinterpret_cast<uint8_t*>(stored.data()),
+                                   stored.size()),
+                    FrameOffset(frame), path_);
       !s.ok()) {
     return s;
   }

@@ -62,8 +62,8 @@ absl::Status UringReader::ReadAll(absl::Span<const FileRead> reads,
     }
     int submitted = io_uring_submit_and_wait(&ring_, batch);
     if (submitted < 0) {
-      return ErrnoStatus(absl::StrCat("io_uring read of snapshot \"", path, "\""),
-                         -submitted);
+      return ErrnoStatus(
+          absl::StrCat("io_uring read of snapshot \"", path, "\""), -submitted);
     }
     absl::Status status;
     for (size_t i = 0; i < batch; ++i) {
@@ -77,8 +77,8 @@ absl::Status UringReader::ReadAll(absl::Span<const FileRead> reads,
       const int result = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
       if (result < 0 && status.ok()) {
-        status = ErrnoStatus(absl::StrCat("read snapshot \"", path, "\""),
-                             -result);
+        status =
+            ErrnoStatus(absl::StrCat("read snapshot \"", path, "\""), -result);
       } else if (result >= 0 &&
                  static_cast<uint32_t>(result) < reads[index].size) {
         short_reads.push_back(index);  // finished below with pread

@@ -52,7 +52,8 @@ absl::Status WriteHeader(AtomicFile& file, uint64_t data_size,
   StoreLe(header + kHeaderManifestOffsetOffset, manifest_offset, 8);
   StoreLe(header + kHeaderManifestSizeOffset, manifest_size, 8);
   StoreLe(header + kHeaderManifestHashOffset, manifest_hash, 8);
-  StoreLe(header + kHeaderHashOffset, XXH3_64bits(header, kHeaderHashOffset), 8);
+  StoreLe(header + kHeaderHashOffset, XXH3_64bits(header, kHeaderHashOffset),
+          8);
   return file.WriteAt(0, absl::MakeConstSpan(header, kHeaderSize));
 }
 
@@ -65,15 +66,15 @@ absl::Status Finish(AtomicFile& file, const proto::Manifest& manifest) {
   }
   if (bytes.size() > kMaxManifestSize) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "snapshot manifest of %d bytes exceeds the %d-byte limit",
-        bytes.size(), kMaxManifestSize));
+        "snapshot manifest of %d bytes exceeds the %d-byte limit", bytes.size(),
+        kMaxManifestSize));
   }
   const auto span = absl::MakeConstSpan(
       reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   if (absl::Status s = file.Append(span); !s.ok()) return s;
-  if (absl::Status s = WriteHeader(file, manifest_offset - kHeaderSize,
-                                   manifest_offset, bytes.size(),
-                                   XXH3_64bits(bytes.data(), bytes.size()));
+  if (absl::Status s =
+          WriteHeader(file, manifest_offset - kHeaderSize, manifest_offset,
+                      bytes.size(), XXH3_64bits(bytes.data(), bytes.size()));
       !s.ok()) {
     return s;
   }
@@ -93,8 +94,9 @@ class FrameWriter {
 
   // Compresses `chunk` (raw when that is not smaller) and appends it.
   absl::StatusOr<uint32_t> Add(const uint8_t* chunk) {
-    size_t n = ZSTD_compressCCtx(cctx_.get(), compressed_.data(),
-                                 compressed_.size(), chunk, chunk_size_, level_);
+    size_t n =
+        ZSTD_compressCCtx(cctx_.get(), compressed_.data(), compressed_.size(),
+                          chunk, chunk_size_, level_);
     if (ZSTD_isError(n)) {
       return absl::InternalError(
           absl::StrCat("zstd compression failed: ", ZSTD_getErrorName(n)));

@@ -76,13 +76,14 @@ class SnapshotCorruptionTest : public ::testing::Test {
 
   // The header's fields, from the intact file.
   static uint64_t HeaderField(uint64_t offset) {
-    return snapshot::LoadLe64(
-        reinterpret_cast<const uint8_t*>(bytes_->data()) + offset);
+    return snapshot::LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) +
+                              offset);
   }
 
   // Writes `bytes` as a snapshot file and expects every reader to refuse it,
   // naming the file. Returns the verify status for further checks.
-  absl::Status ExpectRefused(const std::string& bytes, const std::string& what) {
+  absl::Status ExpectRefused(const std::string& bytes,
+                             const std::string& what) {
     const std::string path = *dir_ + "/bad.thaw";
     WriteFile(path, bytes);
     absl::Status verify = VerifySnapshot(path);
@@ -92,22 +93,21 @@ class SnapshotCorruptionTest : public ::testing::Test {
     options.backend = BackendKind::kEmulated;
     options.engine = RestoreEngine::kEager;
     auto vm = Vm::Restore(path, options);
-    EXPECT_TRUE(IsRefusal(vm.status())) << what << ": restore said "
-                                        << vm.status();
+    EXPECT_TRUE(IsRefusal(vm.status()))
+        << what << ": restore said " << vm.status();
     return verify;
   }
 
   // Rewrites the manifest with `edit` and fixes every checksum, so that the
   // reader's own checks of the manifest's content are what is tested.
-  std::string WithManifest(
-      const std::function<void(snapshot::proto::Manifest&, std::string&)>&
-          edit) {
+  std::string WithManifest(const std::function<void(snapshot::proto::Manifest&,
+                                                    std::string&)>& edit) {
     const uint64_t manifest_offset =
         HeaderField(snapshot::kHeaderManifestOffsetOffset);
     snapshot::proto::Manifest manifest;
     EXPECT_TRUE(manifest.ParseFromString(bytes_->substr(manifest_offset)));
-    std::string data = bytes_->substr(
-        snapshot::kHeaderSize, manifest_offset - snapshot::kHeaderSize);
+    std::string data = bytes_->substr(snapshot::kHeaderSize,
+                                      manifest_offset - snapshot::kHeaderSize);
     edit(manifest, data);
     std::string encoded = manifest.SerializeAsString();
     std::string header = bytes_->substr(0, snapshot::kHeaderSize);
@@ -160,7 +160,8 @@ TEST_F(SnapshotCorruptionTest, BitFlipsAcrossEverySectionAreAllCaught) {
   const uint64_t manifest_size = size - manifest_offset;
   for (uint64_t i = 0; i < 600 && i < manifest_size; ++i) {
     flips.push_back(
-        {manifest_offset + i * manifest_size / std::min<uint64_t>(600, manifest_size),
+        {manifest_offset +
+             i * manifest_size / std::min<uint64_t>(600, manifest_size),
          int(i % 8)});
   }
   int refused = 0;
@@ -243,12 +244,12 @@ TEST_F(SnapshotCorruptionTest, BitFlipsInARawWorkingSetNeverGiveAWrongAnswer) {
 TEST_F(SnapshotCorruptionTest, TruncationsAnywhereAreCaught) {
   const uint64_t size = bytes_->size();
   std::vector<uint64_t> lengths;
-  for (uint64_t n = 0; n <= snapshot::kHeaderSize + 8; ++n) lengths.push_back(n);
+  for (uint64_t n = 0; n <= snapshot::kHeaderSize + 8; ++n)
+    lengths.push_back(n);
   for (uint64_t i = 1; i < 300; ++i) lengths.push_back(i * size / 300);
   lengths.push_back(size - 1);
   for (uint64_t n : lengths) {
-    (void)ExpectRefused(bytes_->substr(0, n),
-                        absl::StrCat("truncated to ", n));
+    (void)ExpectRefused(bytes_->substr(0, n), absl::StrCat("truncated to ", n));
     if (HasFailure()) break;
   }
   // Bytes appended after the manifest are damage too.
@@ -261,9 +262,10 @@ TEST_F(SnapshotCorruptionTest, WrongMagicIsNotASnapshot) {
   absl::Status s = ExpectRefused(bad, "magic");
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(s.message(), HasSubstr("magic"));
-  s = ExpectRefused("this is not a snapshot, just text that is long enough "
-                    "to hold a header's worth of bytes and more",
-                    "text file");
+  s = ExpectRefused(
+      "this is not a snapshot, just text that is long enough "
+      "to hold a header's worth of bytes and more",
+      "text file");
   EXPECT_THAT(s.message(), HasSubstr("magic"));
 }
 
@@ -274,7 +276,8 @@ TEST_F(SnapshotCorruptionTest, OtherFormatVersionsAreFailedPrecondition) {
         std::pair{snapshot::kHeaderArchOffset, 2}}) {
     std::string bad = *bytes_;
     auto* h = reinterpret_cast<uint8_t*>(bad.data());
-    snapshot::StoreLe(h + offset, value, offset == snapshot::kHeaderArchOffset ? 4 : 2);
+    snapshot::StoreLe(h + offset, value,
+                      offset == snapshot::kHeaderArchOffset ? 4 : 2);
     snapshot::StoreLe(h + snapshot::kHeaderHashOffset,
                       XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
     absl::Status s = ExpectRefused(bad, absl::StrCat("field at ", offset));
@@ -290,25 +293,29 @@ TEST_F(SnapshotCorruptionTest, AFrameOutsideTheFileIsCaughtBeforeAnyRead) {
       "frame offset");
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(s.message(), HasSubstr("outside the data section"));
-  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-                      m.mutable_memory()->set_chunk_frame(0, 1u << 30);
-                    }),
-                    "chunk index");
+  s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_memory()->set_chunk_frame(0, 1u << 30);
+      }),
+      "chunk index");
   EXPECT_THAT(s.message(), HasSubstr("refers to frame"));
-  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-                      m.add_working_set(1u << 30);
-                    }),
-                    "working set");
+  s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.add_working_set(1u << 30);
+      }),
+      "working set");
   EXPECT_THAT(s.message(), HasSubstr("working set"));
-  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-                      m.mutable_memory()->set_size(uint64_t{1} << 50);
-                    }),
-                    "memory size");
+  s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_memory()->set_size(uint64_t{1} << 50);
+      }),
+      "memory size");
   EXPECT_THAT(s.message(), HasSubstr("memory size"));
-  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-                      m.mutable_frames()->add_offset(0);
-                    }),
-                    "frame columns");
+  s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_frames()->add_offset(0);
+      }),
+      "frame columns");
   EXPECT_THAT(s.message(), HasSubstr("columns"));
 }
 
@@ -328,19 +335,21 @@ TEST_F(SnapshotCorruptionTest, AChunkThatDecompressesToTheWrongSizeIsCaught) {
       }),
       "short frame");
   EXPECT_THAT(s.message(), HasSubstr("decompresses to"));
-  s = ExpectRefused(WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-                      m.mutable_frames()->set_content_hash_low(
-                          0, m.frames().content_hash_low(0) ^ 1);
-                    }),
-                    "content hash");
+  s = ExpectRefused(
+      WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_frames()->set_content_hash_low(
+            0, m.frames().content_hash_low(0) ^ 1);
+      }),
+      "content hash");
   EXPECT_THAT(s.message(), HasSubstr("content checksum"));
 }
 
 TEST_F(SnapshotCorruptionTest, AStateNoBackendCanRunIsFailedPrecondition) {
   const std::string path = *dir_ + "/state.thaw";
-  WriteFile(path, WithManifest([](snapshot::proto::Manifest& m, std::string&) {
-              m.mutable_vcpu()->set_cr4(m.vcpu().cr4() | (1u << 18));  // OSXSAVE
-            }));
+  WriteFile(
+      path, WithManifest([](snapshot::proto::Manifest& m, std::string&) {
+        m.mutable_vcpu()->set_cr4(m.vcpu().cr4() | (1u << 18));  // OSXSAVE
+      }));
   RestoreOptions options;
   options.backend = BackendKind::kEmulated;
   auto vm = Vm::Restore(path, options);
@@ -401,7 +410,8 @@ TEST_F(SnapshotCorruptionTest, AFullDiskLosesNothing) {
   ASSERT_TRUE((*vm)->Boot().ok());
   (*vm)->Call("count", "").IgnoreError();  // so the new snapshot differs
 
-  struct sigaction ignore {}, previous {};
+  struct sigaction ignore {
+  }, previous{};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &previous), 0);
   rlimit old_limit{};

@@ -2,6 +2,8 @@
 // Vm behaves as the original would, each engine reads what it should (and
 // only that, counted), clones are unique, resets and diffs restore exactly
 // the right bytes.
+#include "thaw/snapshot.h"
+
 #include <unistd.h>
 
 #include <cstring>
@@ -17,7 +19,6 @@
 #include "snapshot/snapshot_file.h"
 #include "tests/backend_param.h"
 #include "thaw/abi.h"
-#include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
 namespace thaw {
@@ -49,8 +50,7 @@ constexpr RestoreEngine kAllEngines[] = {
   }
   if (pages == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
-         << pages << " pages differ, the first at byte 0x" << std::hex
-         << first;
+         << pages << " pages differ, the first at byte 0x" << std::hex << first;
 }
 
 uint64_t AsU64(const std::string& reply, size_t index = 0) {
@@ -439,7 +439,8 @@ TEST_P(SnapshotTest, SnapshotNeedsABootedHealthyVm) {
             absl::StatusCode::kFailedPrecondition);
   // Nothing half-written is left behind.
   EXPECT_TRUE(std::filesystem::is_empty(dir_));
-  auto missing = Vm::Restore(Path("missing.thaw"), Options(RestoreEngine::kLazy));
+  auto missing =
+      Vm::Restore(Path("missing.thaw"), Options(RestoreEngine::kLazy));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 

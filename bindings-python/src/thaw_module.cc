@@ -74,9 +74,8 @@ BackendKind Backend(const std::string& name) {
 
 absl::Duration Seconds(double seconds) {
   if (!(seconds > 0)) {
-    RaiseStatus(absl::InvalidArgumentError(
-        absl::StrCat("timeout must be a positive number of seconds, not ",
-                     seconds)));
+    RaiseStatus(absl::InvalidArgumentError(absl::StrCat(
+        "timeout must be a positive number of seconds, not ", seconds)));
   }
   return absl::Seconds(seconds);
 }
@@ -204,7 +203,8 @@ class PyVm {
     std::string input = data;
     // Other Python threads run meanwhile; host functions take the GIL back
     // while they run.
-    return py::bytes(Value(WithoutGil([&] { return v.Call(function, input); })));
+    return py::bytes(
+        Value(WithoutGil([&] { return v.Call(function, input); })));
   }
   void RegisterHostFunction(const std::string& name, py::object callable) {
     if (!PyCallable_Check(callable.ptr())) {
@@ -232,8 +232,8 @@ class PyVm {
           } catch (py::error_already_set& e) {
             // The guest sees THAW_ERR_HOST with this message; the Python
             // exception stops here.
-            return absl::InternalError(absl::StrCat(
-                "host function \"", name, "\" raised ", e.what()));
+            return absl::InternalError(
+                absl::StrCat("host function \"", name, "\" raised ", e.what()));
           }
         }));
   }
@@ -324,8 +324,8 @@ PYBIND11_MODULE(_thaw, m) {
       "An argument was out of range or malformed (including guest addresses "
       "a hypercall passed).");
 
-  py::class_<VmConfig>(m, "VmConfig",
-                       "How a Vm is built. Sizes in bytes, timeouts in seconds.")
+  py::class_<VmConfig>(
+      m, "VmConfig", "How a Vm is built. Sizes in bytes, timeouts in seconds.")
       .def(py::init(&MakeConfig), py::arg("memory_size") = 64ull << 20,
            py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
            py::arg("input_buffer_size") = 1ull << 20,
@@ -340,12 +340,16 @@ PYBIND11_MODULE(_thaw, m) {
       .def_property(
           "backend",
           [](const VmConfig& c) { return std::string(BackendName(c.backend)); },
-          [](VmConfig& c, const std::string& name) { c.backend = Backend(name); },
+          [](VmConfig& c, const std::string& name) {
+            c.backend = Backend(name);
+          },
           "'auto' (KVM where it can run guests, else emulated), 'kvm' or "
           "'emulated'.")
       .def_property(
           "call_timeout",
-          [](const VmConfig& c) { return absl::ToDoubleSeconds(c.call_timeout); },
+          [](const VmConfig& c) {
+            return absl::ToDoubleSeconds(c.call_timeout);
+          },
           [](VmConfig& c, double s) { c.call_timeout = Seconds(s); },
           "Seconds a boot or a call may run; time paused does not count.")
       .def_readwrite("input_buffer_size", &VmConfig::input_buffer_size,
@@ -357,10 +361,10 @@ PYBIND11_MODULE(_thaw, m) {
       .def_readwrite("console_limit", &VmConfig::console_limit,
                      "Console bytes kept (the most recent).")
       .def("__repr__", [](const VmConfig& c) {
-        return absl::StrCat("thaw.VmConfig(memory_size=", c.memory_size,
-                            ", backend='", BackendName(c.backend),
-                            "', call_timeout=",
-                            absl::ToDoubleSeconds(c.call_timeout), ")");
+        return absl::StrCat(
+            "thaw.VmConfig(memory_size=", c.memory_size, ", backend='",
+            BackendName(c.backend),
+            "', call_timeout=", absl::ToDoubleSeconds(c.call_timeout), ")");
       });
 
   py::class_<PyVm>(m, "Vm",
@@ -400,21 +404,26 @@ PYBIND11_MODULE(_thaw, m) {
            "engine='prefetch'.")
       .def("read_memory", &PyVm::ReadMemory, py::arg("address"),
            py::arg("size"), "Copies guest memory out (bytes).")
-      .def("find_symbol",
-           [](PyVm& self, const std::string& name) {
-             return Value(self.vm().FindGuestSymbol(name));
-           },
-           py::arg("name"), "The address of a symbol of the guest's ELF.")
-      .def("pause", [](PyVm& self) { self.vm().Pause(); },
-           "Stops the guest at its next instruction until resume().")
-      .def("resume", [](PyVm& self) { self.vm().Resume(); },
-           "Lets a paused guest run again.")
-      .def_property_readonly("paused",
-                             [](PyVm& self) { return self.vm().paused(); },
-                             "Whether pause() is in effect.")
+      .def(
+          "find_symbol",
+          [](PyVm& self, const std::string& name) {
+            return Value(self.vm().FindGuestSymbol(name));
+          },
+          py::arg("name"), "The address of a symbol of the guest's ELF.")
+      .def(
+          "pause", [](PyVm& self) { self.vm().Pause(); },
+          "Stops the guest at its next instruction until resume().")
+      .def(
+          "resume", [](PyVm& self) { self.vm().Resume(); },
+          "Lets a paused guest run again.")
+      .def_property_readonly(
+          "paused", [](PyVm& self) { return self.vm().paused(); },
+          "Whether pause() is in effect.")
       .def_property_readonly(
           "backend",
-          [](PyVm& self) { return std::string(BackendName(self.vm().backend())); },
+          [](PyVm& self) {
+            return std::string(BackendName(self.vm().backend()));
+          },
           "'kvm' or 'emulated'.")
       .def_property_readonly(
           "console", [](PyVm& self) { return py::bytes(self.vm().console()); },
@@ -429,10 +438,12 @@ PYBIND11_MODULE(_thaw, m) {
       .def_property_readonly("closed", &PyVm::closed,
                              "Whether close() has released the Vm.")
       .def("close", &PyVm::Close, "Releases the Vm. Idempotent.")
-      .def("__enter__", [](py::object self) { return self; },
-           "Returns the Vm; the `with` block closes it.")
-      .def("__exit__", [](PyVm& self, py::args) { self.Close(); },
-           "Closes the Vm.");
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "Returns the Vm; the `with` block closes it.")
+      .def(
+          "__exit__", [](PyVm& self, py::args) { self.Close(); },
+          "Closes the Vm.");
 
   // help() shows the package the user imported, not the extension inside.
   m.attr("Vm").attr("__module__") = "thaw";
@@ -464,8 +475,7 @@ PYBIND11_MODULE(_thaw, m) {
         return InfoDict(
             Value(WithoutGil([&] { return InspectSnapshot(path); })));
       },
-      py::arg("path"),
-      "A snapshot's header and manifest summarized (a dict).");
+      py::arg("path"), "A snapshot's header and manifest summarized (a dict).");
   m.def(
       "verify",
       [](const std::string& path) {

@@ -15,12 +15,12 @@ std::vector<std::string> OptionsOf(const std::string& command) {
     return {"--call", "--input", "--backend", "--memory", "--timeout-ms"};
   }
   if (command == "snapshot") {
-    return {"-o",     "--level",  "--chunk-size",
+    return {"-o",        "--level",  "--chunk-size",
             "--backend", "--memory", "--timeout-ms"};
   }
   if (command == "restore") {
-    return {"--call",       "--input",      "--engine",
-            "--backend",    "--timeout-ms", "--record-working-set"};
+    return {"--call",    "--input",      "--engine",
+            "--backend", "--timeout-ms", "--record-working-set"};
   }
   return {};  // inspect, verify
 }
@@ -103,8 +103,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       auto n = number(4096, 4u << 20);
       if (!n.ok()) return n.status();
       if ((*n & (*n - 1)) != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--chunk-size ", value, ": must be a power of two"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--chunk-size ", value, ": must be a power of two"));
       }
       out.snapshot.chunk_size = static_cast<uint32_t>(*n);
     }

@@ -13,14 +13,14 @@
 namespace thaw::cli {
 
 struct Args {
-  std::string command;      // run, snapshot, restore, inspect, verify
-  std::string target;       // GUEST.elf or the snapshot FILE
-  std::string function;     // --call
-  std::string input_file;   // --input: empty, a path, or "-" for stdin
-  std::string output;       // -o FILE (snapshot)
-  VmConfig config;          // --backend --memory --timeout-ms
-  SnapshotOptions snapshot; // --level --chunk-size
-  RestoreOptions restore;   // --engine --backend --timeout-ms
+  std::string command;       // run, snapshot, restore, inspect, verify
+  std::string target;        // GUEST.elf or the snapshot FILE
+  std::string function;      // --call
+  std::string input_file;    // --input: empty, a path, or "-" for stdin
+  std::string output;        // -o FILE (snapshot)
+  VmConfig config;           // --backend --memory --timeout-ms
+  SnapshotOptions snapshot;  // --level --chunk-size
+  RestoreOptions restore;    // --engine --backend --timeout-ms
   bool record_working_set = false;
 };
 

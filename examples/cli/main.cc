@@ -76,9 +76,9 @@ int CallAndReport(thaw::Vm& vm, const thaw::cli::Args& args,
                   absl::Status before) {
   auto input = ReadInput(args.input_file);
   if (!input.ok()) return Fail(input.status());
-  absl::StatusOr<std::string> reply =
-      before.ok() ? vm.Call(args.function, *input)
-                  : absl::StatusOr<std::string>(before);
+  absl::StatusOr<std::string> reply = before.ok()
+                                          ? vm.Call(args.function, *input)
+                                          : absl::StatusOr<std::string>(before);
   std::string console = vm.console();
   if (!console.empty()) {
     std::fprintf(stderr, "--- guest console ---\n%s", console.c_str());
@@ -88,8 +88,8 @@ int CallAndReport(thaw::Vm& vm, const thaw::cli::Args& args,
   if (!reply.ok()) return Fail(reply.status());
   if (std::fwrite(reply->data(), 1, reply->size(), stdout) != reply->size() ||
       std::fflush(stdout) != 0) {
-    return Fail(absl::InternalError(std::string("writing the reply to stdout: ") +
-                                    std::strerror(errno)));
+    return Fail(absl::InternalError(
+        std::string("writing the reply to stdout: ") + std::strerror(errno)));
   }
   return 0;
 }
@@ -124,12 +124,11 @@ int Snapshot(thaw::cli::Args args) {
   if (!info.ok()) return Fail(info.status());
   std::fprintf(stderr, "--- phase report ---\n%s",
                (*vm)->report().ToString().c_str());
-  std::fprintf(stderr,
-               "thaw: wrote %s: %llu bytes for %llu bytes of memory (%.1fx)\n",
-               args.output.c_str(),
-               static_cast<unsigned long long>(info->file_size),
-               static_cast<unsigned long long>(info->memory_size),
-               info->compression_ratio());
+  std::fprintf(
+      stderr, "thaw: wrote %s: %llu bytes for %llu bytes of memory (%.1fx)\n",
+      args.output.c_str(), static_cast<unsigned long long>(info->file_size),
+      static_cast<unsigned long long>(info->memory_size),
+      info->compression_ratio());
   return 0;
 }
 

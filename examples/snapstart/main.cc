@@ -23,7 +23,8 @@ namespace {
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
 int Die(const absl::Status& status) {
-  std::fprintf(stderr, "snapstart: %s\n", std::string(status.message()).c_str());
+  std::fprintf(stderr, "snapstart: %s\n",
+               std::string(status.message()).c_str());
   return 1;
 }
 
@@ -50,16 +51,18 @@ int main(int argc, char** argv) {
     } else if (!arg.empty() && arg[0] != '-') {
       guest = arg;
     } else {
-      std::fprintf(stderr,
-                   "usage: snapstart [--restores N] [--engine "
-                   "eager|lazy|prefetch|shared|all] [--backend B] [GUEST.elf]\n");
+      std::fprintf(
+          stderr,
+          "usage: snapstart [--restores N] [--engine "
+          "eager|lazy|prefetch|shared|all] [--backend B] [GUEST.elf]\n");
       return 2;
     }
   }
   std::vector<thaw::RestoreEngine> list;
   if (engines == "all") {
     list = {thaw::RestoreEngine::kEager, thaw::RestoreEngine::kLazy,
-            thaw::RestoreEngine::kLazyPrefetch, thaw::RestoreEngine::kSharedBase};
+            thaw::RestoreEngine::kLazyPrefetch,
+            thaw::RestoreEngine::kSharedBase};
   } else {
     auto engine = thaw::ParseRestoreEngine(engines);
     if (!engine.ok()) return Die(engine.status());
@@ -78,22 +81,24 @@ int main(int argc, char** argv) {
   auto first = (*vm)->Call("is_prime", "1000003");
   if (!first.ok()) return Die(first.status());
   const absl::Duration cold = absl::Now() - start;
-  std::printf("backend: %s\n", std::string(thaw::BackendName((*vm)->backend())).c_str());
+  std::printf("backend: %s\n",
+              std::string(thaw::BackendName((*vm)->backend())).c_str());
   std::printf("cold start (create+load+boot+init+call): %.1f ms  -> \"%s\"\n",
               Ms(cold), first->c_str());
 
   // 2. The snapshot, taken at the park point after init (before the call
   // above would matter: the guest keeps no state between calls).
-  const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("snapstart-" + std::to_string(getpid()) + ".thaw")).string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("snapstart-" + std::to_string(getpid()) + ".thaw"))
+                               .string();
   if (auto s = (*vm)->Snapshot(path); !s.ok()) return Die(s);
   auto info = thaw::InspectSnapshot(path);
   if (!info.ok()) return Die(info.status());
-  std::printf("snapshot: %.1f ms, %.1f MiB file for %llu MiB of memory (%.1fx)\n",
-              Ms((*vm)->report().snapshot), info->file_size / 1048576.0,
-              static_cast<unsigned long long>(info->memory_size >> 20),
-              info->compression_ratio());
+  std::printf(
+      "snapshot: %.1f ms, %.1f MiB file for %llu MiB of memory (%.1fx)\n",
+      Ms((*vm)->report().snapshot), info->file_size / 1048576.0,
+      static_cast<unsigned long long>(info->memory_size >> 20),
+      info->compression_ratio());
   vm->reset();
 
   // 3. Record the working set once, for the prefetch engine.
@@ -104,7 +109,8 @@ int main(int argc, char** argv) {
     options.record_working_set = true;
     auto recorder = thaw::Vm::Restore(path, options);
     if (!recorder.ok()) return Die(recorder.status());
-    if (auto r = (*recorder)->Call("is_prime", "1000003"); !r.ok()) return Die(r.status());
+    if (auto r = (*recorder)->Call("is_prime", "1000003"); !r.ok())
+      return Die(r.status());
     if (auto s = (*recorder)->WriteWorkingSet(); !s.ok()) return Die(s);
   }
 
