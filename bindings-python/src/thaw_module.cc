@@ -6,9 +6,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -159,6 +162,14 @@ std::shared_ptr<py::object> KeepCallable(py::object callable) {
 }
 
 // thaw.Vm: owns a thaw::Vm until close() (or the end of a `with` block).
+//
+// Python threads may share one thaw.Vm, but thaw::Vm runs one call at a time
+// (include/thaw/vm.h): everything that runs the guest or changes the Vm
+// takes `busy_` (without the GIL), so a second thread's call waits for the
+// first. A host function calling back into its own Vm would wait for itself
+// and is refused instead. pause/resume/console/report need no turn
+// (thread-safe in C++) and only take the pointer under `pointer_mutex_`, so
+// they work while a call runs and can never see a Vm that close() freed.
 class PyVm {
  public:
   explicit PyVm(std::unique_ptr<Vm> vm) : vm_(std::move(vm)) {}
@@ -168,26 +179,59 @@ class PyVm {
         Value(WithoutGil([&] { return Vm::Create(config); })));
   }
 
-  Vm& vm() {
-    if (!vm_) RaiseStatus(absl::FailedPreconditionError("this Vm is closed"));
-    return *vm_;
+  // The Vm for a thread-safe method; raises if closed.
+  std::shared_ptr<Vm> Shared() {
+    std::shared_ptr<Vm> vm;
+    {
+      std::lock_guard<std::mutex> lock(pointer_mutex_);
+      vm = vm_;
+    }
+    if (!vm) RaiseStatus(Closed());
+    return vm;
   }
-  bool closed() const { return vm_ == nullptr; }
+  bool closed() {
+    std::lock_guard<std::mutex> lock(pointer_mutex_);
+    return vm_ == nullptr;
+  }
+
+  // Runs f(Vm&) -> Status or StatusOr with the GIL released and the Vm to
+  // this thread alone; raises the status if it is not OK.
+  template <typename F>
+  auto Exclusive(F&& f) {
+    RefuseReentry();
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> turn(busy_);
+    std::shared_ptr<Vm> vm;
+    {
+      std::lock_guard<std::mutex> lock(pointer_mutex_);
+      vm = vm_;
+    }
+    using Result = decltype(f(*vm));
+    if (!vm) return Result(Closed());
+    owner_.store(std::this_thread::get_id());
+    Result result = f(*vm);
+    owner_.store(std::thread::id());
+    return result;
+  }
 
   void Close() {
-    std::unique_ptr<Vm> vm = std::move(vm_);
+    RefuseReentry();
+    std::shared_ptr<Vm> vm;
     py::gil_scoped_release release;  // host functions' deleters take it
+    std::lock_guard<std::mutex> turn(busy_);
+    {
+      std::lock_guard<std::mutex> lock(pointer_mutex_);
+      vm.swap(vm_);
+    }
     vm.reset();
   }
 
   void LoadGuest(const std::string& path) {
-    Vm& v = vm();
-    Check(WithoutGil([&] { return v.LoadGuest(path); }));
+    Check(Exclusive([&](Vm& v) { return v.LoadGuest(path); }));
   }
   void LoadGuestImage(py::bytes image, const std::string& name) {
-    Vm& v = vm();
     std::string bytes = image;
-    Check(WithoutGil([&] {
+    Check(Exclusive([&](Vm& v) {
       return v.LoadGuestImage(
           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
                               bytes.size()),
@@ -195,16 +239,14 @@ class PyVm {
     }));
   }
   void Boot() {
-    Vm& v = vm();
-    Check(WithoutGil([&] { return v.Boot(); }));
+    Check(Exclusive([](Vm& v) { return v.Boot(); }));
   }
   py::bytes Call(const std::string& function, py::bytes data) {
-    Vm& v = vm();
     std::string input = data;
     // Other Python threads run meanwhile; host functions take the GIL back
     // while they run.
     return py::bytes(
-        Value(WithoutGil([&] { return v.Call(function, input); })));
+        Value(Exclusive([&](Vm& v) { return v.Call(function, input); })));
   }
   void RegisterHostFunction(const std::string& name, py::object callable) {
     if (!PyCallable_Check(callable.ptr())) {
@@ -212,54 +254,67 @@ class PyVm {
           absl::StrCat("host function \"", name, "\" is not callable")));
     }
     std::shared_ptr<py::object> fn = KeepCallable(std::move(callable));
-    Check(vm().RegisterHostFunction(
-        name,
+    HostFunction host =
         [fn, name](absl::string_view input) -> absl::StatusOr<std::string> {
-          py::gil_scoped_acquire gil;
-          try {
-            py::object result = (*fn)(py::bytes(input.data(), input.size()));
-            if (py::isinstance<py::bytes>(result)) {
-              return std::string(result.cast<py::bytes>());
-            }
-            if (py::isinstance<py::str>(result)) {
-              return result.cast<std::string>();
-            }
-            if (result.is_none()) return std::string();
-            return absl::InvalidArgumentError(absl::StrCat(
-                "host function \"", name, "\" returned ",
-                std::string(py::str(result.get_type().attr("__name__"))),
-                ", not bytes"));
-          } catch (py::error_already_set& e) {
-            // The guest sees THAW_ERR_HOST with this message; the Python
-            // exception stops here.
-            return absl::InternalError(
-                absl::StrCat("host function \"", name, "\" raised ", e.what()));
-          }
-        }));
+      py::gil_scoped_acquire gil;
+      try {
+        py::object result = (*fn)(py::bytes(input.data(), input.size()));
+        if (py::isinstance<py::bytes>(result)) {
+          return std::string(result.cast<py::bytes>());
+        }
+        if (py::isinstance<py::str>(result)) {
+          return result.cast<std::string>();
+        }
+        if (result.is_none()) return std::string();
+        return absl::InvalidArgumentError(absl::StrCat(
+            "host function \"", name, "\" returned ",
+            std::string(py::str(result.get_type().attr("__name__"))),
+            ", not bytes"));
+      } catch (py::error_already_set& e) {
+        // The guest sees THAW_ERR_HOST with this message; the Python
+        // exception stops here.
+        return absl::InternalError(
+            absl::StrCat("host function \"", name, "\" raised ", e.what()));
+      }
+    };
+    Check(Exclusive(
+        [&](Vm& v) { return v.RegisterHostFunction(name, std::move(host)); }));
   }
   void Snapshot(const std::string& path, int compression_level,
                 uint32_t chunk_size, std::optional<std::string> parent) {
-    Vm& v = vm();
     SnapshotOptions options;
     options.compression_level = compression_level;
     options.chunk_size = chunk_size;
     if (parent) options.parent = *parent;
-    Check(WithoutGil([&] { return v.Snapshot(path, options); }));
+    Check(Exclusive([&](Vm& v) { return v.Snapshot(path, options); }));
   }
   void Reset() {
-    Vm& v = vm();
-    Check(WithoutGil([&] { return v.Reset(); }));
+    Check(Exclusive([](Vm& v) { return v.Reset(); }));
   }
   void WriteWorkingSet() {
-    Vm& v = vm();
-    Check(WithoutGil([&] { return v.WriteWorkingSet(); }));
+    Check(Exclusive([](Vm& v) { return v.WriteWorkingSet(); }));
   }
   py::bytes ReadMemory(uint64_t address, uint64_t size) {
-    return py::bytes(Value(vm().ReadGuestMemory(address, size)));
+    return py::bytes(Value(
+        Exclusive([&](Vm& v) { return v.ReadGuestMemory(address, size); })));
   }
 
  private:
-  std::unique_ptr<Vm> vm_;
+  static absl::Status Closed() {
+    return absl::FailedPreconditionError("this Vm is closed");
+  }
+  void RefuseReentry() {
+    if (owner_.load() == std::this_thread::get_id()) {
+      RaiseStatus(absl::FailedPreconditionError(
+          "this Vm is running a call on this thread: a host function cannot "
+          "call into, change or close its own Vm"));
+    }
+  }
+
+  std::mutex busy_;  // one call (or change) at a time
+  std::atomic<std::thread::id> owner_{};
+  std::mutex pointer_mutex_;
+  std::shared_ptr<Vm> vm_;
 };
 
 VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
@@ -407,33 +462,35 @@ PYBIND11_MODULE(_thaw, m) {
       .def(
           "find_symbol",
           [](PyVm& self, const std::string& name) {
-            return Value(self.vm().FindGuestSymbol(name));
+            return Value(self.Shared()->FindGuestSymbol(name));
           },
           py::arg("name"), "The address of a symbol of the guest's ELF.")
       .def(
-          "pause", [](PyVm& self) { self.vm().Pause(); },
+          "pause", [](PyVm& self) { self.Shared()->Pause(); },
           "Stops the guest at its next instruction until resume().")
       .def(
-          "resume", [](PyVm& self) { self.vm().Resume(); },
+          "resume", [](PyVm& self) { self.Shared()->Resume(); },
           "Lets a paused guest run again.")
       .def_property_readonly(
-          "paused", [](PyVm& self) { return self.vm().paused(); },
+          "paused", [](PyVm& self) { return self.Shared()->paused(); },
           "Whether pause() is in effect.")
       .def_property_readonly(
           "backend",
           [](PyVm& self) {
-            return std::string(BackendName(self.vm().backend()));
+            return std::string(BackendName(self.Shared()->backend()));
           },
           "'kvm' or 'emulated'.")
       .def_property_readonly(
-          "console", [](PyVm& self) { return py::bytes(self.vm().console()); },
+          "console",
+          [](PyVm& self) { return py::bytes(self.Shared()->console()); },
           "The guest's console output so far (bytes).")
       .def_property_readonly(
-          "report", [](PyVm& self) { return ReportDict(self.vm().report()); },
+          "report",
+          [](PyVm& self) { return ReportDict(self.Shared()->report()); },
           "Where the time went: a dict of *_ms durations and counts.")
       .def_property_readonly(
           "restore_stats",
-          [](PyVm& self) { return StatsDict(self.vm().restore_stats()); },
+          [](PyVm& self) { return StatsDict(self.Shared()->restore_stats()); },
           "What a restore did, counted (faults, chunks read, ...).")
       .def_property_readonly("closed", &PyVm::closed,
                              "Whether close() has released the Vm.")

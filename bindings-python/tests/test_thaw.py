@@ -209,6 +209,48 @@ def test_two_threads_run_two_guests_at_once(test_guest):
     assert results == {"a": b"met", "b": b"met"}
 
 
+def test_threads_sharing_one_vm_take_turns(echo_guest):
+    """thaw::Vm runs one call at a time; Python threads sharing a Vm wait
+    for each other instead of racing (which would corrupt the Vm)."""
+    with booted(echo_guest) as vm:
+        errors = []
+
+        def hammer(tag):
+            try:
+                for i in range(200):
+                    payload = f"{tag}-{i}".encode()
+                    assert vm.call("echo", payload) == payload
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=hammer, args=(t,)) for t in "abcd"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert vm.report["calls"] == 800
+
+
+def test_a_host_function_cannot_reenter_its_own_vm(test_guest):
+    with booted(test_guest) as vm:
+        seen = []
+
+        def reenter(data):
+            try:
+                vm.call("echo", b"inner")
+            except thaw.Error as e:
+                seen.append(str(e))
+                raise
+            return b"unreachable"
+
+        vm.register_host_function("reenter", reenter)
+        reply = vm.call("call_host", b"reenter")
+        assert reply.startswith(b"rc=-4:")
+        assert "cannot call into" in seen[0]
+        assert vm.call("echo", b"fine") == b"fine"
+
+
 def _fds():
     return len(os.listdir("/proc/self/fd"))
 
