@@ -50,7 +50,9 @@ enum class RestoreEngine {
   // straight from the file where Vm::WriteWorkingSet stored it raw (checked
   // in the background once per file version and process, before any result
   // is returned), else streamed in while the guest already runs. Without a
-  // recorded working set it is kLazy.
+  // recorded working set it is kLazy. Like Firecracker's memory file, a
+  // snapshot file must not be truncated in place while Vms restored from it
+  // this way run (thaw itself only ever replaces files by rename).
   kLazyPrefetch,
   // The image is decompressed once per process into shared memory that every
   // Vm restored from it maps copy-on-write; supports Vm::Reset().
