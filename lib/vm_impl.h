@@ -49,8 +49,11 @@ class Vm::Impl {
         dispatcher_(*memory_, config_, config_.output_buffer_size) {}
 
   ~Impl() {
-    backend_.reset();  // the backend maps memory_; destroy it first
-    pager_.reset();    // then the thread that fills memory_
+    // The pager's threads may still call back into the backend (on_error
+    // interrupts it), so they stop first; then the backend, which maps
+    // memory_; memory_ itself goes last (member order).
+    pager_.reset();
+    backend_.reset();
   }
 
   absl::Status CreateBackend() {

@@ -10,11 +10,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "lib/errno_status.h"
 #include "snapshot/format.h"
@@ -207,10 +207,27 @@ namespace {
 
 // Files whose raw working-set frames were checked in this process, by
 // version (device, inode, size, modification and change times): a file is
-// checked once, not at every restore; writing it changes its version.
+// checked once, not at every restore; writing it changes its version. Each
+// entry keeps its file open, so that its inode number cannot be reused by
+// another file (which could otherwise match an old version exactly); the
+// 64 most recently checked files are kept.
+constexpr size_t kVerifiedFilesKept = 64;
+
 struct VerifiedFiles {
   std::mutex mutex;
-  absl::flat_hash_set<std::string> versions;
+  std::deque<std::shared_ptr<const SnapshotFile>> files;  // newest first
+
+  bool Contains(const std::string& version) {
+    for (const auto& file : files) {
+      if (file->version() == version) return true;
+    }
+    return false;
+  }
+  void Add(std::shared_ptr<const SnapshotFile> file) {
+    if (Contains(file->version())) return;
+    files.push_front(std::move(file));
+    if (files.size() > kVerifiedFilesKept) files.pop_back();
+  }
 };
 VerifiedFiles& Verified() {
   static auto* verified = new VerifiedFiles;
@@ -223,7 +240,7 @@ bool LazyPager::AlreadyVerified() {
   for (const MappedRun& run : mapped_) {
     const std::string& version = image_->files()[run.file]->version();
     std::lock_guard<std::mutex> lock(Verified().mutex);
-    if (!Verified().versions.contains(version)) return false;
+    if (!Verified().Contains(version)) return false;
   }
   return true;
 }
@@ -264,7 +281,7 @@ void LazyPager::VerifyMapped() {
   if (ok) {
     std::lock_guard<std::mutex> lock(Verified().mutex);
     for (const MappedRun& run : mapped_) {
-      Verified().versions.insert(image_->files()[run.file]->version());
+      Verified().Add(image_->files()[run.file]);
     }
   }
   std::lock_guard<std::mutex> lock(mutex_);

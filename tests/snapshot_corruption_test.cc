@@ -237,7 +237,12 @@ TEST_F(SnapshotCorruptionTest, BitFlipsInARawWorkingSetNeverGiveAWrongAnswer) {
     std::filesystem::remove(path);
     if (HasFailure()) break;
   }
-  EXPECT_GT(failed_calls, 0) << "no flip landed in a chunk the call used";
+  // Where the damage is caught (at restore, or in the first call) depends on
+  // whether the background check finishes before the restore returns; that
+  // it is caught does not.
+  EXPECT_GT(refused_by_restore + failed_calls, flips / 2)
+      << flips << " flips: " << refused_by_restore << " refused by restore, "
+      << failed_calls << " failed calls";
   EXPECT_GT(flips, 10);
 }
 
