@@ -3,8 +3,9 @@
 # backend, the snapshot suites (engines, corruption walk), the CLI tests, and
 # the same Vm and snapshot tests on a real /dev/kvm inside
 # QEMU (tests/kvm-vm/run.sh), which fails rather than skips if KVM cannot be
-# brought up. Then the in-process suites again under ASan+UBSan (build-asan/;
-# THAW_SKIP_SANITIZERS=1 skips that). Exits non-zero if anything fails.
+# brought up. Then the in-process suites again under ASan+UBSan (build-asan/)
+# and the threaded suites under TSan (build-tsan/); THAW_SKIP_SANITIZERS=1
+# skips both. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -24,4 +25,17 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
    LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp" \
    UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -LE kvm "$@")
+fi
+
+if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # The restore engines run threads (fault server, prefetcher, verifier)
+  # beside the vCPU; ThreadSanitizer checks them where they run.
+  echo "== TSan build: the threaded suites =="
+  cmake -S . -B build-tsan -DTHAW_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug \
+    -DTHAW_BUILD_PYTHON=OFF -DTHAW_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build build-tsan -j"$(nproc)" --target vm_test snapshot_test \
+    snapshot_corruption_test >/dev/null
+  (cd build-tsan &&
+   TSAN_OPTIONS="halt_on_error=1" \
+   ctest --output-on-failure -R '^(vm_emulated|snapshot_emulated|snapshot_corruption)$' "$@")
 fi
