@@ -55,6 +55,7 @@ absl::Status GuestMemory::Write(uint64_t address,
   auto slice = Slice(address, bytes.size(), what);
   if (!slice.ok()) return slice.status();
   if (!bytes.empty()) std::memcpy(slice->data(), bytes.data(), bytes.size());
+  NoteHostWrite(address, bytes.size());
   return absl::OkStatus();
 }
 

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -51,6 +53,21 @@ class GuestMemory {
   absl::Status Read(uint64_t address, absl::Span<uint8_t> out,
                     absl::string_view what) const;
 
+  // Host writes into guest memory, journaled while enabled (Vm::Reset on
+  // KVM: the dirty log sees only the guest's writes). Write() records its
+  // range; code that writes through a Slice() calls NoteHostWrite().
+  void StartHostWriteJournal() {
+    journal_enabled_ = true;
+    host_writes_.clear();
+  }
+  void NoteHostWrite(uint64_t address, uint64_t length) {
+    if (journal_enabled_ && length > 0) host_writes_.emplace_back(address, length);
+  }
+  // The (address, length) ranges written since the last take.
+  std::vector<std::pair<uint64_t, uint64_t>> TakeHostWrites() {
+    return std::exchange(host_writes_, {});
+  }
+
   // Typed access to a host-owned structure at a known-good address (for
   // example the boot-info page). The layout code guarantees the range; this
   // still checks it.
@@ -69,6 +86,8 @@ class GuestMemory {
   uint8_t* base_;
   uint64_t size_;
   bool file_backed_;
+  bool journal_enabled_ = false;
+  std::vector<std::pair<uint64_t, uint64_t>> host_writes_;
 };
 
 }  // namespace thaw

@@ -150,6 +150,8 @@ backend::HypercallResult HypercallDispatcher::HostCall(uint64_t args_address) {
     std::copy(result->begin(), result->end(), output->data());
     written = result->size();
   }
+  memory_.NoteHostWrite(args.output_addr,
+                        std::min<uint64_t>(written, output->size()));
   args.output_size = written;
   uint64_t size_field = args_address + offsetof(thaw_host_call, output_size);
   if (absl::Status s = memory_.Write(

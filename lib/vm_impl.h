@@ -19,6 +19,7 @@
 #include "lib/backend/backend.h"
 #include "lib/guest_memory.h"
 #include "lib/hypercall_dispatcher.h"
+#include "lib/page_map.h"
 #include "lib/x86/boot_state.h"
 #include "snapshot/lazy_pager.h"
 #include "snapshot/restore_counters.h"
@@ -100,6 +101,7 @@ class Vm::Impl {
     stats.prefetched = counters_.prefetched.load();
     stats.mapped = counters_.mapped.load();
     stats.reads_without_io_uring = counters_.reads_without_io_uring.load();
+    stats.reset_uses_dirty_log = dirty_log_;
     return stats;
   }
   absl::StatusOr<std::string> Call(absl::string_view function,
@@ -156,6 +158,8 @@ class Vm::Impl {
   absl::Status ExitToStatus(const backend::Exit& exit, absl::string_view what);
   // Runs the guest's before-snapshot hook (THAW_REQUEST_BEFORE_SNAPSHOT).
   absl::Status RunBeforeSnapshotHook();
+  // The runs of pages Reset must restore.
+  absl::StatusOr<PageRuns> ChangedPages();
   // A new restore generation and fresh entropy in the boot-info page.
   absl::Status WriteRestoreIdentity();
   // What the snapshot writer may assume about each chunk without reading it.
@@ -199,6 +203,9 @@ class Vm::Impl {
   backend::VcpuState snapshot_state_;  // the vCPU as restored (for Reset)
   uint64_t snapshot_generation_ = 0;
   bool recording_ = false;
+  // Reset finds the pages to restore from KVM's dirty log plus the host's
+  // own writes (GuestMemory's journal) when set, else from the page map.
+  bool dirty_log_ = false;
   std::vector<uint32_t> working_set_;
   absl::Status failure_;
   std::atomic<bool> timed_out_{false};

@@ -70,7 +70,13 @@ absl::Status Vm::Impl::RestoreFrom(
       break;
     }
     case RestoreEngine::kSharedBase:
-      break;  // memory_ already maps the base (Vm::Restore)
+      // memory_ already maps the base (Vm::Restore). Resets are cheapest
+      // with the hypervisor's dirty log where there is one (KVM).
+      if (base_ != nullptr && backend_->StartDirtyLog().ok()) {
+        dirty_log_ = true;
+        memory_->StartHostWriteJournal();
+      }
+      break;
   }
   for (const auto& [name, address] : m.abi().symbols()) {
     symbols_[name] = address;
@@ -94,6 +100,11 @@ absl::Status Vm::Impl::RestoreFrom(
   snapshot_generation_ = m.abi().restore_generation();
   if (absl::Status s = backend_->SetState(state); !s.ok()) return s;
   if (absl::Status s = WriteRestoreIdentity(); !s.ok()) return s;
+  if (dirty_log_) {
+    // Start from a clean log: only what happens from here on is undone.
+    if (auto log = backend_->TakeDirtyLog(); !log.ok()) return log.status();
+    memory_->TakeHostWrites();
+  }
   state_ = State::kReady;
   std::lock_guard<std::mutex> lock(report_mutex_);
   report_.restore = absl::Now() - start;
@@ -236,13 +247,37 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status Vm::Impl::Reset() {
-  if (base_ == nullptr) {
-    return absl::FailedPreconditionError(
-        "Reset: only a Vm restored with RestoreEngine::kSharedBase can be "
-        "reset");
+absl::StatusOr<PageRuns> Vm::Impl::ChangedPages() {
+  const uint64_t page_count = memory_->size() / kGuestPage;
+  if (dirty_log_) {
+    // KVM logged the guest's writes; the journal holds the host's (call
+    // input, host-function output) and the boot-info page is rewritten at
+    // every reset. A page in neither was not written, so it is still the
+    // base's.
+    auto log = backend_->TakeDirtyLog();
+    if (!log.ok()) return log.status();
+    std::vector<uint64_t>& bits = *log;
+    auto mark = [&](uint64_t address, uint64_t length) {
+      for (uint64_t p = address / kGuestPage;
+           p < page_count && p * kGuestPage < address + length; ++p) {
+        bits[p / 64] |= uint64_t{1} << (p % 64);
+      }
+    };
+    mark(THAW_BOOT_INFO_ADDR, kGuestPage);
+    for (const auto& [address, length] : memory_->TakeHostWrites()) {
+      mark(address, length);
+    }
+    PageRuns runs;
+    for (uint64_t p = 0; p < page_count; ++p) {
+      if (!(bits[p / 64] >> (p % 64) & 1)) continue;
+      if (!runs.empty() && runs.back().second == p) {
+        ++runs.back().second;
+      } else {
+        runs.emplace_back(p, p + 1);
+      }
+    }
+    return runs;
   }
-  absl::Time start = absl::Now();
   auto runs = PageMap::PrivateRuns(memory_->host_base(), memory_->size());
   if (!runs.ok()) return runs.status();
   // The emulator drops code it translated from changed pages first: finding
@@ -267,6 +302,18 @@ absl::Status Vm::Impl::Reset() {
     }
     *runs = std::move(merged);
   }
+  return runs;
+}
+
+absl::Status Vm::Impl::Reset() {
+  if (base_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "Reset: only a Vm restored with RestoreEngine::kSharedBase can be "
+        "reset");
+  }
+  absl::Time start = absl::Now();
+  auto runs = ChangedPages();
+  if (!runs.ok()) return Failed(runs.status());
   uint64_t pages = 0;
   for (const auto& [first, end] : *runs) {
     // Safe: drops this Vm's private copies of its own pages; the next touch

@@ -113,6 +113,7 @@ py::dict StatsDict(const RestoreStats& s) {
   d["resets"] = s.resets;
   d["pages_reset"] = s.pages_reset;
   d["shared_base_built"] = s.shared_base_built;
+  d["reset_uses_dirty_log"] = s.reset_uses_dirty_log;
   return d;
 }
 

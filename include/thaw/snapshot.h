@@ -99,6 +99,9 @@ struct RestoreStats {
   uint64_t resets = 0;          // Vm::Reset() calls
   uint64_t pages_reset = 0;     // pages the last Reset() restored
   bool shared_base_built = false;  // this restore decompressed the base
+  // Reset finds what changed from KVM's dirty log (plus the host's own
+  // writes) instead of walking the page tables (/proc/self/pagemap).
+  bool reset_uses_dirty_log = false;
 };
 
 // A snapshot file's header and manifest, summarized.

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "lib/backend/vcpu_state.h"
@@ -80,6 +81,17 @@ class Backend {
   // ClearInterrupt(). Async-safe with respect to Run() on another thread.
   virtual void Interrupt() = 0;
   virtual void ClearInterrupt() = 0;
+
+  // Dirty-page tracking of guest writes (KVM's dirty log), for Vm::Reset.
+  // StartDirtyLog: Unimplemented where the backend has none (the emulator);
+  // TakeDirtyLog: one bit per 4 KiB guest page written since the previous
+  // take (or the start), least significant bit first, then cleared.
+  virtual absl::Status StartDirtyLog() {
+    return absl::UnimplementedError("no dirty log on this backend");
+  }
+  virtual absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() {
+    return absl::UnimplementedError("no dirty log on this backend");
+  }
 
   // OK if the vCPU has nothing in flight that VcpuState does not hold (a
   // pending or injected exception, interrupt or NMI; a halted or

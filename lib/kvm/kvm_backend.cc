@@ -147,6 +147,32 @@ class KvmBackend final : public backend::Backend {
   }
   absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
 
+  absl::Status StartDirtyLog() override {
+    kvm_userspace_memory_region region{};
+    region.slot = 0;
+    region.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    region.guest_phys_addr = 0;
+    region.memory_size = memory_.size();
+    region.userspace_addr = reinterpret_cast<uint64_t>(memory_.host_base());
+    // Safe: the same slot over the same mapping, now with dirty logging.
+    if (ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+      return ErrnoStatus("KVM_SET_USER_MEMORY_REGION with dirty logging",
+                         errno);
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() override {
+    std::vector<uint64_t> bitmap((memory_.size() / 4096 + 63) / 64, 0);
+    kvm_dirty_log log{};
+    log.slot = 0;
+    log.dirty_bitmap = bitmap.data();
+    // Safe: the bitmap holds one bit per page of slot 0, rounded up to 64.
+    if (ioctl(vm_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
+      return ErrnoStatus("KVM_GET_DIRTY_LOG", errno);
+    }
+    return bitmap;
+  }
+
   void Interrupt() override {
     interrupted_.store(true, std::memory_order_release);
     // immediate_exit covers a signal that arrives before KVM_RUN is entered.

@@ -146,3 +146,14 @@ THAW_FUNCTION(get_lstar) {
   __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(MSR_LSTAR));
   return reply_u64(out, ((uint64_t)hi << 32) | lo);
 }
+
+/* Asks the host function "fill" for up to 8 KiB into a buffer of its own:
+ * guest memory the host writes (what Vm::Reset must also undo). */
+static uint8_t g_host_buffer[8192];
+THAW_FUNCTION(host_fill) {
+  size_t size = 0;
+  int rc = thaw_host_call("fill", input, input_size, g_host_buffer,
+                          sizeof(g_host_buffer), &size);
+  if (rc != THAW_OK) return 1;
+  return reply_u64(out, size);
+}
