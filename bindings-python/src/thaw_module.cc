@@ -318,11 +318,31 @@ class PyVm {
   std::shared_ptr<Vm> vm_;
 };
 
+// A console sink calling `callable(bytes)` on the thread that runs the
+// guest, with the GIL taken for it. An exception it raises is reported as
+// unraisable (sys.unraisablehook) and does not stop the guest.
+std::function<void(absl::string_view)> ConsoleSink(py::object callable) {
+  if (callable.is_none()) return nullptr;
+  if (!PyCallable_Check(callable.ptr())) {
+    RaiseStatus(absl::InvalidArgumentError("console_sink is not callable"));
+  }
+  std::shared_ptr<py::object> fn = KeepCallable(std::move(callable));
+  return [fn](absl::string_view text) {
+    py::gil_scoped_acquire gil;
+    try {
+      (*fn)(py::bytes(text.data(), text.size()));
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("thaw console_sink");
+    }
+  };
+}
+
 VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
                     double call_timeout, uint64_t input_buffer_size,
                     uint64_t output_buffer_size, uint64_t stack_size,
-                    uint64_t console_limit) {
+                    uint64_t console_limit, py::object console_sink) {
   VmConfig c;
+  c.console_sink = ConsoleSink(std::move(console_sink));
   c.memory_size = memory_size;
   c.backend = Backend(backend);
   c.call_timeout = Seconds(call_timeout);
@@ -388,9 +408,11 @@ PYBIND11_MODULE(_thaw, m) {
            py::arg("output_buffer_size") = 1ull << 20,
            py::arg("stack_size") = 256ull << 10,
            py::arg("console_limit") = 1ull << 20,
+           py::arg("console_sink") = py::none(),
            "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
            "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
-           "call.")
+           "call; console_sink: called with each piece of console output "
+           "(bytes) as the guest writes it.")
       .def_readwrite("memory_size", &VmConfig::memory_size,
                      "Guest memory in bytes (a multiple of 2 MiB).")
       .def_property(
@@ -511,8 +533,10 @@ PYBIND11_MODULE(_thaw, m) {
       "restore",
       [](const std::string& path, const std::string& engine,
          const std::string& backend, double call_timeout,
-         bool record_working_set, uint64_t console_limit) {
+         bool record_working_set, uint64_t console_limit,
+         py::object console_sink) {
         RestoreOptions options;
+        options.console_sink = ConsoleSink(std::move(console_sink));
         options.engine = Value(ParseRestoreEngine(engine));
         options.backend = Backend(backend);
         options.call_timeout = Seconds(call_timeout);
@@ -525,6 +549,7 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
       py::arg("record_working_set") = false,
       py::arg("console_limit") = 1ull << 20,
+      py::arg("console_sink") = py::none(),
       "Restores a snapshot into a new Vm. engine: 'eager', 'lazy', "
       "'prefetch' or 'shared'. Raises CorruptSnapshot for a damaged file.");
   m.def(

@@ -42,6 +42,27 @@ def test_boot_and_call(echo_guest):
         vm.call("echo", b"x")
 
 
+def test_console_sink_sees_output_as_it_is_written(test_guest, tmp_path):
+    seen = []
+    vm = thaw.Vm(config(console_sink=seen.append))
+    vm.load_guest(test_guest)
+    vm.boot()
+    assert b"".join(seen) == b"test guest: init done\n"
+    vm.call("print", b"live line\n")
+    assert seen[-1] == b"live line\n"
+    assert vm.console == b"".join(seen)
+    path = str(tmp_path / "fn.thaw")
+    vm.snapshot(path)
+    vm.close()
+    restored_seen = []
+    with thaw.restore(path, backend=BACKEND,
+                      console_sink=restored_seen.append) as clone:
+        clone.call("print", b"from the clone")
+    assert restored_seen == [b"from the clone"]
+    with pytest.raises(thaw.InvalidArgument, match="console_sink"):
+        thaw.VmConfig(console_sink=42)
+
+
 def test_help_reads_well():
     assert "GIL" in thaw.Vm.__doc__
     assert thaw.Vm.__module__ == "thaw"

@@ -34,6 +34,7 @@ class VmConfig:
         output_buffer_size: int = ...,
         stack_size: int = ...,
         console_limit: int = ...,
+        console_sink: Optional[Callable[[bytes], None]] = None,
     ) -> None: ...
 
 class Vm:
@@ -86,6 +87,7 @@ def restore(
     call_timeout: float = 10.0,
     record_working_set: bool = False,
     console_limit: int = ...,
+    console_sink: Optional[Callable[[bytes], None]] = None,
 ) -> Vm: ...
 def inspect(path: str) -> Dict[str, Any]: ...
 def verify(path: str) -> None: ...
