@@ -15,33 +15,13 @@
 #include "lib/errno_status.h"
 #include "snapshot/format.h"
 #include "snapshot/little_endian.h"
+#include "snapshot/uring_reader.h"
 #include "thaw/abi.h"
 
 namespace thaw::snapshot {
 namespace {
 
 constexpr uint64_t kMaxMemorySize = 64ull << 30;
-
-// pread all of `out` at `offset`; DataLoss on a short file.
-absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset,
-                       const std::string& path) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = pread(fd, out.data() + done, out.size() - done, offset + done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(absl::StrCat("read snapshot \"", path, "\""), errno);
-    }
-    if (n == 0) {
-      return absl::DataLossError(absl::StrFormat(
-          "snapshot \"%s\": file ends at byte %d, inside a range that should "
-          "reach byte %d",
-          path, offset + done, offset + out.size()));
-    }
-    done += n;
-  }
-  return absl::OkStatus();
-}
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 

@@ -21,25 +21,34 @@ UringReader::~UringReader() {
   if (ring_ok_) io_uring_queue_exit(&ring_);
 }
 
-absl::Status UringReader::ReadWithPread(const FileRead& read,
-                                        const std::string& path) {
-  uint32_t done = 0;
-  while (done < read.size) {
-    ssize_t n = pread(read.fd, read.buffer + done, read.size - done,
-                      read.offset + done);
-    if (n < 0 && errno == EINTR) continue;
+absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset,
+                       const std::string& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = pread(fd, out.data() + done, out.size() - done, offset + done);
     if (n < 0) {
+      if (errno == EINTR) continue;
       return ErrnoStatus(absl::StrCat("read snapshot \"", path, "\""), errno);
     }
     if (n == 0) {
       return absl::DataLossError(absl::StrFormat(
-          "snapshot \"%s\": file ends before byte %d (it shrank?)", path,
-          read.offset + read.size));
+          "snapshot \"%s\": file ends at byte %d, inside a range that should "
+          "reach byte %d",
+          path, offset + done, offset + out.size()));
     }
     done += n;
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+absl::Status ReadWithPread(const FileRead& read, const std::string& path) {
+  return PreadFull(read.fd, absl::MakeSpan(read.buffer, read.size), read.offset,
+                   path);
+}
+
+}  // namespace
 
 absl::Status UringReader::ReadAll(absl::Span<const FileRead> reads,
                                   const std::string& path) {

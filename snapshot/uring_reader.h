@@ -28,6 +28,12 @@ struct FileRead {
   uint8_t* buffer;
 };
 
+// pread all of `out` at `offset` of `fd`, retrying short reads; DataLoss
+// naming `path` if the file ends first. The one pread loop of snapshot/:
+// SnapshotFile's reads and UringReader's fallback both use it.
+absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset,
+                       const std::string& path);
+
 class UringReader {
  public:
   // `fallback_reads`, if given, counts reads done with pread because
@@ -46,8 +52,6 @@ class UringReader {
                        const std::string& path);
 
  private:
-  absl::Status ReadWithPread(const FileRead& read, const std::string& path);
-
   io_uring ring_;
   bool ring_ok_ = false;
   unsigned depth_;

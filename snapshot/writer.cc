@@ -38,6 +38,18 @@ bool AllZero(const uint8_t* p, size_t n) {
   return true;
 }
 
+// A new snapshot file with room for the header, which Finish() writes last.
+absl::StatusOr<std::unique_ptr<AtomicFile>> CreateWithHeaderSpace(
+    const std::string& path) {
+  auto file = AtomicFile::Create(path);
+  if (!file.ok()) return file.status();
+  uint8_t zeros[kHeaderSize] = {};
+  if (absl::Status s = (*file)->Append(absl::MakeConstSpan(zeros)); !s.ok()) {
+    return s;
+  }
+  return file;
+}
+
 // Appends the 64-byte header (with checksums) at offset 0 of `file`.
 absl::Status WriteHeader(AtomicFile& file, uint64_t data_size,
                          uint64_t manifest_offset, uint64_t manifest_size,
@@ -108,6 +120,20 @@ class FrameWriter {
     }
     ContentHash content = HashContent(absl::MakeConstSpan(chunk, chunk_size_));
     return AddStored(absl::MakeConstSpan(stored, n), content);
+  }
+
+  // Appends frame `frame` of `from` as it is stored (no decompression, no
+  // recompression), after checking its stored hash.
+  absl::StatusOr<uint32_t> CopyFrom(const SnapshotFile& from, uint32_t frame) {
+    auto stored = from.ReadStored(frame);
+    if (!stored.ok()) return stored.status();
+    const auto span = absl::MakeConstSpan(
+        reinterpret_cast<const uint8_t*>(stored->data()), stored->size());
+    if (HashStored(span) != from.manifest().frames().stored_hash(frame)) {
+      return from.Corrupt(
+          absl::StrFormat("frame %d: checksum mismatch", frame));
+    }
+    return AddStored(span, from.FrameContentHash(frame));
   }
 
   absl::StatusOr<uint32_t> AddStored(absl::Span<const uint8_t> stored,
@@ -186,12 +212,8 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
     return absl::InvalidArgumentError(
         "a diff snapshot needs the parent's chunk size and memory size");
   }
-  auto file = AtomicFile::Create(r.path);
+  auto file = CreateWithHeaderSpace(r.path);
   if (!file.ok()) return file.status();
-  uint8_t zeros[kHeaderSize] = {};
-  if (absl::Status s = (*file)->Append(absl::MakeConstSpan(zeros)); !s.ok()) {
-    return s;
-  }
 
   proto::Manifest manifest = r.manifest;
   std::string id(16, '\0');
@@ -219,7 +241,6 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
   // by their frame in the source image.
   absl::flat_hash_map<HashKey, uint32_t> by_content;  // -> first chunk
   absl::flat_hash_map<uint64_t, uint32_t> by_source;  // (file,frame) -> frame
-  std::vector<uint8_t> buffer(chunk_size);
   std::vector<uint32_t> order = WritingOrder(chunks, r.working_set);
   uint64_t done = 0;
   for (uint32_t c : order) {
@@ -241,21 +262,7 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
         table[c] = it->second;
         continue;
       }
-      // Copy the stored frame as it is: no decompression, no recompression.
-      const SnapshotFile& from = *r.source->files()[where.file];
-      auto stored = from.ReadStored(where.frame);
-      if (!stored.ok()) return stored.status();
-      if (HashStored(absl::MakeConstSpan(
-              reinterpret_cast<const uint8_t*>(stored->data()),
-              stored->size())) !=
-          from.manifest().frames().stored_hash(where.frame)) {
-        return from.Corrupt(
-            absl::StrFormat("frame %d: checksum mismatch", where.frame));
-      }
-      auto frame = frames.AddStored(
-          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(stored->data()),
-                              stored->size()),
-          from.FrameContentHash(where.frame));
+      auto frame = frames.CopyFrom(*r.source->files()[where.file], where.frame);
       if (!frame.ok()) return frame.status();
       by_source[key] = table[c] = *frame;
       continue;
@@ -299,12 +306,8 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
                                    const std::vector<uint32_t>& working_set) {
   proto::Manifest manifest = source.manifest();
   const uint64_t chunks = source.chunk_count();
-  auto file = AtomicFile::Create(source.path());
+  auto file = CreateWithHeaderSpace(source.path());
   if (!file.ok()) return file.status();
-  uint8_t zeros[kHeaderSize] = {};
-  if (absl::Status s = (*file)->Append(absl::MakeConstSpan(zeros)); !s.ok()) {
-    return s;
-  }
   manifest.clear_frames();
   manifest.clear_working_set();
   FrameWriter frames(**file, *manifest.mutable_frames(), source.chunk_size(),
@@ -352,15 +355,7 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
       continue;
     }
     if (new_index[old] == SnapshotFile::kZero) {
-      auto stored = source.ReadStored(old);
-      if (!stored.ok()) return stored.status();
-      const auto span = absl::MakeConstSpan(
-          reinterpret_cast<const uint8_t*>(stored->data()), stored->size());
-      if (HashStored(span) != source.manifest().frames().stored_hash(old)) {
-        return source.Corrupt(
-            absl::StrFormat("frame %d: checksum mismatch", old));
-      }
-      auto frame = frames.AddStored(span, source.FrameContentHash(old));
+      auto frame = frames.CopyFrom(source, old);
       if (!frame.ok()) return frame.status();
       new_index[old] = *frame;
     }
