@@ -50,6 +50,23 @@ void ColdBoot(benchmark::State& state, uint64_t size) {
   state.counters["working_set_chunks"] = s.working_set_chunks;
 }
 
+// One timed iteration: `restore()` and, with `first_call`, the first call
+// (checked against the booted Vm's reply); the sample goes to the CDF. The
+// restored Vm is returned so its destruction is not timed.
+template <typename RestoreFn>
+std::unique_ptr<Vm> TimeRestore(benchmark::State& state,
+                                const std::string& name, const Scenario& s,
+                                bool first_call, RestoreFn restore) {
+  absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Vm>> vm = restore();
+  if (!vm.ok()) Die("restore", vm.status());
+  if (first_call) CheckReply((*vm)->Call("work", ""), s);
+  const absl::Duration took = absl::Now() - start;
+  state.SetIterationTime(Seconds(took));
+  RecordSample(name, absl::ToDoubleMilliseconds(took));
+  return *std::move(vm);
+}
+
 // One engine, timed to the first instruction (Restore returns) or through
 // the first call.
 void Restore(benchmark::State& state, std::string name, uint64_t size,
@@ -60,15 +77,10 @@ void Restore(benchmark::State& state, std::string name, uint64_t size,
   const RestoreOptions options = Options(size, engine);
   RestoreStats stats;
   for (auto _ : state) {
-    absl::Time start = absl::Now();
-    auto vm = Vm::Restore(path, options);
-    if (!vm.ok()) Die("restore", vm.status());
-    if (first_call) CheckReply((*vm)->Call("work", ""), s);
-    const absl::Duration took = absl::Now() - start;
-    state.SetIterationTime(Seconds(took));
-    RecordSample(name, absl::ToDoubleMilliseconds(took));
-    stats = (*vm)->restore_stats();
-    vm->reset();  // destroying the Vm is not part of the restore
+    std::unique_ptr<Vm> vm = TimeRestore(
+        state, name, s, first_call, [&] { return Vm::Restore(path, options); });
+    stats = vm->restore_stats();
+    vm.reset();
     if (engine == RestoreEngine::kSharedBase) DropIdleSharedBases();
   }
   state.counters["faults"] = stats.faults;
@@ -85,14 +97,8 @@ void SharedNth(benchmark::State& state, std::string name, uint64_t size,
   auto keeper = Vm::Restore(s.snapshot, options);
   if (!keeper.ok()) Die("restore", keeper.status());
   for (auto _ : state) {
-    absl::Time start = absl::Now();
-    auto vm = Vm::Restore(s.snapshot, options);
-    if (!vm.ok()) Die("restore", vm.status());
-    if (first_call) CheckReply((*vm)->Call("work", ""), s);
-    const absl::Duration took = absl::Now() - start;
-    state.SetIterationTime(Seconds(took));
-    RecordSample(name, absl::ToDoubleMilliseconds(took));
-    vm->reset();
+    TimeRestore(state, name, s, first_call,
+                [&] { return Vm::Restore(s.snapshot, options); });
   }
 }
 
@@ -104,15 +110,9 @@ void Firecracker(benchmark::State& state, std::string name, uint64_t size,
   if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
   const RestoreOptions options = Options(size, RestoreEngine::kEager);
   for (auto _ : state) {
-    absl::Time start = absl::Now();
-    auto vm =
-        internal::VmAccess::RestoreOverMemoryFile(s.snapshot, fd, options);
-    if (!vm.ok()) Die("restore over the memory file", vm.status());
-    if (first_call) CheckReply((*vm)->Call("work", ""), s);
-    const absl::Duration took = absl::Now() - start;
-    state.SetIterationTime(Seconds(took));
-    RecordSample(name, absl::ToDoubleMilliseconds(took));
-    vm->reset();
+    TimeRestore(state, name, s, first_call, [&] {
+      return internal::VmAccess::RestoreOverMemoryFile(s.snapshot, fd, options);
+    });
   }
   close(fd);
   state.counters["file_MiB"] = s.data_bytes / 1048576.0;

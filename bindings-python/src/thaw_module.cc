@@ -182,18 +182,11 @@ class PyVm {
 
   // The Vm for a thread-safe method; raises if closed.
   std::shared_ptr<Vm> Shared() {
-    std::shared_ptr<Vm> vm;
-    {
-      std::lock_guard<std::mutex> lock(pointer_mutex_);
-      vm = vm_;
-    }
+    std::shared_ptr<Vm> vm = Current();
     if (!vm) RaiseStatus(Closed());
     return vm;
   }
-  bool closed() {
-    std::lock_guard<std::mutex> lock(pointer_mutex_);
-    return vm_ == nullptr;
-  }
+  bool closed() { return Current() == nullptr; }
 
   // Runs f(Vm&) -> Status or StatusOr with the GIL released and the Vm to
   // this thread alone; raises the status if it is not OK.
@@ -202,11 +195,7 @@ class PyVm {
     RefuseReentry();
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> turn(busy_);
-    std::shared_ptr<Vm> vm;
-    {
-      std::lock_guard<std::mutex> lock(pointer_mutex_);
-      vm = vm_;
-    }
+    std::shared_ptr<Vm> vm = Current();
     using Result = decltype(f(*vm));
     if (!vm) return Result(Closed());
     owner_.store(std::this_thread::get_id());
@@ -301,6 +290,10 @@ class PyVm {
   }
 
  private:
+  std::shared_ptr<Vm> Current() {
+    std::lock_guard<std::mutex> lock(pointer_mutex_);
+    return vm_;
+  }
   static absl::Status Closed() {
     return absl::FailedPreconditionError("this Vm is closed");
   }
