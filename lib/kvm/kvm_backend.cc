@@ -28,6 +28,18 @@ constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
 
 int InterruptSignal() { return SIGRTMIN + 5; }
 
+// ioctl(), retried while a signal interrupts it: creating a VM waits in the
+// kernel (it starts a worker thread) and a stray kick signal meant for
+// another Vm's vCPU on this thread must not fail the creation.
+template <typename Arg>
+int IoctlRetryingEintr(int fd, unsigned long request, Arg arg) {
+  int rc;
+  do {
+    rc = ioctl(fd, request, arg);
+  } while (rc < 0 && errno == EINTR);
+  return rc;
+}
+
 // <linux/kvm.h> declares kvm_cpuid2 and kvm_msrs with flexible array members
 // that g++ lays out differently from C (entries at offset 16, not 8), which
 // also changes the size encoded in their ioctl numbers. Use the C layout.
@@ -130,7 +142,8 @@ class KvmBackend final : public backend::Backend {
       return s;
     }
     kvm_mp_state mp{};
-    if (absl::Status s = Ioctl(KVM_GET_MP_STATE, &mp, "GET_MP_STATE"); !s.ok()) {
+    if (absl::Status s = Ioctl(KVM_GET_MP_STATE, &mp, "GET_MP_STATE");
+        !s.ok()) {
       return s;
     }
     if (events.exception.injected || events.exception.pending ||
@@ -191,11 +204,9 @@ class KvmBackend final : public backend::Backend {
   absl::Status Ioctl(unsigned long request, void* arg, const char* what) {
     // Safe: each caller passes the argument type the KVM API documents for
     // `request` on the vCPU fd.
-    int rc;
-    do {
-      rc = ioctl(vcpu_.get(), request, arg);
-    } while (rc < 0 && errno == EINTR);
-    if (rc < 0) return ErrnoStatus(absl::StrCat("KVM ", what), errno);
+    if (IoctlRetryingEintr(vcpu_.get(), request, arg) < 0) {
+      return ErrnoStatus(absl::StrCat("KVM ", what), errno);
+    }
     return absl::OkStatus();
   }
   // Reads (kGetMsrs) or writes (kSetMsrs) one MSR.
@@ -244,7 +255,8 @@ class KvmBackend final : public backend::Backend {
 absl::StatusOr<kvm_regs> KvmBackend::ReadRegs() {
   if (sync_regs_) return run_->s.regs.regs;
   kvm_regs regs{};
-  if (absl::Status s = Ioctl(KVM_GET_REGS, &regs, "GET_REGS"); !s.ok()) return s;
+  if (absl::Status s = Ioctl(KVM_GET_REGS, &regs, "GET_REGS"); !s.ok())
+    return s;
   return regs;
 }
 
@@ -400,9 +412,9 @@ absl::StatusOr<Exit> KvmBackend::Run(backend::HypercallHandler& handler) {
         break;
       case KVM_EXIT_FAIL_ENTRY:
         exit.reason = Exit::Reason::kInternalError;
-        exit.detail = absl::StrFormat(
-            "KVM_EXIT_FAIL_ENTRY, hardware reason 0x%x",
-            run_->fail_entry.hardware_entry_failure_reason);
+        exit.detail =
+            absl::StrFormat("KVM_EXIT_FAIL_ENTRY, hardware reason 0x%x",
+                            run_->fail_entry.hardware_entry_failure_reason);
         result = exit;
         break;
       case KVM_EXIT_INTERNAL_ERROR:
@@ -413,8 +425,8 @@ absl::StatusOr<Exit> KvmBackend::Run(backend::HypercallHandler& handler) {
         break;
       default:
         exit.reason = Exit::Reason::kInternalError;
-        exit.detail = absl::StrCat("unexpected KVM exit reason ",
-                                   run_->exit_reason);
+        exit.detail =
+            absl::StrCat("unexpected KVM exit reason ", run_->exit_reason);
         result = exit;
         break;
     }
@@ -515,7 +527,8 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
   fpu.mxcsr = s.fpu.mxcsr;
   for (int i = 0; i < 8; ++i) std::memcpy(fpu.fpr[i], s.fpu.st[i].data(), 16);
   for (int i = 0; i < 16; ++i) std::memcpy(fpu.xmm[i], s.fpu.xmm[i].data(), 16);
-  if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok()) return st;
+  if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok())
+    return st;
   for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
     uint64_t value = s.msrs[i];
     if (absl::Status st =
@@ -546,8 +559,8 @@ absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
     if (e.function == 1) {
       e.ecx &= ~((1u << 26) | (1u << 27) | (1u << 28));  // XSAVE, OSXSAVE, AVX
     } else if (e.function == 7 && e.index == 0) {
-      e.ebx &= ~((1u << 5) | (1u << 16) | (1u << 17) | (1u << 28) |
-                 (1u << 30) | (1u << 31));  // AVX2, AVX-512 subsets
+      e.ebx &= ~((1u << 5) | (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) |
+                 (1u << 31));  // AVX2, AVX-512 subsets
     } else if (e.function == 0xD) {
       e.eax = e.ebx = e.ecx = e.edx = 0;  // no XSAVE state components
     }
@@ -566,22 +579,6 @@ absl::Status Unavailable(absl::string_view what, int error_number) {
 
 }  // namespace
 
-namespace {
-
-// ioctl(), retried while a signal interrupts it: creating a VM waits in the
-// kernel (it starts a worker thread) and a stray kick signal meant for
-// another Vm's vCPU on this thread must not fail the creation.
-template <typename Arg>
-int IoctlRetryingEintr(int fd, unsigned long request, Arg arg) {
-  int rc;
-  do {
-    rc = ioctl(fd, request, arg);
-  } while (rc < 0 && errno == EINTR);
-  return rc;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
     GuestMemory& memory) {
   Fd kvm(open("/dev/kvm", O_RDWR | O_CLOEXEC));
@@ -589,9 +586,9 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   // Safe: these ioctls take an integer argument or none.
   int version = ioctl(kvm.get(), KVM_GET_API_VERSION, 0);
   if (version != KVM_API_VERSION) {
-    return absl::UnavailableError(absl::StrCat(
-        "KVM backend unavailable: /dev/kvm API version ", version,
-        ", need ", KVM_API_VERSION));
+    return absl::UnavailableError(
+        absl::StrCat("KVM backend unavailable: /dev/kvm API version ", version,
+                     ", need ", KVM_API_VERSION));
   }
   Fd vm(IoctlRetryingEintr(kvm.get(), KVM_CREATE_VM, 0));
   if (vm.get() < 0) return Unavailable("KVM_CREATE_VM", errno);
@@ -619,9 +616,9 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   int sync = ioctl(kvm.get(), KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
   bool sync_regs = sync > 0 && (sync & KVM_SYNC_X86_REGS);
   InstallInterruptHandler();
-  return std::make_unique<KvmBackend>(memory, std::move(kvm), std::move(vm),
-                                      std::move(vcpu), static_cast<kvm_run*>(run),
-                                      run_size, sync_regs);
+  return std::make_unique<KvmBackend>(
+      memory, std::move(kvm), std::move(vm), std::move(vcpu),
+      static_cast<kvm_run*>(run), run_size, sync_regs);
 }
 
 }  // namespace thaw::kvm
