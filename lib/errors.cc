@@ -1,5 +1,7 @@
 #include "thaw/errors.h"
 
+#include "lib/guest_fault.h"
+
 #include <cstring>
 #include <string>
 

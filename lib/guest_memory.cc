@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 
 namespace thaw {
 
@@ -20,23 +20,16 @@ absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::Create(
                        errno);
   }
   return std::unique_ptr<GuestMemory>(
-      new GuestMemory(static_cast<uint8_t*>(base), size, false));
-}
-
-absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::MapPrivate(
-    int fd, uint64_t size) {
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-  if (base == MAP_FAILED) {
-    return ErrnoStatus(
-        absl::StrCat("mmap ", size, " bytes of guest memory copy-on-write"),
-        errno);
-  }
-  return std::unique_ptr<GuestMemory>(
       new GuestMemory(static_cast<uint8_t*>(base), size, true));
 }
 
-GuestMemory::~GuestMemory() { munmap(base_, size_); }
+std::unique_ptr<GuestMemory> GuestMemory::View(uint8_t* base, uint64_t size) {
+  return std::unique_ptr<GuestMemory>(new GuestMemory(base, size, false));
+}
+
+GuestMemory::~GuestMemory() {
+  if (owned_) munmap(base_, size_);
+}
 
 absl::StatusOr<absl::Span<uint8_t>> GuestMemory::Slice(
     uint64_t address, uint64_t length, absl::string_view what) const {

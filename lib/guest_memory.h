@@ -1,8 +1,9 @@
 // GuestMemory: the host mapping that backs guest-physical memory.
 //
-// Guest-physical address 0 maps to the start of one host mapping: anonymous
-// memory (a booted or eagerly/lazily restored Vm), or a private copy-on-write
-// mapping of a file holding a snapshot's decompressed image (shared base).
+// Guest-physical address 0 maps to the start of one host mapping, which a
+// MemorySource (snapshot/memory_source.h) owns for a Vm; GuestMemory is the
+// checked view of it that the backends, the loader and the guest runtimes
+// use.
 // Every access to guest memory by an address the guest (or a file) supplied
 // goes through Slice(), the single place where such addresses are checked,
 // so a hostile guest can never make the host touch memory outside it.
@@ -28,20 +29,18 @@ namespace thaw {
 
 class GuestMemory {
  public:
-  // Maps `size` bytes of zeroed memory (lazily allocated by the kernel).
+  // Maps `size` bytes of zeroed memory (lazily allocated by the kernel),
+  // owned by the result.
   static absl::StatusOr<std::unique_ptr<GuestMemory>> Create(uint64_t size);
-  // Maps `size` bytes of `fd` MAP_PRIVATE: reads see the file, writes go to
-  // private copies of the pages and never reach the file.
-  static absl::StatusOr<std::unique_ptr<GuestMemory>> MapPrivate(int fd,
-                                                                 uint64_t size);
+  // A view of [base, base + size), which the caller keeps mapped for the
+  // view's lifetime.
+  static std::unique_ptr<GuestMemory> View(uint8_t* base, uint64_t size);
   ~GuestMemory();
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
 
   uint64_t size() const { return size_; }
   uint8_t* host_base() const { return base_; }
-  // True for MapPrivate() memory.
-  bool file_backed() const { return file_backed_; }
 
   // Host view of guest range [address, address + length). OutOfRange, naming
   // `what`, if any byte of it lies outside guest memory (overflow-safe).
@@ -81,11 +80,11 @@ class GuestMemory {
   }
 
  private:
-  GuestMemory(uint8_t* base, uint64_t size, bool file_backed)
-      : base_(base), size_(size), file_backed_(file_backed) {}
+  GuestMemory(uint8_t* base, uint64_t size, bool owned)
+      : base_(base), size_(size), owned_(owned) {}
   uint8_t* base_;
   uint64_t size_;
-  bool file_backed_;
+  bool owned_;  // unmapped by the destructor
   bool journal_enabled_ = false;
   std::vector<std::pair<uint64_t, uint64_t>> host_writes_;
 };

@@ -13,9 +13,9 @@ constexpr uint64_t kMaxAbortMessage = 4096;
 }  // namespace
 
 HypercallDispatcher::HypercallDispatcher(GuestMemory& memory,
-                                         const VmConfig& config,
+                                         const VmSettings& settings,
                                          uint64_t output_capacity)
-    : memory_(memory), config_(config), output_capacity_(output_capacity) {}
+    : memory_(memory), settings_(settings), output_capacity_(output_capacity) {}
 
 void HypercallDispatcher::Begin(bool in_call) {
   in_call_ = in_call;
@@ -69,9 +69,9 @@ backend::HypercallResult HypercallDispatcher::ConsoleWrite(uint64_t address,
   if (!bytes.ok()) return Fail(absl::InvalidArgumentError(bytes.status().message()));
   absl::string_view text(reinterpret_cast<const char*>(bytes->data()),
                         bytes->size());
-  if (config_.console_sink) config_.console_sink(text);
+  if (settings_.console_sink) settings_.console_sink(text);
   std::lock_guard<std::mutex> lock(console_mutex_);
-  const uint64_t limit = config_.console_limit;
+  const uint64_t limit = settings_.console_limit;
   if (text.size() >= limit) {
     absl::string_view tail = text.substr(text.size() - limit);
     console_.assign(tail.data(), tail.size());

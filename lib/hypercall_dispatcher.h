@@ -19,13 +19,14 @@
 #include "absl/status/status.h"
 #include "lib/backend/backend.h"
 #include "lib/guest_memory.h"
+#include "thaw/options.h"
 #include "thaw/vm.h"
 
 namespace thaw {
 
 class HypercallDispatcher final : public backend::HypercallHandler {
  public:
-  HypercallDispatcher(GuestMemory& memory, const VmConfig& config,
+  HypercallDispatcher(GuestMemory& memory, const VmSettings& settings,
                       uint64_t output_capacity);
 
   // What the guest did by the time it stopped.
@@ -58,7 +59,7 @@ class HypercallDispatcher final : public backend::HypercallHandler {
   backend::HypercallResult Abort(uint64_t address, uint64_t size);
 
   GuestMemory& memory_;
-  const VmConfig& config_;
+  const VmSettings& settings_;
   uint64_t output_capacity_;
   bool in_call_ = false;
   Outcome outcome_;

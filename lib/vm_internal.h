@@ -12,18 +12,19 @@
 namespace thaw::internal {
 
 struct VmAccess {
-  // Vm::Restore; with memory_fd >= 0, guest memory is that file mapped
-  // MAP_PRIVATE instead of what options.engine would build.
-  static absl::StatusOr<std::unique_ptr<Vm>> Restore(
-      const std::string& path, const RestoreOptions& options, int memory_fd);
-
   // Firecracker's way of restoring, as the benchmarks' baseline: guest
-  // memory is `memory_fd`, the raw uncompressed image (see
-  // WriteRawMemoryFile), mapped MAP_PRIVATE so pages come in through
-  // ordinary page faults; the vCPU and ABI state come from `snapshot_path`.
+  // memory is `memory_fd`, the raw uncompressed image (see the benchmarks'
+  // WriteRawMemoryFile), mapped MAP_PRIVATE (CopyOnWriteMemory) so pages
+  // come in through ordinary page faults; the vCPU and guest state come from
+  // `snapshot`. options.engine is only reported in restore_stats().
   static absl::StatusOr<std::unique_ptr<Vm>> RestoreOverMemoryFile(
-      const std::string& snapshot_path, int memory_fd,
-      const RestoreOptions& options);
+      const Snapshot& snapshot, int memory_fd, const RestoreOptions& options);
+
+  // A Vm handle over a monitor that is ready to run.
+  static std::unique_ptr<Vm> Wrap(std::unique_ptr<VmCore> core);
+
+  // The handle's shared state, for RestoreOverMemoryFile.
+  static internal::SnapshotState& State(const Snapshot& snapshot);
 };
 
 }  // namespace thaw::internal

@@ -1,8 +1,6 @@
-// Vm::Impl's snapshots, restores, resets and working sets (the engines
-// themselves are in snapshot/), and the public Vm methods for them.
-#include <sys/mman.h>
-#include <sys/random.h>
-
+// VmCore's snapshots, restores, resets and working sets (the engines are
+// memory sources in snapshot/), Snapshot::Restore, and the public Vm
+// methods for them.
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -10,166 +8,148 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
-#include "lib/page_map.h"
-#include "lib/vm_impl.h"
+#include "absl/time/clock.h"
+#include "lib/function_guest.h"
+#include "lib/memory_choice.h"
+#include "lib/snapshot_state.h"
+#include "lib/vm_core.h"
 #include "lib/vm_internal.h"
-#include "snapshot/eager_restore.h"
+#include "lib/x86/boot_state.h"
+#include "snapshot/copy_on_write_memory.h"
 #include "snapshot/vcpu_codec.h"
+#include "snapshot/writer.h"
+#include "thaw/abi.h"
 #include "thaw/vm.h"
 
 namespace thaw {
+namespace internal {
+namespace {
 
-absl::Status Vm::Impl::WriteRestoreIdentity() {
-  boot_info_->restore_generation = snapshot_generation_ + 1;
-  if (getrandom(boot_info_->entropy, sizeof(boot_info_->entropy), 0) !=
-      static_cast<ssize_t>(sizeof(boot_info_->entropy))) {
-    return ErrnoStatus("getrandom for guest entropy", errno);
-  }
-  boot_info_->request = THAW_REQUEST_CALL;
-  return MemoryError();
+constexpr uint64_t kPage = 4096;
+
+// The configuration a Vm restored from `m` runs with: the layout the
+// snapshot was taken with, the settings the restore asks for.
+VmConfig RestoredConfig(const snapshot::proto::Manifest& m,
+                        const RestoreOptions& options) {
+  VmConfig config;
+  static_cast<VmSettings&>(config) = options;
+  config.memory_size = m.config().memory_size();
+  config.input_buffer_size = m.config().input_buffer_size();
+  config.output_buffer_size = m.config().output_buffer_size();
+  config.stack_size = m.config().stack_size();
+  return config;
 }
 
-absl::Status Vm::Impl::RestoreFrom(
+absl::Status CheckRestoreOptions(const RestoreOptions& options) {
+  if (options.record_working_set && options.engine != RestoreEngine::kLazy) {
+    return absl::InvalidArgumentError(
+        "RestoreOptions.record_working_set needs RestoreEngine::kLazy (other "
+        "engines install chunks the guest may never touch)");
+  }
+  return absl::OkStatus();
+}
+
+// A Vm restored from `state` over `memory` (nullptr: the engine's).
+absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
+    SnapshotState& state, const RestoreOptions& options,
+    std::unique_ptr<snapshot::MemorySource> memory, absl::Time start) {
+  const std::string& path = state.image()->top().path();
+  VmConfig config = RestoredConfig(state.image()->manifest(), options);
+  if (auto layout = ComputeLayout(config); !layout.ok()) {
+    return absl::Status(
+        layout.status().code(),
+        absl::StrCat("restore \"", path, "\": ", layout.status().message()));
+  }
+  bool built_base = false;
+  if (memory == nullptr) {
+    auto chosen = RestoreMemory(state, options, &built_base);
+    if (!chosen.ok()) return chosen.status();
+    memory = *std::move(chosen);
+  }
+  auto core = std::make_unique<VmCore>(std::move(config), std::move(memory));
+  if (absl::Status s = core->Start(start); !s.ok()) return s;
+  if (absl::Status s =
+          core->RestoreFrom(state.image(), options, start, built_base);
+      !s.ok()) {
+    return s;
+  }
+  return VmAccess::Wrap(std::move(core));
+}
+
+}  // namespace
+
+std::unique_ptr<Vm> VmAccess::Wrap(std::unique_ptr<VmCore> core) {
+  return std::unique_ptr<Vm>(new Vm(std::move(core)));
+}
+
+absl::Status VmCore::RestoreFrom(
     std::shared_ptr<const snapshot::SnapshotImage> image,
-    const RestoreOptions& options, absl::Time start) {
+    const RestoreOptions& options, absl::Time start, bool built_base) {
   const snapshot::proto::Manifest& m = image->manifest();
   const std::string& path = image->top().path();
   absl::Status msrs = snapshot::CheckMsrs(m.vcpu());
-  backend::VcpuState state = snapshot::DecodeVcpuState(m.vcpu());
+  VcpuState state = snapshot::DecodeVcpuState(m.vcpu());
   if (absl::Status s = msrs.ok() ? x86::CheckPortableState(state) : msrs;
       !s.ok()) {
     return absl::Status(s.code(),
                         absl::StrCat("restore \"", path, "\": ", s.message()));
   }
-  source_ = image;
-  stats_.engine = options.engine;
-  if (absl::Status s = CreateBackend(); !s.ok()) return s;
-  switch (options.engine) {
-    case RestoreEngine::kEager:
-      if (absl::Status s =
-              snapshot::RestoreEagerly(*image, memory_->host_base(), counters_);
-          !s.ok()) {
-        return s;
-      }
-      break;
-    case RestoreEngine::kLazy:
-    case RestoreEngine::kLazyPrefetch: {
-      snapshot::LazyPager::Options pager_options;
-      pager_options.prefetch = options.engine == RestoreEngine::kLazyPrefetch;
-      pager_options.record = options.record_working_set;
-      // A chunk that fails its checksum stops the guest at once.
-      pager_options.on_error = [this](const absl::Status&) {
-        backend_->Interrupt();
-      };
-      auto pager = snapshot::LazyPager::Start(image, memory_->host_base(),
-                                              counters_, pager_options);
-      if (!pager.ok()) return pager.status();
-      pager_ = *std::move(pager);
-      recording_ = options.record_working_set;
-      break;
-    }
-    case RestoreEngine::kSharedBase:
-      // memory_ already maps the base (Vm::Restore). Resets are cheapest
-      // with the hypervisor's dirty log where there is one (KVM).
-      if (base_ != nullptr && backend_->StartDirtyLog().ok()) {
-        dirty_log_ = true;
-        memory_->StartHostWriteJournal();
-      }
-      break;
+  image_ = std::move(image);
+  // Resets are cheapest with the hypervisor's dirty log where there is one
+  // (KVM); elsewhere the memory source finds what changed.
+  if (options.engine == RestoreEngine::kSharedBase && source_->can_revert() &&
+      backend_->StartDirtyLog().ok()) {
+    dirty_log_ = true;
+    memory_->StartHostWriteJournal();
   }
-  for (const auto& [name, address] : m.abi().symbols()) {
-    symbols_[name] = address;
-  }
-  guest_name_ = m.abi().guest_name();
-  auto info = memory_->As<thaw_boot_info>(THAW_BOOT_INFO_ADDR, "boot info");
-  if (!info.ok()) return info.status();
-  boot_info_ = *info;
-  if (boot_info_->magic != THAW_BOOT_INFO_MAGIC ||
-      boot_info_->abi_version != THAW_ABI_VERSION ||
-      boot_info_->memory_size != config_.memory_size ||
-      boot_info_->input_addr != layout_.input_addr ||
-      boot_info_->output_addr != layout_.output_addr) {
-    if (absl::Status s = MemoryError(); !s.ok()) return s;
-    return absl::DataLossError(absl::StrCat(
-        "restore \"", path,
-        "\": the boot-info page in the snapshot's memory does not match its "
-        "manifest"));
+  if (absl::Status s = runtime_->Restore(m, path); !s.ok()) {
+    if (absl::Status damage = source_->error(); !damage.ok()) return damage;
+    return s;
   }
   snapshot_state_ = state;
-  snapshot_generation_ = m.abi().restore_generation();
+  snapshot_generation_ = runtime_->generation();
   if (absl::Status s = backend_->SetState(state); !s.ok()) return s;
-  if (absl::Status s = WriteRestoreIdentity(); !s.ok()) return s;
+  if (absl::Status s = runtime_->NewIdentity(snapshot_generation_ + 1);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = source_->error(); !s.ok()) return s;
   if (dirty_log_) {
     // Start from a clean log: only what happens from here on is undone.
     if (auto log = backend_->TakeDirtyLog(); !log.ok()) return log.status();
     memory_->TakeHostWrites();
   }
+  recording_ = options.record_working_set;
   state_ = State::kReady;
-  std::lock_guard<std::mutex> lock(report_mutex_);
-  report_.restore = absl::Now() - start;
+  Record([&](PhaseReport& r, RestoreStats& stats) {
+    r.restore = absl::Now() - start;
+    stats.engine = options.engine;
+    stats.shared_base_built = built_base;
+    stats.reset_uses_dirty_log = dirty_log_;
+  });
   return absl::OkStatus();
 }
 
-absl::Status Vm::Impl::RunBeforeSnapshotHook() {
-  boot_info_->request = THAW_REQUEST_BEFORE_SNAPSHOT;
-  std::memset(boot_info_->function_name, 0, sizeof(boot_info_->function_name));
-  boot_info_->input_size = 0;
-  dispatcher_.Begin(/*in_call=*/true);
-  absl::Status status = RunGuest("before-snapshot hook");
-  boot_info_->request = THAW_REQUEST_CALL;
-  if (!status.ok()) return Failed(status);
-  const auto& outcome = dispatcher_.outcome();
-  if (outcome.kind == HypercallDispatcher::Outcome::Kind::kFailed) {
-    absl::Status error(
-        outcome.error.code(),
-        absl::StrCat("before-snapshot hook: ", outcome.error.message()));
-    return outcome.vm_usable ? error : Failed(error);
+RestoreStats VmCore::restore_stats() const {
+  RestoreStats stats;
+  {
+    std::lock_guard<std::mutex> lock(report_mutex_);
+    stats = stats_;
   }
-  if (outcome.reply_status != 0) {
-    return absl::AbortedError(absl::StrFormat(
-        "before-snapshot hook replied with status %d", outcome.reply_status));
-  }
-  return absl::OkStatus();
+  const snapshot::RestoreCounters& c = source_->counters();
+  stats.faults = c.faults.load();
+  stats.prefetch_waits = c.prefetch_waits.load();
+  stats.chunks_read = c.chunks_read.load();
+  stats.bytes_read = c.bytes_read.load();
+  stats.zero_chunks = c.zero_chunks.load();
+  stats.prefetched = c.prefetched.load();
+  stats.mapped = c.mapped.load();
+  stats.reads_without_io_uring = c.reads_without_io_uring.load();
+  return stats;
 }
 
-absl::StatusOr<std::function<snapshot::ChunkHint(uint64_t)>>
-Vm::Impl::ChunkHints(uint32_t chunk_size) {
-  using snapshot::ChunkHint;
-  if (pager_) {
-    // Chunks the pager never installed are still the image's.
-    if (source_->chunk_size() != chunk_size) {
-      return [](uint64_t) { return ChunkHint::kRead; };
-    }
-    snapshot::LazyPager* pager = pager_.get();
-    return [pager](uint64_t c) {
-      return pager->installed(c) ? ChunkHint::kRead : ChunkHint::kUnchanged;
-    };
-  }
-  auto map = PageMap::Read(memory_->host_base(), memory_->size());
-  if (!map.ok()) return map.status();
-  auto pages = std::make_shared<PageMap>(*std::move(map));
-  const uint64_t per_chunk = chunk_size / kGuestPage;
-  if (memory_->file_backed()) {
-    // A shared base: pages without a private copy are still the base's.
-    return [pages, per_chunk](uint64_t c) {
-      for (uint64_t p = c * per_chunk; p < (c + 1) * per_chunk; ++p) {
-        if (pages->private_copy(p)) return ChunkHint::kRead;
-      }
-      return ChunkHint::kUnchanged;
-    };
-  }
-  // Anonymous memory: a page never touched reads as zeros.
-  return [pages, per_chunk](uint64_t c) {
-    for (uint64_t p = c * per_chunk; p < (c + 1) * per_chunk; ++p) {
-      if (pages->touched(p)) return ChunkHint::kRead;
-    }
-    return ChunkHint::kZero;
-  };
-}
-
-absl::Status Vm::Impl::Snapshot(const std::string& path,
-                                const SnapshotOptions& options) {
+absl::Status VmCore::Snapshot(const std::string& path,
+                              const SnapshotOptions& options) {
   if (state_ == State::kFailed) {
     return absl::FailedPreconditionError(
         absl::StrCat("Snapshot: this Vm failed earlier: ", failure_.message()));
@@ -187,10 +167,16 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
   request.path = path;
   request.level = options.compression_level;
   request.chunk_size = options.chunk_size;
-  request.source = source_;
+  request.source = image_;
   request.progress = options.progress;
+  // A working set this Vm recorded goes first in the new file too (its
+  // chunk numbers hold only for the chunk size they were recorded in).
+  if (!recording_ && image_ != nullptr &&
+      image_->chunk_size() == options.chunk_size) {
+    request.working_set = working_set_;
+  }
   if (!options.parent.empty()) {
-    if (source_ == nullptr) {
+    if (image_ == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
                        "\" needs a Vm restored from it; this one was booted"));
@@ -198,7 +184,7 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
     auto parent = snapshot::SnapshotFile::Open(options.parent);
     if (!parent.ok()) return parent.status();
     if ((*parent)->manifest().snapshot_id() !=
-        source_->manifest().snapshot_id()) {
+        image_->manifest().snapshot_id()) {
       return absl::FailedPreconditionError(
           absl::StrCat("Snapshot: \"", options.parent,
                        "\" is not the snapshot this Vm was restored from"));
@@ -217,55 +203,56 @@ absl::Status Vm::Impl::Snapshot(const std::string& path,
             ? parent_path.filename().string()
             : parent_path.string();
   }
-  if (absl::Status s = RunBeforeSnapshotHook(); !s.ok()) return s;
+  // The guest's before-snapshot hook runs first, so it can drop secrets.
+  absl::Status hook = runtime_->BeginBeforeSnapshot();
+  if (hook.ok()) hook = RunGuest("before-snapshot hook");
+  if (!hook.ok()) return Failed(hook);
+  GuestRuntime::Outcome outcome = runtime_->Finish("before-snapshot hook");
+  if (!outcome.reply.ok()) {
+    return outcome.vm_usable ? outcome.reply.status()
+                             : Failed(outcome.reply.status());
+  }
   if (absl::Status s = backend_->CheckNothingPending(); !s.ok()) return s;
   auto state = backend_->GetState();
   if (!state.ok()) return state.status();
 
   snapshot::proto::Manifest& m = request.manifest;
   m.set_source_backend(std::string(BackendName(backend_->kind())));
-  m.mutable_config()->set_memory_size(config_.memory_size);
-  m.mutable_config()->set_input_buffer_size(config_.input_buffer_size);
-  m.mutable_config()->set_output_buffer_size(config_.output_buffer_size);
-  m.mutable_config()->set_stack_size(config_.stack_size);
   *m.mutable_vcpu() = snapshot::EncodeVcpuState(*state);
-  m.mutable_abi()->set_abi_version(THAW_ABI_VERSION);
-  m.mutable_abi()->set_restore_generation(boot_info_->restore_generation);
-  m.mutable_abi()->set_guest_name(guest_name_);
-  for (const auto& [name, address] : symbols_) {
-    (*m.mutable_abi()->mutable_symbols())[name] = address;
-  }
+  runtime_->Save(m);
   request.memory = memory_->host_base();
   request.memory_size = memory_->size();
-  auto hints = ChunkHints(options.chunk_size);
+  auto hints = source_->ChunkHints(options.chunk_size);
   if (!hints.ok()) return hints.status();
   request.hint = *std::move(hints);
   if (absl::Status s = snapshot::WriteSnapshot(request); !s.ok()) return s;
-  if (absl::Status s = MemoryError(); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(report_mutex_);
-  report_.snapshot = absl::Now() - start;
+  if (absl::Status s = source_->error(); !s.ok()) return s;
+  Record([&](PhaseReport& r, RestoreStats&) {
+    r.snapshot = absl::Now() - start;
+  });
   return absl::OkStatus();
 }
 
-absl::StatusOr<PageRuns> Vm::Impl::ChangedPages() {
-  const uint64_t page_count = memory_->size() / kGuestPage;
+absl::StatusOr<PageRuns> VmCore::ChangedPages() {
+  const uint64_t page_count = memory_->size() / kPage;
   if (dirty_log_) {
     // KVM logged the guest's writes; the journal holds the host's (call
-    // input, host-function output) and the boot-info page is rewritten at
-    // every reset. A page in neither was not written, so it is still the
-    // base's.
+    // input, host-function output), and the runtime rewrites its own pages
+    // at every reset. A page in none of them was not written, so it is
+    // still the image's.
     auto log = backend_->TakeDirtyLog();
     if (!log.ok()) return log.status();
     std::vector<uint64_t>& bits = *log;
-    auto mark = [&](uint64_t address, uint64_t length) {
-      for (uint64_t p = address / kGuestPage;
-           p < page_count && p * kGuestPage < address + length; ++p) {
+    auto mark_pages = [&](uint64_t first, uint64_t end) {
+      for (uint64_t p = first; p < std::min(end, page_count); ++p) {
         bits[p / 64] |= uint64_t{1} << (p % 64);
       }
     };
-    mark(THAW_BOOT_INFO_ADDR, kGuestPage);
+    for (const auto& [first, end] : runtime_->HostOwnedPages()) {
+      mark_pages(first, end);
+    }
     for (const auto& [address, length] : memory_->TakeHostWrites()) {
-      mark(address, length);
+      mark_pages(address / kPage, (address + length + kPage - 1) / kPage);
     }
     PageRuns runs;
     for (uint64_t p = 0; p < page_count; ++p) {
@@ -278,7 +265,7 @@ absl::StatusOr<PageRuns> Vm::Impl::ChangedPages() {
     }
     return runs;
   }
-  auto runs = PageMap::PrivateRuns(memory_->host_base(), memory_->size());
+  auto runs = source_->ChangedPages(0, memory_->size());
   if (!runs.ok()) return runs.status();
   // The emulator drops code it translated from changed pages first: finding
   // that code walks the guest page tables and may set accessed bits in them,
@@ -286,18 +273,17 @@ absl::StatusOr<PageRuns> Vm::Impl::ChangedPages() {
   // that stretch needs a second look.
   bool discarded = false;
   for (const auto& [first, end] : *runs) {
-    discarded |= backend_->DiscardCachedCode(first * kGuestPage,
-                                             (end - first) * kGuestPage);
+    discarded |=
+        backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
   }
   if (discarded) {
-    auto low = PageMap::PrivateRuns(memory_->host_base(), THAW_IMAGE_BASE);
+    auto low = source_->ChangedPages(0, THAW_IMAGE_BASE);
     if (!low.ok()) return low.status();
     PageRuns merged = *std::move(low);
     for (const auto& run : *runs) {
-      if (run.second > THAW_IMAGE_BASE / kGuestPage) {
-        merged.emplace_back(
-            std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kGuestPage),
-            run.second);
+      if (run.second > THAW_IMAGE_BASE / kPage) {
+        merged.emplace_back(std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kPage),
+                            run.second);
       }
     }
     *runs = std::move(merged);
@@ -305,8 +291,8 @@ absl::StatusOr<PageRuns> Vm::Impl::ChangedPages() {
   return runs;
 }
 
-absl::Status Vm::Impl::Reset() {
-  if (base_ == nullptr) {
+absl::Status VmCore::Reset() {
+  if (!source_->can_revert() || image_ == nullptr) {
     return absl::FailedPreconditionError(
         "Reset: only a Vm restored with RestoreEngine::kSharedBase can be "
         "reset");
@@ -314,31 +300,30 @@ absl::Status Vm::Impl::Reset() {
   absl::Time start = absl::Now();
   auto runs = ChangedPages();
   if (!runs.ok()) return Failed(runs.status());
+  if (absl::Status s = source_->Revert(*runs); !s.ok()) return Failed(s);
   uint64_t pages = 0;
-  for (const auto& [first, end] : *runs) {
-    // Safe: drops this Vm's private copies of its own pages; the next touch
-    // maps the shared base's page again.
-    if (madvise(memory_->host_base() + first * kGuestPage,
-                (end - first) * kGuestPage, MADV_DONTNEED) != 0) {
-      return Failed(ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno));
-    }
-    pages += end - first;
-  }
+  for (const auto& [first, end] : *runs) pages += end - first;
   if (absl::Status s = backend_->SetState(snapshot_state_); !s.ok()) {
     return Failed(s);
   }
-  if (absl::Status s = WriteRestoreIdentity(); !s.ok()) return Failed(s);
+  if (absl::Status s = runtime_->NewIdentity(snapshot_generation_ + 1);
+      !s.ok()) {
+    return Failed(s);
+  }
   state_ = State::kReady;
   failure_ = absl::OkStatus();
-  ++stats_.resets;
-  stats_.pages_reset = pages;
-  std::lock_guard<std::mutex> lock(report_mutex_);
-  report_.reset = absl::Now() - start;
+  Record([&](PhaseReport& r, RestoreStats& stats) {
+    ++stats.resets;
+    stats.pages_reset = pages;
+    r.reset = absl::Now() - start;
+  });
   return absl::OkStatus();
 }
 
-absl::Status Vm::Impl::WriteWorkingSet() {
-  if (pager_ == nullptr) {
+absl::Status VmCore::WriteWorkingSet() {
+  const RestoreEngine engine = restore_stats().engine;
+  if (image_ == nullptr || (engine != RestoreEngine::kLazy &&
+                            engine != RestoreEngine::kLazyPrefetch)) {
     return absl::FailedPreconditionError(
         "WriteWorkingSet: only a Vm restored with a lazy engine and "
         "RestoreOptions::record_working_set records a working set");
@@ -348,77 +333,68 @@ absl::Status Vm::Impl::WriteWorkingSet() {
         "WriteWorkingSet: nothing recorded yet (record_working_set was off, "
         "or no call has completed)");
   }
-  return snapshot::RewriteWithWorkingSet(source_->top(), working_set_);
+  return snapshot::RewriteWithWorkingSet(image_->top(), working_set_);
 }
-absl::StatusOr<std::unique_ptr<Vm>> internal::VmAccess::Restore(
-    const std::string& path, const RestoreOptions& options, int memory_fd) {
+
+SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {
+  return *snapshot.state_;
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreOverMemoryFile(
+    const thaw::Snapshot& snapshot, int memory_fd,
+    const RestoreOptions& options) {
   absl::Time start = absl::Now();
-  if (options.record_working_set && options.engine != RestoreEngine::kLazy) {
-    return absl::InvalidArgumentError(
-        "RestoreOptions.record_working_set needs RestoreEngine::kLazy (other "
-        "engines install chunks the guest may never touch)");
-  }
-  auto image = snapshot::SnapshotImage::Open(path);
-  if (!image.ok()) return image.status();
-  const snapshot::proto::Manifest& m = (*image)->manifest();
-  VmConfig config;
-  config.memory_size = m.config().memory_size();
-  config.input_buffer_size = m.config().input_buffer_size();
-  config.output_buffer_size = m.config().output_buffer_size();
-  config.stack_size = m.config().stack_size();
-  config.backend = options.backend;
-  config.call_timeout = options.call_timeout;
-  config.console_limit = options.console_limit;
-  config.console_sink = options.console_sink;
-  auto layout = ComputeLayout(config);
-  if (!layout.ok()) {
-    return absl::Status(
-        layout.status().code(),
-        absl::StrCat("restore \"", path, "\": ", layout.status().message()));
-  }
-  std::shared_ptr<const snapshot::SharedBase> base;
-  snapshot::RestoreCounters base_counters;
-  bool built = false;
-  absl::StatusOr<std::unique_ptr<GuestMemory>> memory;
-  if (memory_fd >= 0) {
-    memory = GuestMemory::MapPrivate(memory_fd, config.memory_size);
-  } else if (options.engine == RestoreEngine::kSharedBase) {
-    auto shared = snapshot::SharedBase::Get(*image, base_counters, &built);
-    if (!shared.ok()) return shared.status();
-    base = *std::move(shared);
-    memory = GuestMemory::MapPrivate(base->fd(), base->size());
-  } else {
-    memory = GuestMemory::Create(config.memory_size);
-  }
+  SnapshotState& state = State(snapshot);
+  auto memory = snapshot::CopyOnWriteMemory::Map(
+      memory_fd, state.image()->memory_size(), nullptr);
   if (!memory.ok()) return memory.status();
-  auto impl = std::make_unique<Vm::Impl>(config, *layout, *std::move(memory));
-  impl->AdoptBase(std::move(base), built, base_counters);
-  if (absl::Status s = impl->RestoreFrom(*std::move(image), options, start);
-      !s.ok()) {
+  RestoreOptions over_file = options;
+  over_file.record_working_set = false;
+  return RestoreVm(state, over_file, *std::move(memory), start);
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Vm>> Snapshot::Restore(
+    const RestoreOptions& options) const {
+  absl::Time start = absl::Now();
+  if (absl::Status s = internal::CheckRestoreOptions(options); !s.ok()) {
     return s;
   }
-  return std::unique_ptr<Vm>(new Vm(std::move(impl)));
+  return internal::RestoreVm(*state_, options, nullptr, start);
 }
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
                                                 const RestoreOptions& options) {
-  return internal::VmAccess::Restore(path, options, /*memory_fd=*/-1);
+  absl::Time start = absl::Now();
+  if (absl::Status s = internal::CheckRestoreOptions(options); !s.ok()) {
+    return s;
+  }
+  auto snapshot = Snapshot::Open(path);
+  if (!snapshot.ok()) return snapshot.status();
+  return internal::RestoreVm(internal::VmAccess::State(*snapshot), options,
+                             nullptr, start);
 }
 
-absl::StatusOr<std::unique_ptr<Vm>> internal::VmAccess::RestoreOverMemoryFile(
-    const std::string& snapshot_path, int memory_fd,
-    const RestoreOptions& options) {
-  RestoreOptions over_file = options;
-  over_file.engine = RestoreEngine::kSharedBase;  // memory is mapped already
-  over_file.record_working_set = false;
-  return Restore(snapshot_path, over_file, memory_fd);
-}
 absl::Status Vm::Snapshot(const std::string& path,
                           const SnapshotOptions& options) {
-  return impl_->Snapshot(path, options);
+  internal::VmCore::Turn turn(*core_, "Snapshot");
+  if (!turn.status().ok()) return turn.status();
+  return core_->Snapshot(path, options);
 }
-absl::Status Vm::Reset() { return impl_->Reset(); }
-absl::Status Vm::WriteWorkingSet() { return impl_->WriteWorkingSet(); }
-RestoreStats Vm::restore_stats() const { return impl_->restore_stats(); }
+
+absl::Status Vm::Reset() {
+  internal::VmCore::Turn turn(*core_, "Reset");
+  if (!turn.status().ok()) return turn.status();
+  return core_->Reset();
+}
+
+absl::Status Vm::WriteWorkingSet() {
+  internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
+  if (!turn.status().ok()) return turn.status();
+  return core_->WriteWorkingSet();
+}
+
+RestoreStats Vm::restore_stats() const { return core_->restore_stats(); }
 
 }  // namespace thaw

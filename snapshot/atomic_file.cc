@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 
 namespace thaw::snapshot {
 namespace {

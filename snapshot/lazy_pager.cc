@@ -16,7 +16,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 #include "snapshot/format.h"
 #include "snapshot/uring_reader.h"
 

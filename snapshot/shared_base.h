@@ -1,14 +1,14 @@
 // SharedBase: a snapshot image decompressed once into a memfd that any
-// number of Vms in this process map MAP_PRIVATE. Reads share the memfd's
-// pages; a Vm's writes go to its own copies (copy-on-write), so every clone
-// keeps its own state, and the n-th restore of a snapshot costs an mmap plus
-// the vCPU state. The memfd lives while any Vm maps it, and the most recently
-// used few stay while idle (DropIdle() frees those).
+// number of Vms map copy-on-write (CopyOnWriteMemory). Reads share the
+// memfd's pages; each Vm's writes go to its own copies, so every clone keeps
+// its own state, and a restore after the first costs an mmap plus the vCPU
+// state. Zero chunks are holes in the memfd: they take no memory.
 //
-// Zero chunks are holes in the memfd: they take no memory until written.
+// There is no cache here: whoever builds a base decides how long it lives
+// (a thaw::Snapshot handle keeps the one built through it; each Vm mapping
+// it holds a reference too).
 //
-// Thread safety: Get() may be called from any thread; two threads asking for
-// the same snapshot at once share one decompression.
+// Thread safety: immutable once built.
 #ifndef THAW_SNAPSHOT_SHARED_BASE_H_
 #define THAW_SNAPSHOT_SHARED_BASE_H_
 
@@ -22,14 +22,12 @@ namespace thaw::snapshot {
 
 class SharedBase {
  public:
-  // The base for `image` (keyed by its snapshot id), built on first use.
-  // `built` is set when this call decompressed it.
-  static absl::StatusOr<std::shared_ptr<const SharedBase>> Get(
-      std::shared_ptr<const SnapshotImage> image, RestoreCounters& counters,
-      bool* built);
+  // Decompresses `image` into a new memfd, counting reads in `counters`.
+  static absl::StatusOr<std::shared_ptr<const SharedBase>> Build(
+      const SnapshotImage& image, RestoreCounters& counters);
   ~SharedBase();
-  // Frees the bases kept while no Vm uses them.
-  static void DropIdle();
+  SharedBase(const SharedBase&) = delete;
+  SharedBase& operator=(const SharedBase&) = delete;
 
   int fd() const { return fd_; }
   uint64_t size() const { return size_; }

@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 #include "snapshot/format.h"
-#include "snapshot/little_endian.h"
+#include "base/little_endian.h"
 #include "snapshot/uring_reader.h"
 #include "thaw/abi.h"
 

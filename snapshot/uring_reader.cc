@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 
 namespace thaw::snapshot {
 

@@ -7,7 +7,7 @@
 namespace thaw::snapshot {
 namespace {
 
-void EncodeSegment(const backend::Segment& in, proto::Segment* out) {
+void EncodeSegment(const Segment& in, proto::Segment* out) {
   out->set_base(in.base);
   out->set_limit(in.limit);
   out->set_selector(in.selector);
@@ -22,8 +22,8 @@ void EncodeSegment(const backend::Segment& in, proto::Segment* out) {
   out->set_unusable(in.unusable);
 }
 
-backend::Segment DecodeSegment(const proto::Segment& in) {
-  backend::Segment out;
+Segment DecodeSegment(const proto::Segment& in) {
+  Segment out;
   out.base = in.base();
   out.limit = in.limit();
   out.selector = static_cast<uint16_t>(in.selector());
@@ -49,7 +49,7 @@ auto Gprs(State& s) {
 
 }  // namespace
 
-proto::VcpuState EncodeVcpuState(const backend::VcpuState& s) {
+proto::VcpuState EncodeVcpuState(const VcpuState& s) {
   proto::VcpuState out;
   for (const uint64_t* reg : Gprs(s)) out.add_gpr(*reg);
   out.set_rip(s.rip);
@@ -71,9 +71,9 @@ proto::VcpuState EncodeVcpuState(const backend::VcpuState& s) {
   out.set_cr3(s.cr3);
   out.set_cr4(s.cr4);
   out.set_efer(s.efer);
-  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
     proto::Msr* msr = out.add_msrs();
-    msr->set_index(backend::kPortableMsrs[i].index);
+    msr->set_index(kPortableMsrs[i].index);
     msr->set_value(s.msrs[i]);
   }
   proto::FpuState* fpu = out.mutable_fpu();
@@ -88,8 +88,8 @@ proto::VcpuState EncodeVcpuState(const backend::VcpuState& s) {
   return out;
 }
 
-backend::VcpuState DecodeVcpuState(const proto::VcpuState& in) {
-  backend::VcpuState s;
+VcpuState DecodeVcpuState(const proto::VcpuState& in) {
+  VcpuState s;
   auto regs = Gprs(s);
   for (int i = 0; i < 16; ++i) *regs[i] = in.gpr(i);
   s.rip = in.rip();
@@ -112,8 +112,8 @@ backend::VcpuState DecodeVcpuState(const proto::VcpuState& in) {
   // MSRs the file names that this build does not carry were refused by
   // CheckMsrs; the ones it lacks keep their boot values.
   for (const proto::Msr& msr : in.msrs()) {
-    for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
-      if (backend::kPortableMsrs[i].index == msr.index())
+    for (size_t i = 0; i < kPortableMsrCount; ++i) {
+      if (kPortableMsrs[i].index == msr.index())
         s.msrs[i] = msr.value();
     }
   }
@@ -129,7 +129,7 @@ backend::VcpuState DecodeVcpuState(const proto::VcpuState& in) {
 absl::Status CheckMsrs(const proto::VcpuState& state) {
   for (const proto::Msr& msr : state.msrs()) {
     bool known = false;
-    for (const backend::PortableMsr& portable : backend::kPortableMsrs) {
+    for (const PortableMsr& portable : kPortableMsrs) {
       known = known || portable.index == msr.index();
     }
     if (!known) {

@@ -4,14 +4,14 @@
 #define THAW_SNAPSHOT_VCPU_CODEC_H_
 
 #include "absl/status/status.h"
-#include "lib/backend/vcpu_state.h"
+#include "base/vcpu_state.h"
 #include "snapshot/manifest.pb.h"
 
 namespace thaw::snapshot {
 
-proto::VcpuState EncodeVcpuState(const backend::VcpuState& state);
+proto::VcpuState EncodeVcpuState(const VcpuState& state);
 // The input must have passed SnapshotFile's checks (16 GPRs, full FPU).
-backend::VcpuState DecodeVcpuState(const proto::VcpuState& state);
+VcpuState DecodeVcpuState(const proto::VcpuState& state);
 // FailedPrecondition if `state` carries an MSR this build cannot restore.
 absl::Status CheckMsrs(const proto::VcpuState& state);
 

@@ -12,10 +12,10 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/format.h"
-#include "snapshot/little_endian.h"
+#include "base/little_endian.h"
 
 namespace thaw::snapshot {
 namespace {

@@ -19,7 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "snapshot/format.h"
-#include "snapshot/little_endian.h"
+#include "base/little_endian.h"
 #include "snapshot/manifest.pb.h"
 #include "snapshot/snapshot_file.h"
 #include "thaw/abi.h"
@@ -76,7 +76,7 @@ class SnapshotCorruptionTest : public ::testing::Test {
 
   // The header's fields, from the intact file.
   static uint64_t HeaderField(uint64_t offset) {
-    return snapshot::LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) +
+    return LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) +
                               offset);
   }
 
@@ -112,14 +112,14 @@ class SnapshotCorruptionTest : public ::testing::Test {
     std::string encoded = manifest.SerializeAsString();
     std::string header = bytes_->substr(0, snapshot::kHeaderSize);
     auto* h = reinterpret_cast<uint8_t*>(header.data());
-    snapshot::StoreLe(h + snapshot::kHeaderDataSizeOffset, data.size(), 8);
-    snapshot::StoreLe(h + snapshot::kHeaderManifestOffsetOffset,
+    StoreLe(h + snapshot::kHeaderDataSizeOffset, data.size(), 8);
+    StoreLe(h + snapshot::kHeaderManifestOffsetOffset,
                       snapshot::kHeaderSize + data.size(), 8);
-    snapshot::StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(),
+    StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(),
                       8);
-    snapshot::StoreLe(h + snapshot::kHeaderManifestHashOffset,
+    StoreLe(h + snapshot::kHeaderManifestHashOffset,
                       XXH3_64bits(encoded.data(), encoded.size()), 8);
-    snapshot::StoreLe(h + snapshot::kHeaderHashOffset,
+    StoreLe(h + snapshot::kHeaderHashOffset,
                       XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
     return header + data + encoded;
   }
@@ -281,9 +281,9 @@ TEST_F(SnapshotCorruptionTest, OtherFormatVersionsAreFailedPrecondition) {
         std::pair{snapshot::kHeaderArchOffset, 2}}) {
     std::string bad = *bytes_;
     auto* h = reinterpret_cast<uint8_t*>(bad.data());
-    snapshot::StoreLe(h + offset, value,
+    StoreLe(h + offset, value,
                       offset == snapshot::kHeaderArchOffset ? 4 : 2);
-    snapshot::StoreLe(h + snapshot::kHeaderHashOffset,
+    StoreLe(h + snapshot::kHeaderHashOffset,
                       XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
     absl::Status s = ExpectRefused(bad, absl::StrCat("field at ", offset));
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;

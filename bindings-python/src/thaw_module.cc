@@ -6,12 +6,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <atomic>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
+#include <vector>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -164,13 +164,13 @@ std::shared_ptr<py::object> KeepCallable(py::object callable) {
 
 // thaw.Vm: owns a thaw::Vm until close() (or the end of a `with` block).
 //
-// Python threads may share one thaw.Vm, but thaw::Vm runs one call at a time
-// (include/thaw/vm.h): everything that runs the guest or changes the Vm
-// takes `busy_` (without the GIL), so a second thread's call waits for the
-// first. A host function calling back into its own Vm would wait for itself
-// and is refused instead. pause/resume/console/report need no turn
-// (thread-safe in C++) and only take the pointer under `pointer_mutex_`, so
-// they work while a call runs and can never see a Vm that close() freed.
+// thaw::Vm itself runs one operation at a time, makes a second thread's
+// operation wait its turn, refuses a host function that re-enters its own
+// Vm, and keeps stats, console, report and symbol lookups safe from any
+// thread (include/thaw/vm.h). What is left here is the Python object's own
+// lifetime: operations hold `close_mutex_` shared, so close() waits for
+// running calls before it frees the Vm, and the pointer is only taken under
+// `pointer_mutex_`, so nothing sees a Vm that close() freed.
 class PyVm {
  public:
   explicit PyVm(std::unique_ptr<Vm> vm) : vm_(std::move(vm)) {}
@@ -188,19 +188,19 @@ class PyVm {
   }
   bool closed() { return Current() == nullptr; }
 
-  // Runs f(Vm&) -> Status or StatusOr with the GIL released and the Vm to
-  // this thread alone; raises the status if it is not OK.
+  // Runs f(Vm&) -> Status or StatusOr with the GIL released; close() waits
+  // until it is done.
   template <typename F>
   auto Exclusive(F&& f) {
     RefuseReentry();
     py::gil_scoped_release release;
-    std::lock_guard<std::mutex> turn(busy_);
+    std::shared_lock<std::shared_mutex> open(close_mutex_);
     std::shared_ptr<Vm> vm = Current();
     using Result = decltype(f(*vm));
     if (!vm) return Result(Closed());
-    owner_.store(std::this_thread::get_id());
+    Inside().push_back(this);
     Result result = f(*vm);
-    owner_.store(std::thread::id());
+    Inside().pop_back();
     return result;
   }
 
@@ -208,7 +208,7 @@ class PyVm {
     RefuseReentry();
     std::shared_ptr<Vm> vm;
     py::gil_scoped_release release;  // host functions' deleters take it
-    std::lock_guard<std::mutex> turn(busy_);
+    std::unique_lock<std::shared_mutex> closing(close_mutex_);
     {
       std::lock_guard<std::mutex> lock(pointer_mutex_);
       vm.swap(vm_);
@@ -297,16 +297,25 @@ class PyVm {
   static absl::Status Closed() {
     return absl::FailedPreconditionError("this Vm is closed");
   }
+  // The Vms whose operation this thread is inside (a host function runs on
+  // the thread of the call that invoked it).
+  static std::vector<const PyVm*>& Inside() {
+    thread_local std::vector<const PyVm*> inside;
+    return inside;
+  }
+  // thaw::Vm refuses re-entry too, but close() must not wait for itself,
+  // and an operation must not take close_mutex_ twice on one thread.
   void RefuseReentry() {
-    if (owner_.load() == std::this_thread::get_id()) {
-      RaiseStatus(absl::FailedPreconditionError(
-          "this Vm is running a call on this thread: a host function cannot "
-          "call into, change or close its own Vm"));
+    for (const PyVm* vm : Inside()) {
+      if (vm == this) {
+        RaiseStatus(absl::FailedPreconditionError(
+            "this Vm is running a call on this thread: a host function "
+            "cannot call into, change or close its own Vm"));
+      }
     }
   }
 
-  std::mutex busy_;  // one call (or change) at a time
-  std::atomic<std::thread::id> owner_{};
+  std::shared_mutex close_mutex_;  // shared by operations, unique by close
   std::mutex pointer_mutex_;
   std::shared_ptr<Vm> vm_;
 };
@@ -344,6 +353,21 @@ VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
   c.stack_size = stack_size;
   c.console_limit = console_limit;
   return c;
+}
+
+RestoreOptions MakeRestoreOptions(const std::string& engine,
+                                  const std::string& backend,
+                                  double call_timeout, bool record_working_set,
+                                  uint64_t console_limit,
+                                  py::object console_sink) {
+  RestoreOptions options;
+  options.console_sink = ConsoleSink(std::move(console_sink));
+  options.engine = Value(ParseRestoreEngine(engine));
+  options.backend = Backend(backend);
+  options.call_timeout = Seconds(call_timeout);
+  options.record_working_set = record_working_set;
+  options.console_limit = console_limit;
+  return options;
 }
 
 }  // namespace
@@ -522,19 +546,62 @@ PYBIND11_MODULE(_thaw, m) {
   m.attr("Vm").attr("__module__") = "thaw";
   m.attr("VmConfig").attr("__module__") = "thaw";
 
+  py::class_<Snapshot>(
+      m, "Snapshot",
+      "A snapshot file opened once (header and manifest checked) and "
+      "restored many times. With engine='shared' the decompressed image is "
+      "built by the first restore and kept while this object (or a Vm "
+      "restored from it) lives.")
+      .def(py::init([](const std::string& path) {
+             return Value(WithoutGil([&] { return Snapshot::Open(path); }));
+           }),
+           py::arg("path"),
+           "Opens and checks a snapshot file; raises CorruptSnapshot for a "
+           "damaged one.")
+      .def(
+          "restore",
+          [](const Snapshot& self, const std::string& engine,
+             const std::string& backend, double call_timeout,
+             bool record_working_set, uint64_t console_limit,
+             py::object console_sink) {
+            RestoreOptions options =
+                MakeRestoreOptions(engine, backend, call_timeout,
+                                   record_working_set, console_limit,
+                                   std::move(console_sink));
+            return std::make_unique<PyVm>(
+                Value(WithoutGil([&] { return self.Restore(options); })));
+          },
+          py::arg("engine") = "prefetch", py::arg("backend") = "auto",
+          py::arg("call_timeout") = 10.0, py::arg("record_working_set") = false,
+          py::arg("console_limit") = 1ull << 20,
+          py::arg("console_sink") = py::none(),
+          "A new Vm restored from this snapshot. engine: 'eager', 'lazy', "
+          "'prefetch' or 'shared'.")
+      .def_property_readonly(
+          "info", [](const Snapshot& self) { return InfoDict(self.Info()); },
+          "The header and manifest summarized (a dict), read at open.")
+      .def(
+          "verify",
+          [](const Snapshot& self) {
+            Check(WithoutGil([&] { return self.Verify(); }));
+          },
+          "Checks every frame's checksums and the padding; raises "
+          "CorruptSnapshot if the file (or a parent) is not intact.")
+      .def_property_readonly("path", &Snapshot::path, "The file opened.")
+      .def("__repr__", [](const Snapshot& self) {
+        return absl::StrCat("thaw.Snapshot('", self.path(), "')");
+      });
+  m.attr("Snapshot").attr("__module__") = "thaw";
+
   m.def(
       "restore",
       [](const std::string& path, const std::string& engine,
          const std::string& backend, double call_timeout,
          bool record_working_set, uint64_t console_limit,
          py::object console_sink) {
-        RestoreOptions options;
-        options.console_sink = ConsoleSink(std::move(console_sink));
-        options.engine = Value(ParseRestoreEngine(engine));
-        options.backend = Backend(backend);
-        options.call_timeout = Seconds(call_timeout);
-        options.record_working_set = record_working_set;
-        options.console_limit = console_limit;
+        RestoreOptions options = MakeRestoreOptions(
+            engine, backend, call_timeout, record_working_set, console_limit,
+            std::move(console_sink));
         return std::make_unique<PyVm>(
             Value(WithoutGil([&] { return Vm::Restore(path, options); })));
       },
@@ -543,8 +610,9 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("record_working_set") = false,
       py::arg("console_limit") = 1ull << 20,
       py::arg("console_sink") = py::none(),
-      "Restores a snapshot into a new Vm. engine: 'eager', 'lazy', "
-      "'prefetch' or 'shared'. Raises CorruptSnapshot for a damaged file.");
+      "Restores a snapshot into a new Vm (thaw.Snapshot(path).restore(...) "
+      "without keeping the handle). engine: 'eager', 'lazy', 'prefetch' or "
+      "'shared'. Raises CorruptSnapshot for a damaged file.");
   m.def(
       "inspect",
       [](const std::string& path) {
@@ -568,7 +636,4 @@ PYBIND11_MODULE(_thaw, m) {
         return std::string(status.message());
       },
       "None if KVM can run guests here, else why not.");
-  m.def("drop_idle_shared_bases", &DropIdleSharedBases,
-        "Frees the decompressed images kept for engine='shared' while no Vm "
-        "uses them.");
 }

@@ -6,7 +6,8 @@ init and restore it far faster than it boots.
         vm.load_guest("echo.elf")
         vm.boot()
         vm.snapshot("fn.thaw")
-    with thaw.restore("fn.thaw", engine="prefetch") as clone:
+    snapshot = thaw.Snapshot("fn.thaw")      # opened and checked once
+    with snapshot.restore(engine="shared") as clone:
         print(clone.call("echo", b"hi"))
 
 Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, GuestFault
@@ -18,18 +19,17 @@ from ._thaw import (  # noqa: F401
     Error,
     GuestFault,
     InvalidArgument,
+    Snapshot,
     Timeout,
     Vm,
     VmConfig,
     check_kvm,
-    drop_idle_shared_bases,
     inspect,
     restore,
     verify,
 )
 
 __all__ = [
-    "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Timeout",
-    "Vm", "VmConfig", "check_kvm", "drop_idle_shared_bases", "inspect",
-    "restore", "verify",
+    "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Snapshot",
+    "Timeout", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
 ]

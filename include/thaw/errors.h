@@ -27,9 +27,6 @@ struct GuestFault {
 // The fault details if `status` reports a guest exception, else nullopt.
 std::optional<GuestFault> GetGuestFault(const absl::Status& status);
 
-// Attaches `fault` to `status` (used by the monitor).
-void SetGuestFault(absl::Status& status, const GuestFault& fault);
-
 }  // namespace thaw
 
 #endif  // THAW_ERRORS_H_

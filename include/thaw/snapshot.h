@@ -1,116 +1,53 @@
-// Snapshots of thaw Vms: the options for taking and restoring them, and
-// reading a snapshot file without restoring it (inspect, verify).
+// thaw::Snapshot — a handle on one snapshot file: opened and checked once,
+// restored many times.
 //
 // A snapshot is one file (format: doc/snapshot-format.md) holding a parked
-// Vm: its vCPU state, the guest-ABI state and its memory as independently
-// compressed chunks. Vm::Snapshot() writes one; Vm::Restore() brings it back
-// in a new Vm with one of the RestoreEngines below. Files are written
-// atomically and checked on every read: a damaged file is an error naming
-// the file and the damage (DataLoss), never a crash or a guest started on
-// bad memory.
+// Vm: its vCPU state, its guest's state and its memory as independently
+// compressed chunks. Vm::Snapshot() writes one. Snapshot::Open() reads and
+// checks its header and manifest (and those of its diff parents) once;
+// Restore() then makes Vms from it without parsing the file again, with one
+// of the RestoreEngines (thaw/kinds.h). Files are written atomically and
+// checked on every read: a damaged file is an error naming the file and the
+// damage (DataLoss), never a crash or a guest started on bad memory.
 //
-// Thread safety: these functions may be called from any thread; they share
-// no state except the shared-base cache, which is internally locked.
+// Ownership (LevelDB's Snapshot): the handle owns what restores through it
+// share. For RestoreEngine::kSharedBase that is the decompressed image,
+// built by the first such restore; it is freed when the last copy of the
+// handle and the last Vm restored from it are gone. There is no hidden
+// process-wide cache: keep the handle to keep the image.
+//
+// Thread safety: a Snapshot is immutable once open; every method may be
+// called from any number of threads at once, and copies share one state.
+// Concurrent kSharedBase restores build the image once.
 #ifndef THAW_SNAPSHOT_H_
 #define THAW_SNAPSHOT_H_
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "thaw/options.h"
 
 namespace thaw {
 
-enum class BackendKind;
+class Vm;
 
-struct SnapshotOptions {
-  // zstd level (1-19; 3 is the measured balance of speed and size).
-  int compression_level = 3;
-  // Memory is stored in chunks of this many bytes: a power of two from
-  // 4 KiB to 4 MiB. Each chunk is one independent zstd frame.
-  uint32_t chunk_size = 64u << 10;
-  // Diff snapshot: the path of the snapshot this Vm was restored from.
-  // Only chunks that differ from it are stored; a restore needs it too.
-  std::string parent;
-  // Called now and then with (chunks written, chunks in all).
-  std::function<void(uint64_t done, uint64_t total)> progress;
-};
-
-enum class RestoreEngine {
-  // Read and decompress the whole image before the guest runs.
-  kEager,
-  // Guest memory is filled on first touch (userfaultfd); chunks the guest
-  // never touches are never read.
-  kLazy,
-  // Lazy, plus the snapshot's recorded working set brought in first: mapped
-  // straight from the file where Vm::WriteWorkingSet stored it raw (checked
-  // in the background once per file version and process, before any result
-  // is returned), else streamed in while the guest already runs. Without a
-  // recorded working set it is kLazy. Like Firecracker's memory file, a
-  // snapshot file must not be truncated in place while Vms restored from it
-  // this way run (thaw itself only ever replaces files by rename).
-  kLazyPrefetch,
-  // The image is decompressed once per process into shared memory that every
-  // Vm restored from it maps copy-on-write; supports Vm::Reset().
-  kSharedBase,
-};
-
-// "eager", "lazy", "prefetch", "shared".
-absl::string_view RestoreEngineName(RestoreEngine engine);
-absl::StatusOr<RestoreEngine> ParseRestoreEngine(absl::string_view name);
-
-struct RestoreOptions {
-  RestoreEngine engine = RestoreEngine::kLazyPrefetch;
-  // The backend to restore on; a snapshot taken on one backend restores on
-  // the other.
-  BackendKind backend{};  // kAuto
-  absl::Duration call_timeout = absl::Seconds(10);
-  uint64_t console_limit = 1ull << 20;
-  std::function<void(absl::string_view)> console_sink;
-  // kLazy only (InvalidArgument with other engines): record the chunks the
-  // restore and the first call touch, in first-touch order, for
-  // Vm::WriteWorkingSet().
-  bool record_working_set = false;
-};
-
-// What a restore did, counted.
-struct RestoreStats {
-  RestoreEngine engine = RestoreEngine::kEager;
-  // Page faults the lazy engines served by reading (or zero-filling) the
-  // chunk on the spot.
-  uint64_t faults = 0;
-  // Page faults on a chunk the prefetcher was already installing: the
-  // guest waited for it, but nothing extra was read.
-  uint64_t prefetch_waits = 0;
-  uint64_t chunks_read = 0;     // chunks read from the file and decompressed
-  uint64_t bytes_read = 0;      // compressed bytes read
-  uint64_t zero_chunks = 0;     // all-zero chunks installed lazily
-  uint64_t prefetched = 0;      // chunks installed by prefetch
-  // Working-set chunks mapped straight from the file (stored raw by
-  // Vm::WriteWorkingSet), checked in the background.
-  uint64_t mapped = 0;
-  // Reads done with plain pread because io_uring is unavailable here (a
-  // seccomp filter, kernel.io_uring_disabled): restores still work.
-  uint64_t reads_without_io_uring = 0;
-  uint64_t resets = 0;          // Vm::Reset() calls
-  uint64_t pages_reset = 0;     // pages the last Reset() restored
-  bool shared_base_built = false;  // this restore decompressed the base
-  // Reset finds what changed from KVM's dirty log (plus the host's own
-  // writes) instead of walking the page tables (/proc/self/pagemap).
-  bool reset_uses_dirty_log = false;
-};
+namespace internal {
+class SnapshotState;  // lib/snapshot_state.h
+struct VmAccess;      // lib/vm_internal.h
+}  // namespace internal
 
 // A snapshot file's header and manifest, summarized.
 struct SnapshotInfo {
   std::string path;
   int format_major = 0, format_minor = 0;
-  std::string snapshot_id;    // 32 hex digits
-  std::string parent_path;    // empty for a full snapshot
-  std::string source_backend; // "kvm" or "emulated"
+  std::string snapshot_id;     // 32 hex digits
+  std::string parent_path;     // empty for a full snapshot
+  std::string source_backend;  // "kvm" or "emulated"
   std::string guest_name;
   absl::Time created;
   uint64_t file_size = 0;
@@ -129,16 +66,47 @@ struct SnapshotInfo {
   std::string ToString() const;
 };
 
-// The shared-base engine keeps the decompressed images of the 4 snapshots
-// restored most recently even while no Vm uses them, so that restoring one
-// Vm at a time does not decompress each time. This frees those idle images.
-void DropIdleSharedBases();
+class Snapshot {
+ public:
+  // Opens `path` and, for a diff snapshot, its parents, and checks their
+  // headers and manifests. DataLoss names the file and the damage;
+  // FailedPrecondition for a file this build cannot use; NotFound etc. from
+  // the file system.
+  static absl::StatusOr<Snapshot> Open(const std::string& path);
 
-// Reads and checks the header and manifest (not the frames).
+  // A new Vm, parked where the snapshot was taken and ready for Call(). The
+  // guest sees a new restore generation and fresh entropy, and its
+  // after-restore hook runs before the first call. FailedPrecondition for a
+  // state this backend cannot run. With a lazy engine a damaged chunk shows
+  // when the guest first touches it: that call fails with DataLoss and the
+  // Vm refuses further calls. Host functions are not part of a snapshot:
+  // register them again on the restored Vm.
+  absl::StatusOr<std::unique_ptr<Vm>> Restore(
+      const RestoreOptions& options = {}) const;
+
+  // What `thaw inspect` prints; read at Open(), no I/O.
+  const SnapshotInfo& Info() const;
+
+  // Checks everything: every frame's checksums and sizes in this file and
+  // its parents, and the padding between frames. OK only for an intact
+  // snapshot. `progress` is called now and then with (frames done, total).
+  absl::Status Verify(
+      std::function<void(uint64_t done, uint64_t total)> progress =
+          nullptr) const;
+
+  const std::string& path() const;
+
+ private:
+  friend struct internal::VmAccess;
+  explicit Snapshot(std::shared_ptr<internal::SnapshotState> state)
+      : state_(std::move(state)) {}
+  std::shared_ptr<internal::SnapshotState> state_;
+};
+
+// Snapshot::Open(path) then Info().
 absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path);
 
-// Checks everything: header, manifest, every frame's checksums and sizes,
-// and the chain of parents. OK only for an intact snapshot.
+// Snapshot::Open(path) then Verify(progress).
 absl::Status VerifySnapshot(
     const std::string& path,
     std::function<void(uint64_t done, uint64_t total)> progress = nullptr);

@@ -1,9 +1,10 @@
-// thaw::Vm — one micro-VM running one function guest.
+// thaw::Vm — one micro-VM running one guest.
 //
 // A Vm owns its guest memory, one vCPU on a hypervisor backend (KVM or the
-// emulated backend) and the state of the guest ABI (include/thaw/abi.h). The
-// life of a Vm: Create -> LoadGuest -> Boot (the guest runs its init and parks)
-// -> any number of Call()s.
+// emulated backend) and its guest's state. The life of a Vm: Create ->
+// LoadGuest -> Boot (the guest runs its init and parks) -> any number of
+// Call()s; or Snapshot::Restore (thaw/snapshot.h) -> Call()s, with Reset()
+// between them for a Vm restored with RestoreEngine::kSharedBase.
 //
 // Errors: every fallible method returns absl::Status / absl::StatusOr. A guest
 // can never crash the host process: a guest exception, an abort, a bad
@@ -11,15 +12,20 @@
 // what happened (vector, RIP and CR2 for exceptions), and the Vm then refuses
 // further calls with FailedPrecondition carrying that first error.
 //
-// Thread safety: LoadGuest, Boot, Call, Snapshot, Reset, WriteWorkingSet and
-// RegisterHostFunction must not run concurrently on one Vm (they are meant
-// for one owning thread). Pause,
-// Resume, console, report and backend may be called from any thread at any
-// time. Distinct Vms are independent and may run in parallel.
+// Thread safety, enforced by the Vm itself:
+//  - the operations (LoadGuest, Boot, Call, Snapshot, Reset, WriteWorkingSet,
+//    RegisterHostFunction, ReadGuestMemory) run one at a time: a second
+//    thread's operation waits until the first is done. A host function that
+//    calls an operation of its own Vm gets FailedPrecondition (it would wait
+//    for itself);
+//  - Pause, Resume, paused, console, report, restore_stats, FindGuestSymbol,
+//    backend and config may be called from any thread at any time, also
+//    while an operation runs;
+//  - distinct Vms are independent and may run in parallel.
 //
 // Timeouts on the KVM backend interrupt the vCPU thread with the real-time
-// signal kInterruptSignal (SIGRTMIN + 5); thaw installs a no-op handler for it
-// if the process has none.
+// signal SIGRTMIN + 5; thaw installs a no-op handler for it if the process
+// has none.
 #ifndef THAW_VM_H_
 #define THAW_VM_H_
 
@@ -33,72 +39,28 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "thaw/kinds.h"
+#include "thaw/options.h"
+#include "thaw/report.h"
 #include "thaw/snapshot.h"
 
 namespace thaw {
 
 namespace internal {
 struct VmAccess;  // lib/vm_internal.h: thaw's own tools, not the public API
+class VmCore;     // lib/vm_core.h
 }  // namespace internal
-
-enum class BackendKind {
-  kAuto,      // KVM when /dev/kvm can run a VM, else emulated
-  kKvm,       // /dev/kvm; fails with Unavailable where it cannot
-  kEmulated,  // in-process x86-64 emulation (Unicorn); works everywhere
-};
-
-// "auto", "kvm" or "emulated".
-absl::string_view BackendName(BackendKind kind);
-// Parses BackendName's output; InvalidArgument for anything else.
-absl::StatusOr<BackendKind> ParseBackendName(absl::string_view name);
 
 // OK if this process can run guests on KVM, which is what kAuto picks then;
 // otherwise why not (no /dev/kvm, no permission, or a /dev/kvm that cannot
 // run a long-mode guest). Probed once per process, then cached.
 absl::Status CheckKvm();
 
-struct VmConfig {
-  // Guest memory in bytes: a multiple of 2 MiB, from 4 MiB to 64 GiB.
-  uint64_t memory_size = 64ull << 20;
-  // Function guests run on exactly one vCPU.
-  int vcpu_count = 1;
-  BackendKind backend = BackendKind::kAuto;
-  // Wall-clock limit for Boot() and for each Call(); time spent paused does
-  // not count.
-  absl::Duration call_timeout = absl::Seconds(10);
-  // Largest request and reply a Call() carries, in bytes.
-  uint64_t input_buffer_size = 1ull << 20;
-  uint64_t output_buffer_size = 1ull << 20;
-  uint64_t stack_size = 256ull << 10;
-  // Console bytes kept by console(); older output is dropped beyond this.
-  uint64_t console_limit = 1ull << 20;
-  // Optional: receives console output as the guest writes it, on the thread
-  // running the guest.
-  std::function<void(absl::string_view)> console_sink;
-};
-
 // A function the guest can call by name (thaw_host_call in the guest SDK).
 // It runs on the thread that runs the guest, while the guest waits. An error
 // status reaches the guest as THAW_ERR_HOST; it does not fail the Vm.
 using HostFunction =
     std::function<absl::StatusOr<std::string>(absl::string_view input)>;
-
-// Where the time went, like Lambda's INIT_REPORT.
-struct PhaseReport {
-  BackendKind backend = BackendKind::kAuto;  // the backend actually used
-  absl::Duration create;     // memory, backend and vCPU set-up
-  absl::Duration load;       // ELF parsing and copy into guest memory
-  absl::Duration boot;       // from first instruction to the park point
-  absl::Duration restore;    // Vm::Restore(), for a restored Vm
-  absl::Duration snapshot;   // the most recent Snapshot()
-  absl::Duration reset;      // the most recent Reset()
-  uint64_t calls = 0;        // completed Call()s, successful or not
-  absl::Duration last_call;  // the most recent Call()
-  absl::Duration total_calls;
-
-  // One line per phase, for humans.
-  std::string ToString() const;
-};
 
 class Vm {
  public:
@@ -137,15 +99,8 @@ class Vm {
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
 
-  // Restores the snapshot at `path` into a new Vm, parked where it was taken
-  // and ready for Call(). The guest sees a new restore generation and fresh
-  // entropy in its boot-info page, and its after-restore hook runs before
-  // the first call. DataLoss names the file and the damage for a corrupt
-  // snapshot; FailedPrecondition for one this build or backend cannot run.
-  // With a lazy engine a damaged chunk shows when the guest first touches
-  // it: that call fails with DataLoss and the Vm refuses further calls.
-  // Host functions are not part of a snapshot: register them again on the
-  // restored Vm.
+  // Snapshot::Open(path), then Restore(options) on that handle; the handle
+  // is dropped after, so a kSharedBase image is not kept for the next call.
   static absl::StatusOr<std::unique_ptr<Vm>> Restore(
       const std::string& path, const RestoreOptions& options = {});
 
@@ -192,12 +147,12 @@ class Vm {
   // Address of a symbol in the loaded guest's ELF symbol table.
   absl::StatusOr<uint64_t> FindGuestSymbol(absl::string_view name) const;
 
-  class Impl;
 
  private:
+  friend class Snapshot;
   friend struct internal::VmAccess;
-  explicit Vm(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Vm(std::unique_ptr<internal::VmCore> core);
+  std::unique_ptr<internal::VmCore> core_;
 };
 
 }  // namespace thaw

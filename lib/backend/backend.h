@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "lib/backend/vcpu_state.h"
+#include "base/vcpu_state.h"
 #include "lib/guest_memory.h"
 #include "thaw/vm.h"
 

@@ -15,7 +15,6 @@ namespace thaw::emu {
 namespace {
 
 using backend::Exit;
-using backend::VcpuState;
 
 constexpr uint32_t kMsrEfer = 0xC0000080;
 // A host-owned, mapped address in the boot-info page past the structure,
@@ -276,7 +275,7 @@ absl::StatusOr<VcpuState> UnicornBackend::GetState() {
   s.gdt = {gdtr.base, static_cast<uint16_t>(gdtr.limit)};
   s.idt = {idtr.base, static_cast<uint16_t>(idtr.limit)};
   // Unicorn reports selectors only; attributes come from the guest's GDT.
-  const std::pair<int, backend::Segment*> segments[] = {
+  const std::pair<int, Segment*> segments[] = {
       {UC_X86_REG_CS, &s.cs}, {UC_X86_REG_DS, &s.ds}, {UC_X86_REG_ES, &s.es},
       {UC_X86_REG_FS, &s.fs}, {UC_X86_REG_GS, &s.gs}, {UC_X86_REG_SS, &s.ss},
   };
@@ -295,8 +294,8 @@ absl::StatusOr<VcpuState> UnicornBackend::GetState() {
   uc_x86_msr msr{kMsrEfer, 0};
   uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
   s.efer = msr.value;
-  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
-    msr = {backend::kPortableMsrs[i].index, 0};
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
+    msr = {kPortableMsrs[i].index, 0};
     uc_reg_read(uc_, UC_X86_REG_MSR, &msr);
     s.msrs[i] = msr.value;
   }
@@ -343,8 +342,8 @@ absl::Status UnicornBackend::SetState(const VcpuState& s) {
     uc_x86_mmr tr{s.tr.selector, s.tr.base, s.tr.limit, 0};
     err = uc_reg_write(uc_, UC_X86_REG_TR, &tr);
   }
-  for (size_t i = 0; i < backend::kPortableMsrCount && err == UC_ERR_OK; ++i) {
-    uc_x86_msr msr{backend::kPortableMsrs[i].index, s.msrs[i]};
+  for (size_t i = 0; i < kPortableMsrCount && err == UC_ERR_OK; ++i) {
+    uc_x86_msr msr{kPortableMsrs[i].index, s.msrs[i]};
     err = uc_reg_write(uc_, UC_X86_REG_MSR, &msr);
   }
   write(UC_X86_REG_CR2, s.cr2);

@@ -15,14 +15,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 #include "thaw/abi.h"
 
 namespace thaw::kvm {
 namespace {
 
 using backend::Exit;
-using backend::VcpuState;
 
 constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
 
@@ -85,8 +84,8 @@ class Fd {
   int fd_;
 };
 
-backend::Segment FromKvm(const kvm_segment& k) {
-  backend::Segment s;
+Segment FromKvm(const kvm_segment& k) {
+  Segment s;
   s.base = k.base;
   s.limit = k.limit;
   s.selector = k.selector;
@@ -102,7 +101,7 @@ backend::Segment FromKvm(const kvm_segment& k) {
   return s;
 }
 
-kvm_segment ToKvm(const backend::Segment& s) {
+kvm_segment ToKvm(const Segment& s) {
   kvm_segment k{};
   k.base = s.base;
   k.limit = s.limit;
@@ -461,10 +460,10 @@ absl::StatusOr<VcpuState> KvmBackend::GetState() {
   }
   kvm_fpu fpu{};
   if (absl::Status s = Ioctl(KVM_GET_FPU, &fpu, "GET_FPU"); !s.ok()) return s;
-  std::array<uint64_t, backend::kPortableMsrCount> msrs{};
-  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+  std::array<uint64_t, kPortableMsrCount> msrs{};
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
     if (absl::Status st =
-            AccessMsr(kGetMsrs, backend::kPortableMsrs[i].index, msrs[i]);
+            AccessMsr(kGetMsrs, kPortableMsrs[i].index, msrs[i]);
         !st.ok()) {
       return st;
     }
@@ -529,10 +528,10 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
   for (int i = 0; i < 16; ++i) std::memcpy(fpu.xmm[i], s.fpu.xmm[i].data(), 16);
   if (absl::Status st = Ioctl(KVM_SET_FPU, &fpu, "SET_FPU"); !st.ok())
     return st;
-  for (size_t i = 0; i < backend::kPortableMsrCount; ++i) {
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
     uint64_t value = s.msrs[i];
     if (absl::Status st =
-            AccessMsr(kSetMsrs, backend::kPortableMsrs[i].index, value);
+            AccessMsr(kSetMsrs, kPortableMsrs[i].index, value);
         !st.ok()) {
       return st;
     }

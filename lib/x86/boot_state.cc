@@ -21,8 +21,8 @@ constexpr uint64_t kDataDescriptor = 0x00CF93000000FFFFull;  // D/B=1, type 3
 constexpr uint32_t kTssLimit = 0x67;
 constexpr uint8_t kTssTypeBusy = 0xB;  // KVM requires a busy 64-bit TSS in TR
 
-backend::Segment FlatCode() {
-  backend::Segment s;
+Segment FlatCode() {
+  Segment s;
   s.limit = 0xFFFFFFFF;
   s.selector = kCodeSelector;
   s.type = 0xB;
@@ -30,8 +30,8 @@ backend::Segment FlatCode() {
   return s;
 }
 
-backend::Segment FlatData() {
-  backend::Segment s;
+Segment FlatData() {
+  Segment s;
   s.limit = 0xFFFFFFFF;
   s.selector = kDataSelector;
   s.type = 0x3;
@@ -134,7 +134,7 @@ absl::Status WriteIdtAndStubs(GuestMemory& memory) {
 
 }  // namespace
 
-absl::StatusOr<backend::VcpuState> BuildLongModeBootState(GuestMemory& memory) {
+absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory) {
   if (memory.size() % k2MiB != 0 || memory.size() > kMaxMemorySize) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "guest memory of %d bytes: must be a multiple of 2 MiB, at most 64 GiB",
@@ -144,7 +144,7 @@ absl::StatusOr<backend::VcpuState> BuildLongModeBootState(GuestMemory& memory) {
   if (absl::Status s = WriteGdtAndTss(memory); !s.ok()) return s;
   if (absl::Status s = WriteIdtAndStubs(memory); !s.ok()) return s;
 
-  backend::VcpuState state;
+  VcpuState state;
   state.cs = FlatCode();
   state.ds = state.es = state.fs = state.gs = state.ss = FlatData();
   state.tr.selector = kTssSelector;
@@ -164,9 +164,9 @@ absl::StatusOr<backend::VcpuState> BuildLongModeBootState(GuestMemory& memory) {
   return state;
 }
 
-backend::Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
+Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
                                uint16_t gdt_limit, uint16_t selector) {
-  backend::Segment s;
+  Segment s;
   s.selector = selector;
   uint64_t index = selector & ~uint64_t{7};
   uint64_t descriptor = 0;
@@ -194,7 +194,7 @@ backend::Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
   return s;
 }
 
-absl::Status CheckPortableState(const backend::VcpuState& s) {
+absl::Status CheckPortableState(const VcpuState& s) {
   // VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT.
   constexpr uint64_t kPortableCr4 = 0x7FF;
   constexpr uint64_t kEferSce = 1ull << 0, kEferNxe = 1ull << 11;

@@ -16,7 +16,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "lib/backend/vcpu_state.h"
+#include "base/vcpu_state.h"
 #include "lib/guest_memory.h"
 
 namespace thaw::x86 {
@@ -42,18 +42,18 @@ inline constexpr uint64_t kMaxMemorySize = 64ull << 30;
 // Writes page tables, GDT, TSS, IDT and exception stubs into `memory` and
 // returns the vCPU state for entering the guest. The caller sets rip, rsp
 // and rdi. `memory` must be a multiple of 2 MiB and at most kMaxMemorySize.
-absl::StatusOr<backend::VcpuState> BuildLongModeBootState(GuestMemory& memory);
+absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory);
 
 // Decodes the 8-byte GDT descriptor for `selector` from guest memory into a
 // Segment (used by backends that do not report segment attributes).
-backend::Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
+Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
                                uint16_t gdt_limit, uint16_t selector);
 
 // OK if `state` is a long-mode state that both backends can load: PE and
 // PG, PAE, LME and LMA set, and no CR4 or EFER feature bit beyond those every
 // thaw backend offers (a snapshot using one would misbehave later on a
 // backend without it). FailedPrecondition naming the first bit otherwise.
-absl::Status CheckPortableState(const backend::VcpuState& state);
+absl::Status CheckPortableState(const VcpuState& state);
 
 }  // namespace thaw::x86
 

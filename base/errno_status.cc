@@ -1,4 +1,4 @@
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 
 #include <cerrno>
 #include <cstring>

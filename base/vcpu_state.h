@@ -1,14 +1,14 @@
 // VcpuState: the whole architectural state of one x86-64 vCPU, in a form that
 // does not depend on the backend, so a state read from one backend can be
 // written to the other (and, later, stored in a snapshot).
-#ifndef THAW_LIB_BACKEND_VCPU_STATE_H_
-#define THAW_LIB_BACKEND_VCPU_STATE_H_
+#ifndef THAW_BASE_VCPU_STATE_H_
+#define THAW_BASE_VCPU_STATE_H_
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 
-namespace thaw::backend {
+namespace thaw {
 
 struct Segment {
   uint64_t base = 0;
@@ -85,6 +85,6 @@ struct VcpuState {
   FpuState fpu;
 };
 
-}  // namespace thaw::backend
+}  // namespace thaw
 
-#endif  // THAW_LIB_BACKEND_VCPU_STATE_H_
+#endif  // THAW_BASE_VCPU_STATE_H_

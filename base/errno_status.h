@@ -1,6 +1,6 @@
 // The one place errno becomes an absl::Status (LevelDB's PosixError).
-#ifndef THAW_LIB_ERRNO_STATUS_H_
-#define THAW_LIB_ERRNO_STATUS_H_
+#ifndef THAW_BASE_ERRNO_STATUS_H_
+#define THAW_BASE_ERRNO_STATUS_H_
 
 #include "absl/strings/string_view.h"
 
@@ -14,4 +14,4 @@ absl::Status ErrnoStatus(absl::string_view context, int error_number);
 
 }  // namespace thaw
 
-#endif  // THAW_LIB_ERRNO_STATUS_H_
+#endif  // THAW_BASE_ERRNO_STATUS_H_

@@ -7,8 +7,8 @@
 // Both hold for KVM (guest writes go through the same host page tables) and
 // for the emulator, and only this mapping is looked at, so Vms in one
 // process never disturb each other (unlike clear_refs soft-dirty bits).
-#ifndef THAW_LIB_PAGE_MAP_H_
-#define THAW_LIB_PAGE_MAP_H_
+#ifndef THAW_BASE_PAGE_MAP_H_
+#define THAW_BASE_PAGE_MAP_H_
 
 #include <cstdint>
 #include <utility>
@@ -52,4 +52,4 @@ class PageMap {
 
 }  // namespace thaw
 
-#endif  // THAW_LIB_PAGE_MAP_H_
+#endif  // THAW_BASE_PAGE_MAP_H_

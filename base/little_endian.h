@@ -1,10 +1,10 @@
 // Little-endian loads and stores for the fixed-layout snapshot header.
-#ifndef THAW_SNAPSHOT_LITTLE_ENDIAN_H_
-#define THAW_SNAPSHOT_LITTLE_ENDIAN_H_
+#ifndef THAW_BASE_LITTLE_ENDIAN_H_
+#define THAW_BASE_LITTLE_ENDIAN_H_
 
 #include <cstdint>
 
-namespace thaw::snapshot {
+namespace thaw {
 
 inline uint64_t LoadLe(const uint8_t* p, int bytes) {
   uint64_t v = 0;
@@ -19,6 +19,6 @@ inline void StoreLe(uint8_t* p, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-}  // namespace thaw::snapshot
+}  // namespace thaw
 
-#endif  // THAW_SNAPSHOT_LITTLE_ENDIAN_H_
+#endif  // THAW_BASE_LITTLE_ENDIAN_H_

@@ -1,4 +1,4 @@
-#include "lib/page_map.h"
+#include "base/page_map.h"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -7,7 +7,7 @@
 #include <atomic>
 #include <cerrno>
 
-#include "lib/errno_status.h"
+#include "base/errno_status.h"
 
 namespace thaw {
 namespace {

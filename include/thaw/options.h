@@ -1,0 +1,69 @@
+// The settings of thaw's operations, one struct per operation (LevelDB's
+// Options): VmConfig for Vm::Create, RestoreOptions for a restore,
+// SnapshotOptions for Vm::Snapshot. What a created and a restored Vm share
+// (backend, timeout, console) is declared once, in VmSettings, which both
+// VmConfig and RestoreOptions extend.
+//
+// Thread safety: plain values; copy them freely.
+#ifndef THAW_OPTIONS_H_
+#define THAW_OPTIONS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "thaw/kinds.h"
+
+namespace thaw {
+
+// How a Vm runs, whether it was created or restored.
+struct VmSettings {
+  BackendKind backend = BackendKind::kAuto;
+  // Wall-clock limit for Boot() and for each Call(); time spent paused does
+  // not count.
+  absl::Duration call_timeout = absl::Seconds(10);
+  // Console bytes kept by Vm::console(); older output is dropped beyond it.
+  uint64_t console_limit = 1ull << 20;
+  // Optional: receives console output as the guest writes it, on the thread
+  // running the guest.
+  std::function<void(absl::string_view)> console_sink;
+};
+
+// A new Vm. Its memory layout is fixed here; a restored Vm takes its layout
+// from the snapshot.
+struct VmConfig : VmSettings {
+  // Guest memory in bytes: a multiple of 2 MiB, from 4 MiB to 64 GiB.
+  uint64_t memory_size = 64ull << 20;
+  // Largest request and reply a Call() carries, in bytes.
+  uint64_t input_buffer_size = 1ull << 20;
+  uint64_t output_buffer_size = 1ull << 20;
+  uint64_t stack_size = 256ull << 10;
+};
+
+struct SnapshotOptions {
+  // zstd level (1-19; 3 is the measured balance of speed and size).
+  int compression_level = 3;
+  // Memory is stored in chunks of this many bytes: a power of two from
+  // 4 KiB to 4 MiB. Each chunk is one independent zstd frame.
+  uint32_t chunk_size = 64u << 10;
+  // Diff snapshot: the path of the snapshot this Vm was restored from.
+  // Only chunks that differ from it are stored; a restore needs it too.
+  std::string parent;
+  // Called now and then with (chunks written, chunks in all).
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+// A restore. The backend may differ from the one the snapshot was taken on.
+struct RestoreOptions : VmSettings {
+  RestoreEngine engine = RestoreEngine::kLazyPrefetch;
+  // kLazy only (InvalidArgument with other engines): record the chunks the
+  // restore and the first call touch, in first-touch order, for
+  // Vm::WriteWorkingSet().
+  bool record_working_set = false;
+};
+
+}  // namespace thaw
+
+#endif  // THAW_OPTIONS_H_

@@ -1,0 +1,41 @@
+#include "lib/memory_choice.h"
+
+#include "snapshot/anonymous_memory.h"
+#include "snapshot/copy_on_write_memory.h"
+#include "snapshot/lazy_memory.h"
+
+namespace thaw::internal {
+
+absl::StatusOr<std::unique_ptr<snapshot::MemorySource>> RestoreMemory(
+    SnapshotState& state, const RestoreOptions& options, bool* built_base) {
+  *built_base = false;
+  const snapshot::SnapshotImage& image = *state.image();
+  switch (options.engine) {
+    case RestoreEngine::kEager:
+      return snapshot::AnonymousMemory::RestoreEagerly(image);
+    case RestoreEngine::kLazy:
+    case RestoreEngine::kLazyPrefetch: {
+      snapshot::LazyMemory::Options lazy;
+      lazy.prefetch = options.engine == RestoreEngine::kLazyPrefetch;
+      lazy.record = options.record_working_set;
+      return snapshot::LazyMemory::Start(state.image(), lazy);
+    }
+    case RestoreEngine::kSharedBase: {
+      snapshot::RestoreCounters build;
+      auto base = state.SharedBase(build, built_base);
+      if (!base.ok()) return base.status();
+      auto memory =
+          snapshot::CopyOnWriteMemory::Map((*base)->fd(), (*base)->size(), *base);
+      if (!memory.ok()) return memory.status();
+      // The restore that built the base reports the reads it took.
+      snapshot::RestoreCounters& counters = (*memory)->mutable_counters();
+      counters.chunks_read = build.chunks_read.load();
+      counters.bytes_read = build.bytes_read.load();
+      counters.reads_without_io_uring = build.reads_without_io_uring.load();
+      return memory;
+    }
+  }
+  return absl::InvalidArgumentError("RestoreOptions.engine: unknown engine");
+}
+
+}  // namespace thaw::internal

@@ -1,0 +1,130 @@
+// thaw::Snapshot, the handle (thaw/snapshot.h), over SnapshotState
+// (lib/snapshot_state.h); SnapshotInfo; InspectSnapshot and VerifySnapshot.
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
+#include "lib/snapshot_state.h"
+#include "snapshot/format.h"
+#include "snapshot/verify.h"
+#include "thaw/snapshot.h"
+
+namespace thaw {
+namespace internal {
+namespace {
+
+SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
+  const snapshot::proto::Manifest& m = file.manifest();
+  SnapshotInfo info;
+  info.path = file.path();
+  info.format_major = snapshot::kMajorVersion;
+  info.format_minor = snapshot::kMinorVersion;
+  info.snapshot_id = absl::BytesToHexString(m.snapshot_id());
+  if (m.has_parent()) info.parent_path = m.parent().path();
+  info.source_backend = m.source_backend();
+  info.guest_name = m.abi().guest_name();
+  info.created = absl::FromUnixNanos(m.created_unix_ns());
+  info.file_size = file.file_size();
+  info.memory_size = m.memory().size();
+  info.chunk_size = file.chunk_size();
+  info.chunks = file.chunk_count();
+  for (uint64_t c = 0; c < info.chunks; ++c) {
+    const uint32_t frame = file.ChunkFrame(c);
+    if (frame == snapshot::SnapshotFile::kZero) ++info.zero_chunks;
+    if (frame == snapshot::kParentChunk) ++info.parent_chunks;
+  }
+  info.frames = file.frame_count();
+  for (uint32_t size : m.frames().stored_size()) info.stored_bytes += size;
+  info.working_set_chunks = m.working_set_size();
+  info.compression_level = m.compression_level();
+  info.restore_generation = m.abi().restore_generation();
+  return info;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
+    const std::string& path) {
+  auto image = snapshot::SnapshotImage::Open(path);
+  if (!image.ok()) return image.status();
+  SnapshotInfo info = Summarize((*image)->top());
+  return std::shared_ptr<SnapshotState>(
+      new SnapshotState(*std::move(image), std::move(info)));
+}
+
+absl::StatusOr<std::shared_ptr<const snapshot::SharedBase>>
+SnapshotState::SharedBase(snapshot::RestoreCounters& counters, bool* built) {
+  std::lock_guard<std::mutex> lock(base_mutex_);
+  *built = false;
+  if (base_ != nullptr) return base_;
+  auto base = snapshot::SharedBase::Build(*image_, counters);
+  if (!base.ok()) return base.status();
+  base_ = *std::move(base);
+  *built = true;
+  return base_;
+}
+
+}  // namespace internal
+
+absl::StatusOr<Snapshot> Snapshot::Open(const std::string& path) {
+  auto state = internal::SnapshotState::Open(path);
+  if (!state.ok()) return state.status();
+  return Snapshot(*std::move(state));
+}
+
+const SnapshotInfo& Snapshot::Info() const { return state_->info(); }
+const std::string& Snapshot::path() const { return state_->info().path; }
+
+absl::Status Snapshot::Verify(
+    std::function<void(uint64_t done, uint64_t total)> progress) const {
+  return snapshot::VerifyImage(*state_->image(), progress);
+}
+
+absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path) {
+  // The top file only: a diff snapshot is summarized without its parents.
+  auto file = snapshot::SnapshotFile::Open(path);
+  if (!file.ok()) return file.status();
+  return internal::Summarize(**file);
+}
+
+absl::Status VerifySnapshot(
+    const std::string& path,
+    std::function<void(uint64_t done, uint64_t total)> progress) {
+  auto snapshot = Snapshot::Open(path);
+  if (!snapshot.ok()) return snapshot.status();
+  return snapshot->Verify(std::move(progress));
+}
+
+double SnapshotInfo::compression_ratio() const {
+  return file_size == 0 ? 0.0 : static_cast<double>(memory_size) / file_size;
+}
+
+std::string SnapshotInfo::ToString() const {
+  std::string out;
+  absl::StrAppendFormat(&out, "file: %s (%d bytes, format %d.%d)\n", path,
+                        file_size, format_major, format_minor);
+  absl::StrAppendFormat(&out, "snapshot id: %s\n", snapshot_id);
+  if (!parent_path.empty()) {
+    absl::StrAppendFormat(&out, "parent: %s (diff snapshot)\n", parent_path);
+  }
+  absl::StrAppendFormat(&out, "taken on: %s backend, %s\n", source_backend,
+                        absl::FormatTime(created, absl::UTCTimeZone()));
+  absl::StrAppendFormat(&out, "guest: %s (restore generation %d)\n", guest_name,
+                        restore_generation);
+  absl::StrAppendFormat(&out, "memory: %d bytes in %d chunks of %d bytes\n",
+                        memory_size, chunks, chunk_size);
+  absl::StrAppendFormat(
+      &out,
+      "chunks: %d zero, %d from parent, %d stored as %d distinct frames "
+      "(%d bytes, zstd level %d)\n",
+      zero_chunks, parent_chunks, chunks - zero_chunks - parent_chunks, frames,
+      stored_bytes, compression_level);
+  absl::StrAppendFormat(&out, "compression ratio: %.1fx (memory / file)\n",
+                        compression_ratio());
+  absl::StrAppendFormat(&out, "working set: %d chunks (%d bytes)%s\n",
+                        working_set_chunks,
+                        working_set_chunks * uint64_t{chunk_size},
+                        working_set_chunks == 0 ? ", none recorded" : "");
+  return out;
+}
+
+
+}  // namespace thaw

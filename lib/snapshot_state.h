@@ -1,0 +1,50 @@
+// SnapshotState: what a thaw::Snapshot handle holds — the opened and checked
+// image (with its diff parents), its summary, and the shared base built for
+// kSharedBase restores through it. Copies of a handle share one state.
+//
+// Thread safety: image() and info() are immutable; SharedBase() builds the
+// base once under a mutex, so concurrent restores share one decompression.
+#ifndef THAW_LIB_SNAPSHOT_STATE_H_
+#define THAW_LIB_SNAPSHOT_STATE_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "snapshot/restore_counters.h"
+#include "snapshot/shared_base.h"
+#include "snapshot/snapshot_file.h"
+#include "thaw/snapshot.h"
+
+namespace thaw::internal {
+
+class SnapshotState {
+ public:
+  static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
+      const std::string& path);
+
+  const std::shared_ptr<const snapshot::SnapshotImage>& image() const {
+    return image_;
+  }
+  const SnapshotInfo& info() const { return info_; }
+
+  // The decompressed image, built by the first caller (which gets
+  // *built = true and the reads counted in `counters`).
+  absl::StatusOr<std::shared_ptr<const snapshot::SharedBase>> SharedBase(
+      snapshot::RestoreCounters& counters, bool* built);
+
+ private:
+  SnapshotState(std::shared_ptr<const snapshot::SnapshotImage> image,
+                SnapshotInfo info)
+      : image_(std::move(image)), info_(std::move(info)) {}
+
+  const std::shared_ptr<const snapshot::SnapshotImage> image_;
+  const SnapshotInfo info_;
+  std::mutex base_mutex_;  // held while building
+  std::shared_ptr<const snapshot::SharedBase> base_;
+};
+
+}  // namespace thaw::internal
+
+#endif  // THAW_LIB_SNAPSHOT_STATE_H_

@@ -1,0 +1,75 @@
+#include "snapshot/copy_on_write_memory.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+
+namespace thaw::snapshot {
+namespace {
+constexpr uint64_t kPage = 4096;
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CopyOnWriteMemory>> CopyOnWriteMemory::Map(
+    int fd, uint64_t size, std::shared_ptr<const void> keep) {
+  // MAP_NORESERVE: private copies are made page by page as the guest writes.
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  if (base == MAP_FAILED) {
+    return ErrnoStatus(
+        absl::StrCat("mmap ", size, " bytes of guest memory copy-on-write"),
+        errno);
+  }
+  return std::unique_ptr<CopyOnWriteMemory>(new CopyOnWriteMemory(
+      static_cast<uint8_t*>(base), size, std::move(keep)));
+}
+
+absl::StatusOr<std::function<ChunkHint(uint64_t)>>
+CopyOnWriteMemory::ChunkHints(uint32_t chunk_size) {
+  auto map = PageMap::Read(base(), size());
+  if (!map.ok()) return map.status();
+  auto pages = std::make_shared<PageMap>(*std::move(map));
+  const uint64_t per_chunk = chunk_size / kPage;
+  // Pages without a private copy are still the image's.
+  return [pages, per_chunk](uint64_t c) {
+    for (uint64_t p = c * per_chunk; p < (c + 1) * per_chunk; ++p) {
+      if (pages->private_copy(p)) return ChunkHint::kRead;
+    }
+    return ChunkHint::kUnchanged;
+  };
+}
+
+absl::StatusOr<PageRuns> CopyOnWriteMemory::ChangedPages(uint64_t offset,
+                                                         uint64_t length) {
+  if (offset % kPage != 0 || offset > size() || length > size() - offset) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "ChangedPages: [", offset, ", +", length, ") is not page-aligned "
+        "inside guest memory"));
+  }
+  auto runs = PageMap::PrivateRuns(base() + offset, length);
+  if (!runs.ok()) return runs.status();
+  for (auto& [first, end] : *runs) {
+    first += offset / kPage;
+    end += offset / kPage;
+  }
+  return runs;
+}
+
+absl::Status CopyOnWriteMemory::Revert(const PageRuns& runs) {
+  for (const auto& [first, end] : runs) {
+    if (first >= end || end > size() / kPage) {
+      return absl::OutOfRangeError("Revert: a page run outside guest memory");
+    }
+    // Safe: drops this mapping's private copies of its own pages; the next
+    // touch maps the file's page again.
+    if (madvise(base() + first * kPage, (end - first) * kPage,
+                MADV_DONTNEED) != 0) {
+      return ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace thaw::snapshot

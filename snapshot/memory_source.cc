@@ -1,0 +1,37 @@
+#include "snapshot/memory_source.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+
+namespace thaw::snapshot {
+
+MemorySource::~MemorySource() {
+  // Safe: the mapping was handed to this object, which is its only owner.
+  munmap(base_, size_);
+}
+
+absl::StatusOr<PageRuns> MemorySource::ChangedPages(uint64_t, uint64_t) {
+  return absl::FailedPreconditionError(
+      "this restore engine does not track changed pages");
+}
+
+absl::Status MemorySource::Revert(const PageRuns&) {
+  return absl::FailedPreconditionError(
+      "this restore engine cannot put pages back");
+}
+
+absl::StatusOr<uint8_t*> MapAnonymous(uint64_t size, absl::string_view what) {
+  // MAP_NORESERVE: guest memory is touched sparsely; commit it page by page.
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (base == MAP_FAILED) {
+    return ErrnoStatus(absl::StrCat("mmap ", size, " bytes of ", what), errno);
+  }
+  return static_cast<uint8_t*>(base);
+}
+
+}  // namespace thaw::snapshot
