@@ -248,8 +248,6 @@ PhaseReport Vm::report() const { return core_->report(); }
 
 absl::StatusOr<std::string> Vm::ReadGuestMemory(uint64_t address,
                                                 uint64_t size) const {
-  internal::VmCore::Turn turn(*core_, "ReadGuestMemory");
-  if (!turn.status().ok()) return turn.status();
   return core_->ReadMemory(address, size);
 }
 

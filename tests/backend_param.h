@@ -16,24 +16,34 @@
 
 namespace thaw::testing {
 
+// Skips the current test where `kind` cannot run here (fails instead under
+// THAW_REQUIRE_KVM=1). Callers check IsSkipped() / HasFatalFailure() after.
+inline void RequireBackend(BackendKind kind) {
+  if (kind != BackendKind::kKvm) return;
+  absl::Status usable = backend::KvmRunsGuests();
+  if (usable.ok()) return;
+  const char* require = std::getenv("THAW_REQUIRE_KVM");
+  if (require && std::string(require) == "1") {
+    FAIL() << "THAW_REQUIRE_KVM=1 but KVM cannot run guests: " << usable;
+  }
+  GTEST_SKIP() << "no usable /dev/kvm here (" << usable.message()
+               << "); CI runs these inside QEMU via tests/kvm-vm/run.sh";
+}
+
 class BackendTest : public ::testing::TestWithParam<BackendKind> {
  protected:
-  void SetUp() override {
-    if (GetParam() != BackendKind::kKvm) return;
-    absl::Status usable = backend::KvmRunsGuests();
-    if (usable.ok()) return;
-    const char* require = std::getenv("THAW_REQUIRE_KVM");
-    if (require && std::string(require) == "1") {
-      FAIL() << "THAW_REQUIRE_KVM=1 but KVM cannot run guests: " << usable;
-    }
-    GTEST_SKIP() << "no usable /dev/kvm here (" << usable.message()
-                 << "); CI runs these inside QEMU via tests/kvm-vm/run.sh";
-  }
+  void SetUp() override { RequireBackend(GetParam()); }
 };
+
+// Test names end in the backend ("...Kvm", "...Emulated"): the test command
+// selects each backend's instances with --gtest_filter=*Kvm / *Emulated.
+inline std::string BackendSuffix(BackendKind kind) {
+  return kind == BackendKind::kKvm ? "Kvm" : "Emulated";
+}
 
 inline std::string BackendTestName(
     const ::testing::TestParamInfo<BackendKind>& info) {
-  return info.param == BackendKind::kKvm ? "Kvm" : "Emulated";
+  return BackendSuffix(info.param);
 }
 
 #define THAW_INSTANTIATE_BACKEND_TESTS(suite)                             \

@@ -7,12 +7,14 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/backend_param.h"
@@ -193,6 +195,73 @@ TEST_P(VmTest, GuestCallsHostFunctions) {
   EXPECT_EQ(*vm->Call("call_host", "missing"), "rc=-2");
   EXPECT_EQ(*vm->Call("call_host", "refuse"), "rc=-4:not today");
   EXPECT_EQ(*vm->Call("call_host", "flood"), "rc=-3");
+}
+
+// The thread-safety contract of include/thaw/vm.h, enforced by the Vm: a
+// host function that uses its own Vm is refused (it would wait for itself),
+// and the Vm stays usable.
+TEST_P(VmTest, AHostFunctionCannotUseItsOwnVm) {
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  Vm* self = vm.get();
+  std::vector<absl::Status> inner;
+  ASSERT_TRUE(vm->RegisterHostFunction(
+                    "reenter",
+                    [&](absl::string_view) -> absl::StatusOr<std::string> {
+                      inner.push_back(self->Call("echo", "inner").status());
+                      inner.push_back(self->Reset());
+                      inner.push_back(self->RegisterHostFunction(
+                          "x", [](absl::string_view) { return std::string(); }));
+                      // What may be read from any thread works here too.
+                      EXPECT_TRUE(self->FindGuestSymbol("thaw_main").ok());
+                      EXPECT_EQ(self->report().calls, 0u);
+                      return std::string("outer");
+                    })
+                  .ok());
+  auto reply = vm->Call("call_host", "reenter");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(*reply, "outer");
+  ASSERT_EQ(inner.size(), 3u);
+  for (const absl::Status& s : inner) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_THAT(s.message(), HasSubstr("from inside its own call"));
+  }
+  EXPECT_EQ(*vm->Call("echo", "fine"), "fine");
+}
+
+// Threads sharing one Vm take turns: every call completes with its own
+// reply, none is refused, and the readers that may run at any time do so
+// while calls are in flight (ThreadSanitizer checks this test too).
+TEST_P(VmTest, ThreadsSharingOneVmTakeTurns) {
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  constexpr int kThreads = 4, kCalls = 50;
+  std::atomic<int> wrong{0};
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) {
+      (void)vm->report();
+      (void)vm->console();
+      (void)vm->restore_stats();
+      (void)vm->FindGuestSymbol("thaw_main");
+      (void)vm->paused();
+    }
+  });
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const std::string input = absl::StrCat("t", t, "-", i);
+        auto reply = vm->Call("echo", input);
+        if (!reply.ok() || *reply != input) ++wrong;
+      }
+    });
+  }
+  for (auto& caller : callers) caller.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(vm->report().calls, uint64_t{kThreads * kCalls});
 }
 
 TEST_P(VmTest, ExampleGreeterCallsBackIntoTheHost) {

@@ -68,7 +68,7 @@ def test_help_reads_well():
     assert thaw.Vm.__module__ == "thaw"
     for name in thaw.__all__:
         assert getattr(thaw, name).__doc__, name
-    for cls in (thaw.Vm, thaw.VmConfig):
+    for cls in (thaw.Vm, thaw.VmConfig, thaw.Snapshot):
         for member in dir(cls):
             if not member.startswith("_") or member in ("__enter__", "__exit__"):
                 assert getattr(cls, member).__doc__, f"{cls.__name__}.{member}"
@@ -176,6 +176,60 @@ def test_clones_differ_and_reset_restores_the_snapshot(tmp_path, snapshot_guest)
     with thaw.restore(path, engine="lazy", backend=BACKEND) as lazy:
         with pytest.raises(thaw.Error, match="kSharedBase"):
             lazy.reset()
+
+
+def test_a_snapshot_handle_opens_once_and_owns_its_shared_base(
+        tmp_path, snapshot_guest):
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=32 << 20) as vm:
+        vm.snapshot(path)
+    snapshot = thaw.Snapshot(path)
+    assert snapshot.path == path
+    assert snapshot.info["snapshot_id"] == thaw.inspect(path)["snapshot_id"]
+    assert snapshot.info["memory_size"] == 32 << 20
+    snapshot.verify()
+    clones = [snapshot.restore(engine="shared", backend=BACKEND)
+              for _ in range(3)]
+    assert [c.restore_stats["shared_base_built"] for c in clones] == \
+        [True, False, False]
+    assert [u64(c.call("counter")) for c in clones] == [1, 1, 1]
+    del snapshot  # the clones keep the image they mapped
+    clones[0].reset()
+    assert u64(clones[0].call("counter")) == 1
+    for c in clones:
+        c.close()
+    # thaw.restore keeps no handle: every shared restore builds its base.
+    for _ in range(2):
+        with thaw.restore(path, engine="shared", backend=BACKEND) as clone:
+            assert clone.restore_stats["shared_base_built"]
+    with pytest.raises(thaw.Error, match="No such file"):
+        thaw.Snapshot(str(tmp_path / "missing.thaw"))
+
+
+def test_stats_and_symbols_are_safe_to_read_while_calls_run(test_guest):
+    """restore_stats, find_symbol, report and console read a Vm that
+    another thread is calling (the core keeps them consistent)."""
+    with booted(test_guest) as vm:
+        stop = threading.Event()
+        errors = []
+
+        def read():
+            while not stop.is_set():
+                try:
+                    vm.restore_stats
+                    vm.find_symbol("thaw_main")
+                    vm.report
+                    vm.console
+                except Exception as e:  # noqa: BLE001
+                    errors.append(e)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        for i in range(200):
+            assert vm.call("echo", b"%d" % i) == b"%d" % i
+        stop.set()
+        reader.join(timeout=60)
+        assert errors == []
 
 
 def test_corrupt_snapshot_raises_corrupt_snapshot(tmp_path, echo_guest):

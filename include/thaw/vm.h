@@ -14,13 +14,14 @@
 //
 // Thread safety, enforced by the Vm itself:
 //  - the operations (LoadGuest, Boot, Call, Snapshot, Reset, WriteWorkingSet,
-//    RegisterHostFunction, ReadGuestMemory) run one at a time: a second
+//    RegisterHostFunction) run one at a time: a second
 //    thread's operation waits until the first is done. A host function that
 //    calls an operation of its own Vm gets FailedPrecondition (it would wait
 //    for itself);
 //  - Pause, Resume, paused, console, report, restore_stats, FindGuestSymbol,
-//    backend and config may be called from any thread at any time, also
-//    while an operation runs;
+//    ReadGuestMemory, backend and config may be called from any thread at
+//    any time, also while an operation runs (ReadGuestMemory then sees
+//    bytes the running guest may be changing);
 //  - distinct Vms are independent and may run in parallel.
 //
 // Timeouts on the KVM backend interrupt the vCPU thread with the real-time
@@ -140,7 +141,8 @@ class Vm {
   PhaseReport report() const;
 
   // Copies guest memory [address, address + size) out, for inspection.
-  // OutOfRange if the range is not inside guest memory.
+  // OutOfRange if the range is not inside guest memory. Guest memory stays
+  // mapped for the Vm's life, so this is safe while a call runs.
   absl::StatusOr<std::string> ReadGuestMemory(uint64_t address,
                                               uint64_t size) const;
 
