@@ -8,7 +8,8 @@
 namespace thaw {
 
 absl::Status ErrnoStatus(absl::string_view context, int error_number) {
-  std::string message = absl::StrCat(context, ": ", std::strerror(error_number));
+  std::string message =
+      absl::StrCat(context, ": ", std::strerror(error_number));
   switch (error_number) {
     case ENOENT:
       return absl::NotFoundError(message);

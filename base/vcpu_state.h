@@ -55,7 +55,8 @@ inline constexpr PortableMsr kPortableMsrs[] = {
     {0xC0000082, 0, "LSTAR"},
     {0xC0000083, 0, "CSTAR"},
     {0xC0000084, 0, "SFMASK"},
-    {0x00000277, 0x0007040600070406ull, "PAT"},  // the architectural reset value
+    {0x00000277, 0x0007040600070406ull,
+     "PAT"},  // the architectural reset value
 };
 inline constexpr size_t kPortableMsrCount =
     sizeof(kPortableMsrs) / sizeof(kPortableMsrs[0]);
@@ -71,8 +72,7 @@ constexpr std::array<uint64_t, kPortableMsrCount> BootMsrValues() {
 struct VcpuState {
   uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rsp = 0,
            rbp = 0;
-  uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0,
-           r15 = 0;
+  uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
   uint64_t rip = 0;
   uint64_t rflags = 0x2;  // bit 1 is reserved and always set
 

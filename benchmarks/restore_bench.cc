@@ -113,12 +113,14 @@ void Firecracker(benchmark::State& state, std::string name, uint64_t size,
   if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
   const RestoreOptions options = Options(size, RestoreEngine::kEager);
   for (auto _ : state) {
-    TimeRestore(state, name, s, first_call, [&]() -> absl::StatusOr<std::unique_ptr<Vm>> {
-      // Like Vm::Restore: the snapshot's state is read each time.
-      auto snapshot = Snapshot::Open(s.snapshot);
-      if (!snapshot.ok()) return snapshot.status();
-      return internal::VmAccess::RestoreOverMemoryFile(*snapshot, fd, options);
-    });
+    TimeRestore(state, name, s, first_call,
+                [&]() -> absl::StatusOr<std::unique_ptr<Vm>> {
+                  // Like Vm::Restore: the snapshot's state is read each time.
+                  auto snapshot = Snapshot::Open(s.snapshot);
+                  if (!snapshot.ok()) return snapshot.status();
+                  return internal::VmAccess::RestoreOverMemoryFile(*snapshot,
+                                                                   fd, options);
+                });
   }
   close(fd);
   state.counters["file_MiB"] = s.data_bytes / 1048576.0;

@@ -1,11 +1,10 @@
 #include "thaw/errors.h"
 
-#include "lib/guest_fault.h"
-
 #include <cstring>
 #include <string>
 
 #include "absl/strings/cord.h"
+#include "lib/guest_fault.h"
 
 namespace thaw {
 namespace {

@@ -169,8 +169,8 @@ GuestRuntime::Outcome FunctionGuest::Finish(absl::string_view what) {
   if (outcome.kind == HypercallDispatcher::Outcome::Kind::kFailed) {
     absl::Status error = outcome.error;
     if (request != Request::kBoot) {
-      error = absl::Status(error.code(),
-                           absl::StrCat(what, ": ", error.message()));
+      error =
+          absl::Status(error.code(), absl::StrCat(what, ": ", error.message()));
     }
     return {error, outcome.vm_usable};
   }
@@ -180,9 +180,9 @@ GuestRuntime::Outcome FunctionGuest::Finish(absl::string_view what) {
       return {std::string(), true};
     case Request::kBeforeSnapshot:
       if (outcome.reply_status != 0) {
-        return {absl::AbortedError(
-                    absl::StrFormat("before-snapshot hook replied with status %d",
-                                    outcome.reply_status)),
+        return {absl::AbortedError(absl::StrFormat(
+                    "before-snapshot hook replied with status %d",
+                    outcome.reply_status)),
                 true};
       }
       return {std::string(), true};
@@ -195,11 +195,11 @@ GuestRuntime::Outcome FunctionGuest::Finish(absl::string_view what) {
             true};
   }
   if (outcome.reply_status != 0) {
-    return {absl::AbortedError(absl::StrFormat(
-                "call \"%s\": guest function failed with status %d: %s",
-                function_, outcome.reply_status,
-                outcome.reply.substr(0, 1024))),
-            true};
+    return {
+        absl::AbortedError(absl::StrFormat(
+            "call \"%s\": guest function failed with status %d: %s", function_,
+            outcome.reply_status, outcome.reply.substr(0, 1024))),
+        true};
   }
   return {outcome.reply, true};
 }

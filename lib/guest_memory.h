@@ -19,10 +19,10 @@
 #include <memory>
 #include <utility>
 #include <vector>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace thaw {
@@ -60,7 +60,8 @@ class GuestMemory {
     host_writes_.clear();
   }
   void NoteHostWrite(uint64_t address, uint64_t length) {
-    if (journal_enabled_ && length > 0) host_writes_.emplace_back(address, length);
+    if (journal_enabled_ && length > 0)
+      host_writes_.emplace_back(address, length);
   }
   // The (address, length) ranges written since the last take.
   std::vector<std::pair<uint64_t, uint64_t>> TakeHostWrites() {

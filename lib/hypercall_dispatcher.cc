@@ -66,9 +66,10 @@ backend::HypercallResult HypercallDispatcher::Handle(
 backend::HypercallResult HypercallDispatcher::ConsoleWrite(uint64_t address,
                                                            uint64_t size) {
   auto bytes = memory_.Slice(address, size, "console_write hypercall");
-  if (!bytes.ok()) return Fail(absl::InvalidArgumentError(bytes.status().message()));
+  if (!bytes.ok())
+    return Fail(absl::InvalidArgumentError(bytes.status().message()));
   absl::string_view text(reinterpret_cast<const char*>(bytes->data()),
-                        bytes->size());
+                         bytes->size());
   if (settings_.console_sink) settings_.console_sink(text);
   std::lock_guard<std::mutex> lock(console_mutex_);
   const uint64_t limit = settings_.console_limit;
@@ -101,7 +102,8 @@ backend::HypercallResult HypercallDispatcher::Reply(uint64_t status,
                 /*vm_usable=*/true);
   }
   auto bytes = memory_.Slice(address, size, "reply hypercall");
-  if (!bytes.ok()) return Fail(absl::InvalidArgumentError(bytes.status().message()));
+  if (!bytes.ok())
+    return Fail(absl::InvalidArgumentError(bytes.status().message()));
   outcome_.kind = Outcome::Kind::kReplied;
   outcome_.reply_status = static_cast<uint32_t>(status);
   outcome_.reply.assign(reinterpret_cast<const char*>(bytes->data()),
@@ -132,7 +134,8 @@ backend::HypercallResult HypercallDispatcher::HostCall(uint64_t args_address) {
   std::string function(reinterpret_cast<const char*>(name->data()),
                        name->size());
   auto it = host_functions_.find(function);
-  if (it == host_functions_.end()) return {static_cast<uint64_t>(THAW_ERR_NOT_FOUND), false};
+  if (it == host_functions_.end())
+    return {static_cast<uint64_t>(THAW_ERR_NOT_FOUND), false};
   absl::StatusOr<std::string> result = it->second(absl::string_view(
       reinterpret_cast<const char*>(input->data()), input->size()));
   int64_t code = THAW_OK;
@@ -154,12 +157,12 @@ backend::HypercallResult HypercallDispatcher::HostCall(uint64_t args_address) {
                         std::min<uint64_t>(written, output->size()));
   args.output_size = written;
   uint64_t size_field = args_address + offsetof(thaw_host_call, output_size);
-  if (absl::Status s = memory_.Write(
-          size_field,
-          absl::Span<const uint8_t>(
-              reinterpret_cast<const uint8_t*>(&args.output_size),
-              sizeof(args.output_size)),
-          "host_call hypercall output size");
+  if (absl::Status s =
+          memory_.Write(size_field,
+                        absl::Span<const uint8_t>(
+                            reinterpret_cast<const uint8_t*>(&args.output_size),
+                            sizeof(args.output_size)),
+                        "host_call hypercall output size");
       !s.ok()) {
     return Fail(absl::InvalidArgumentError(s.message()));
   }
@@ -174,7 +177,8 @@ backend::HypercallResult HypercallDispatcher::Abort(uint64_t address,
       bytes.ok() ? std::string(reinterpret_cast<const char*>(bytes->data()),
                                bytes->size())
                  : "<message outside guest memory>";
-  return Fail(absl::AbortedError(absl::StrFormat("guest aborted: %s", message)));
+  return Fail(
+      absl::AbortedError(absl::StrFormat("guest aborted: %s", message)));
 }
 
 }  // namespace thaw

@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<snapshot::MemorySource>> RestoreMemory(
       snapshot::RestoreCounters build;
       auto base = state.SharedBase(build, built_base);
       if (!base.ok()) return base.status();
-      auto memory =
-          snapshot::CopyOnWriteMemory::Map((*base)->fd(), (*base)->size(), *base);
+      auto memory = snapshot::CopyOnWriteMemory::Map((*base)->fd(),
+                                                     (*base)->size(), *base);
       if (!memory.ok()) return memory.status();
       // The restore that built the base reports the reads it took.
       snapshot::RestoreCounters& counters = (*memory)->mutable_counters();

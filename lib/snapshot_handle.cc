@@ -126,5 +126,4 @@ std::string SnapshotInfo::ToString() const {
   return out;
 }
 
-
 }  // namespace thaw

@@ -35,9 +35,9 @@ absl::Duration VcpuLoop::WaitWhilePaused() {
   return absl::Now() - start;
 }
 
-absl::Status VcpuLoop::Run(
-    backend::HypercallHandler& handler, absl::string_view what,
-    const std::function<absl::Status()>& memory_error) {
+absl::Status VcpuLoop::Run(backend::HypercallHandler& handler,
+                           absl::string_view what,
+                           const std::function<absl::Status()>& memory_error) {
   // A chunk that failed its checksum while the host wrote the call's input
   // (or earlier) means the guest must not run at all.
   if (absl::Status memory = memory_error(); !memory.ok()) {

@@ -227,9 +227,8 @@ absl::Status VmCore::Snapshot(const std::string& path,
   request.hint = *std::move(hints);
   if (absl::Status s = snapshot::WriteSnapshot(request); !s.ok()) return s;
   if (absl::Status s = source_->error(); !s.ok()) return s;
-  Record([&](PhaseReport& r, RestoreStats&) {
-    r.snapshot = absl::Now() - start;
-  });
+  Record(
+      [&](PhaseReport& r, RestoreStats&) { r.snapshot = absl::Now() - start; });
   return absl::OkStatus();
 }
 
@@ -282,8 +281,8 @@ absl::StatusOr<PageRuns> VmCore::ChangedPages() {
     PageRuns merged = *std::move(low);
     for (const auto& run : *runs) {
       if (run.second > THAW_IMAGE_BASE / kPage) {
-        merged.emplace_back(std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kPage),
-                            run.second);
+        merged.emplace_back(
+            std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kPage), run.second);
       }
     }
     *runs = std::move(merged);

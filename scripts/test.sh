@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up thaw and runs every test: unit tests, the Vm tests on the emulated
-# backend, the snapshot suites (engines, corruption walk), the CLI tests, and
-# the same Vm and snapshot tests on a real /dev/kvm inside
+# Sets up thaw and runs every test: unit tests, the layer check, the engines
+# alone, the Vm tests on the emulated backend, the snapshot suites (engines,
+# corruption walk), the CLI tests, the Python binding, an install used by an
+# outside project, and the same Vm and snapshot tests on a real /dev/kvm inside
 # QEMU (tests/kvm-vm/run.sh), which fails rather than skips if KVM cannot be
 # brought up. Then the in-process suites again under ASan+UBSan (build-asan/)
 # and the threaded suites under TSan (build-tsan/); THAW_SKIP_SANITIZERS=1
@@ -34,8 +35,8 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake -S . -B build-tsan -DTHAW_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug \
     -DTHAW_BUILD_PYTHON=OFF -DTHAW_BUILD_BENCHMARKS=OFF >/dev/null
   cmake --build build-tsan -j"$(nproc)" --target vm_test snapshot_test \
-    snapshot_corruption_test >/dev/null
+    snapshot_corruption_test memory_source_test >/dev/null
   (cd build-tsan &&
    TSAN_OPTIONS="halt_on_error=1" \
-   ctest --output-on-failure -R '^(vm_emulated|snapshot_emulated|snapshot_corruption)$' "$@")
+   ctest --output-on-failure -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources)$' "$@")
 fi

@@ -20,8 +20,7 @@ namespace thaw::snapshot {
 class AnonymousMemory final : public MemorySource {
  public:
   // `size` bytes of zeros.
-  static absl::StatusOr<std::unique_ptr<AnonymousMemory>> Create(
-      uint64_t size);
+  static absl::StatusOr<std::unique_ptr<AnonymousMemory>> Create(uint64_t size);
   // The eager engine: `image`'s memory, read and decompressed in full.
   static absl::StatusOr<std::unique_ptr<AnonymousMemory>> RestoreEagerly(
       const SnapshotImage& image);

@@ -44,9 +44,10 @@ CopyOnWriteMemory::ChunkHints(uint32_t chunk_size) {
 absl::StatusOr<PageRuns> CopyOnWriteMemory::ChangedPages(uint64_t offset,
                                                          uint64_t length) {
   if (offset % kPage != 0 || offset > size() || length > size() - offset) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "ChangedPages: [", offset, ", +", length, ") is not page-aligned "
-        "inside guest memory"));
+    return absl::OutOfRangeError(absl::StrCat("ChangedPages: [", offset, ", +",
+                                              length,
+                                              ") is not page-aligned "
+                                              "inside guest memory"));
   }
   auto runs = PageMap::PrivateRuns(base() + offset, length);
   if (!runs.ok()) return runs.status();
@@ -64,8 +65,8 @@ absl::Status CopyOnWriteMemory::Revert(const PageRuns& runs) {
     }
     // Safe: drops this mapping's private copies of its own pages; the next
     // touch maps the file's page again.
-    if (madvise(base() + first * kPage, (end - first) * kPage,
-                MADV_DONTNEED) != 0) {
+    if (madvise(base() + first * kPage, (end - first) * kPage, MADV_DONTNEED) !=
+        0) {
       return ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno);
     }
   }

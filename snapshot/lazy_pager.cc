@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"

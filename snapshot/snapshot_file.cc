@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
-#include "snapshot/format.h"
 #include "base/little_endian.h"
+#include "snapshot/format.h"
 #include "snapshot/uring_reader.h"
 #include "thaw/abi.h"
 

@@ -113,8 +113,7 @@ VcpuState DecodeVcpuState(const proto::VcpuState& in) {
   // CheckMsrs; the ones it lacks keep their boot values.
   for (const proto::Msr& msr : in.msrs()) {
     for (size_t i = 0; i < kPortableMsrCount; ++i) {
-      if (kPortableMsrs[i].index == msr.index())
-        s.msrs[i] = msr.value();
+      if (kPortableMsrs[i].index == msr.index()) s.msrs[i] = msr.value();
     }
   }
   s.fpu.fcw = static_cast<uint16_t>(in.fpu().fcw());

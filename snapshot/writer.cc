@@ -13,9 +13,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/errno_status.h"
+#include "base/little_endian.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/format.h"
-#include "base/little_endian.h"
 
 namespace thaw::snapshot {
 namespace {

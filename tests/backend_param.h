@@ -46,8 +46,8 @@ inline std::string BackendTestName(
   return BackendSuffix(info.param);
 }
 
-#define THAW_INSTANTIATE_BACKEND_TESTS(suite)                             \
-  INSTANTIATE_TEST_SUITE_P(Backends, suite,                               \
+#define THAW_INSTANTIATE_BACKEND_TESTS(suite)                              \
+  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                \
                            ::testing::Values(thaw::BackendKind::kEmulated, \
                                              thaw::BackendKind::kKvm),     \
                            thaw::testing::BackendTestName)

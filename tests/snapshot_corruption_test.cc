@@ -16,10 +16,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/little_endian.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "snapshot/format.h"
-#include "base/little_endian.h"
 #include "snapshot/manifest.pb.h"
 #include "snapshot/snapshot_file.h"
 #include "thaw/abi.h"
@@ -76,8 +76,7 @@ class SnapshotCorruptionTest : public ::testing::Test {
 
   // The header's fields, from the intact file.
   static uint64_t HeaderField(uint64_t offset) {
-    return LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) +
-                              offset);
+    return LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) + offset);
   }
 
   // Writes `bytes` as a snapshot file and expects every reader to refuse it,
@@ -114,13 +113,12 @@ class SnapshotCorruptionTest : public ::testing::Test {
     auto* h = reinterpret_cast<uint8_t*>(header.data());
     StoreLe(h + snapshot::kHeaderDataSizeOffset, data.size(), 8);
     StoreLe(h + snapshot::kHeaderManifestOffsetOffset,
-                      snapshot::kHeaderSize + data.size(), 8);
-    StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(),
-                      8);
+            snapshot::kHeaderSize + data.size(), 8);
+    StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(), 8);
     StoreLe(h + snapshot::kHeaderManifestHashOffset,
-                      XXH3_64bits(encoded.data(), encoded.size()), 8);
+            XXH3_64bits(encoded.data(), encoded.size()), 8);
     StoreLe(h + snapshot::kHeaderHashOffset,
-                      XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
+            XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
     return header + data + encoded;
   }
 
@@ -281,10 +279,9 @@ TEST_F(SnapshotCorruptionTest, OtherFormatVersionsAreFailedPrecondition) {
         std::pair{snapshot::kHeaderArchOffset, 2}}) {
     std::string bad = *bytes_;
     auto* h = reinterpret_cast<uint8_t*>(bad.data());
-    StoreLe(h + offset, value,
-                      offset == snapshot::kHeaderArchOffset ? 4 : 2);
+    StoreLe(h + offset, value, offset == snapshot::kHeaderArchOffset ? 4 : 2);
     StoreLe(h + snapshot::kHeaderHashOffset,
-                      XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
+            XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
     absl::Status s = ExpectRefused(bad, absl::StrCat("field at ", offset));
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
   }

@@ -7,12 +7,11 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <thread>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -394,8 +393,8 @@ TEST_P(SnapshotTest, ASnapshotHandleIsOpenedOnceAndUsedFromManyThreads) {
   EXPECT_EQ(snapshot->Info().memory_size, 32ull << 20);
   EXPECT_EQ(snapshot->Info().guest_name, inspected->guest_name);
   uint64_t progress_calls = 0;
-  EXPECT_TRUE(snapshot->Verify([&](uint64_t, uint64_t) { ++progress_calls; })
-                  .ok());
+  EXPECT_TRUE(
+      snapshot->Verify([&](uint64_t, uint64_t) { ++progress_calls; }).ok());
   EXPECT_GT(progress_calls, 0u);
   // Four threads restore through one handle at once, each engine; the
   // shared base is built exactly once.

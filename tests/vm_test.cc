@@ -4,10 +4,10 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <future>
-#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,8 +98,9 @@ TEST_P(VmTest, EchoesPayloadsUpToTheBufferSize) {
   VmConfig config = Config();
   auto vm = Boot(config);
   ASSERT_NE(vm, nullptr);
-  for (uint64_t size : {uint64_t{0}, uint64_t{1}, uint64_t{4095}, uint64_t{4096},
-                        uint64_t{65537}, config.input_buffer_size}) {
+  for (uint64_t size :
+       {uint64_t{0}, uint64_t{1}, uint64_t{4095}, uint64_t{4096},
+        uint64_t{65537}, config.input_buffer_size}) {
     std::string input(size, '\0');
     for (uint64_t i = 0; i < size; ++i) input[i] = static_cast<char>(i * 7 + 3);
     auto reply = vm->Call("echo", input);
@@ -173,18 +174,21 @@ TEST_P(VmTest, GuestCallsHostFunctions) {
   ASSERT_NE(vm, nullptr);
   std::vector<std::string> seen;
   ASSERT_TRUE(vm->RegisterHostFunction(
-                    "pong", [&](absl::string_view in) -> absl::StatusOr<std::string> {
+                    "pong",
+                    [&](absl::string_view in) -> absl::StatusOr<std::string> {
                       seen.emplace_back(in);
                       return "pong:" + std::string(in);
                     })
                   .ok());
   ASSERT_TRUE(vm->RegisterHostFunction(
-                    "refuse", [](absl::string_view) -> absl::StatusOr<std::string> {
+                    "refuse",
+                    [](absl::string_view) -> absl::StatusOr<std::string> {
                       return absl::PermissionDeniedError("not today");
                     })
                   .ok());
   ASSERT_TRUE(vm->RegisterHostFunction(
-                    "flood", [](absl::string_view) -> absl::StatusOr<std::string> {
+                    "flood",
+                    [](absl::string_view) -> absl::StatusOr<std::string> {
                       return std::string(1000, 'z');
                     })
                   .ok());
@@ -205,19 +209,20 @@ TEST_P(VmTest, AHostFunctionCannotUseItsOwnVm) {
   ASSERT_NE(vm, nullptr);
   Vm* self = vm.get();
   std::vector<absl::Status> inner;
-  ASSERT_TRUE(vm->RegisterHostFunction(
-                    "reenter",
-                    [&](absl::string_view) -> absl::StatusOr<std::string> {
-                      inner.push_back(self->Call("echo", "inner").status());
-                      inner.push_back(self->Reset());
-                      inner.push_back(self->RegisterHostFunction(
-                          "x", [](absl::string_view) { return std::string(); }));
-                      // What may be read from any thread works here too.
-                      EXPECT_TRUE(self->FindGuestSymbol("thaw_main").ok());
-                      EXPECT_EQ(self->report().calls, 0u);
-                      return std::string("outer");
-                    })
-                  .ok());
+  ASSERT_TRUE(
+      vm->RegisterHostFunction(
+            "reenter",
+            [&](absl::string_view) -> absl::StatusOr<std::string> {
+              inner.push_back(self->Call("echo", "inner").status());
+              inner.push_back(self->Reset());
+              inner.push_back(self->RegisterHostFunction(
+                  "x", [](absl::string_view) { return std::string(); }));
+              // What may be read from any thread works here too.
+              EXPECT_TRUE(self->FindGuestSymbol("thaw_main").ok());
+              EXPECT_EQ(self->report().calls, 0u);
+              return std::string("outer");
+            })
+          .ok());
   auto reply = vm->Call("call_host", "reenter");
   ASSERT_TRUE(reply.ok()) << reply.status();
   EXPECT_EQ(*reply, "outer");
@@ -268,12 +273,13 @@ TEST_P(VmTest, ExampleGreeterCallsBackIntoTheHost) {
   VmConfig config = Config();
   auto vm = Vm::Create(config);
   ASSERT_TRUE(vm.ok()) << vm.status();
-  ASSERT_TRUE((*vm)->RegisterHostFunction(
-                     "lookup_name",
-                     [](absl::string_view id) -> absl::StatusOr<std::string> {
-                       if (id == "42") return "Ada";
-                       return absl::NotFoundError("unknown id");
-                     })
+  ASSERT_TRUE((*vm)
+                  ->RegisterHostFunction(
+                      "lookup_name",
+                      [](absl::string_view id) -> absl::StatusOr<std::string> {
+                        if (id == "42") return "Ada";
+                        return absl::NotFoundError("unknown id");
+                      })
                   .ok());
   ASSERT_TRUE((*vm)->LoadGuest(THAW_GREETER_GUEST).ok());
   ASSERT_TRUE((*vm)->Boot().ok());
@@ -288,7 +294,9 @@ TEST_P(VmTest, ExampleGreeterCallsBackIntoTheHost) {
 TEST_P(VmTest, CapturesConsoleOutput) {
   VmConfig config = Config();
   std::string streamed;
-  config.console_sink = [&](absl::string_view text) { streamed.append(text.data(), text.size()); };
+  config.console_sink = [&](absl::string_view text) {
+    streamed.append(text.data(), text.size());
+  };
   auto vm = Boot(config);
   ASSERT_NE(vm, nullptr);
   ASSERT_TRUE(vm->Call("print", "hello from the guest\n").ok());
@@ -330,9 +338,9 @@ struct FaultCase {
 
 TEST_P(VmTest, GuestExceptionsNameVectorRipAndCr2) {
   const FaultCase cases[] = {
-      {"null_deref", 14, false},      {"write_beyond_memory", 14, false},
-      {"invalid_opcode", 6, false},   {"divide_by_zero", 0, false},
-      {"breakpoint", 3, false},       {"triple_fault", 8, true},
+      {"null_deref", 14, false},    {"write_beyond_memory", 14, false},
+      {"invalid_opcode", 6, false}, {"divide_by_zero", 0, false},
+      {"breakpoint", 3, false},     {"triple_fault", 8, true},
   };
   VmConfig config = Config();
   for (const FaultCase& c : cases) {
@@ -426,7 +434,8 @@ TEST_P(VmTest, PauseFreezesTheGuestAndIsNotCountedAgainstTheTimeout) {
   ASSERT_NE(vm, nullptr);
   auto counter = vm->FindGuestSymbol("g_counter");
   ASSERT_TRUE(counter.ok()) << counter.status();
-  auto call = std::async(std::launch::async, [&] { return vm->Call("spin", "0"); });
+  auto call =
+      std::async(std::launch::async, [&] { return vm->Call("spin", "0"); });
   // Wait until the guest is visibly running.
   absl::Time give_up = absl::Now() + absl::Seconds(20);
   while (ReadCounter(*vm, *counter) == 0 && absl::Now() < give_up) {
@@ -440,7 +449,8 @@ TEST_P(VmTest, PauseFreezesTheGuestAndIsNotCountedAgainstTheTimeout) {
   // Paused for longer than the whole timeout: the call must still be alive.
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));
   EXPECT_EQ(ReadCounter(*vm, *counter), frozen);
-  EXPECT_EQ(call.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(call.wait_for(std::chrono::seconds(0)),
+            std::future_status::timeout);
   vm->Resume();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_GT(ReadCounter(*vm, *counter), frozen);
@@ -463,7 +473,8 @@ uint64_t ResidentKiB() {
     if (absl::StartsWith(line, "VmRSS:")) {
       uint64_t kib = 0;
       std::string digits;
-      for (char c : line) if (c >= '0' && c <= '9') digits += c;
+      for (char c : line)
+        if (c >= '0' && c <= '9') digits += c;
       if (absl::SimpleAtoi(digits, &kib)) return kib;
     }
   }
@@ -525,8 +536,8 @@ TEST_P(VmTest, RejectsBadGuestImagesAndOutOfOrderUse) {
             absl::StatusCode::kNotFound);
   const std::string garbage = "this is not an ELF file at all, not even close";
   absl::Status bad = (*vm)->LoadGuestImage(
-      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(garbage.data()),
-                                garbage.size()),
+      absl::Span<const uint8_t>(
+          reinterpret_cast<const uint8_t*>(garbage.data()), garbage.size()),
       "garbage");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.message(), HasSubstr("garbage"));
@@ -534,7 +545,8 @@ TEST_P(VmTest, RejectsBadGuestImagesAndOutOfOrderUse) {
   std::string elf((std::istreambuf_iterator<char>(file)), {});
   ASSERT_GT(elf.size(), 200u);
   absl::Status truncated = (*vm)->LoadGuestImage(
-      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(elf.data()), 200),
+      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(elf.data()),
+                                200),
       "truncated");
   EXPECT_EQ(truncated.code(), absl::StatusCode::kInvalidArgument) << truncated;
   ASSERT_TRUE((*vm)->LoadGuest(THAW_TEST_GUEST).ok());

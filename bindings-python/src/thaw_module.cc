@@ -8,10 +8,10 @@
 
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
-#include <vector>
 #include <optional>
+#include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -564,10 +564,9 @@ PYBIND11_MODULE(_thaw, m) {
              const std::string& backend, double call_timeout,
              bool record_working_set, uint64_t console_limit,
              py::object console_sink) {
-            RestoreOptions options =
-                MakeRestoreOptions(engine, backend, call_timeout,
-                                   record_working_set, console_limit,
-                                   std::move(console_sink));
+            RestoreOptions options = MakeRestoreOptions(
+                engine, backend, call_timeout, record_working_set,
+                console_limit, std::move(console_sink));
             return std::make_unique<PyVm>(
                 Value(WithoutGil([&] { return self.Restore(options); })));
           },

@@ -16,7 +16,7 @@ namespace thaw {
 
 struct PhaseReport {
   BackendKind backend = BackendKind::kAuto;  // the backend actually used
-  absl::Duration create;     // memory, backend and vCPU set-up
+  absl::Duration create;                     // memory, backend and vCPU set-up
   absl::Duration load;       // ELF parsing and copy into guest memory
   absl::Duration boot;       // from first instruction to the park point
   absl::Duration restore;    // the restore, for a restored Vm
@@ -39,18 +39,18 @@ struct RestoreStats {
   // Page faults on a chunk the prefetcher was already installing: the
   // guest waited for it, but nothing extra was read.
   uint64_t prefetch_waits = 0;
-  uint64_t chunks_read = 0;     // chunks read from the file and decompressed
-  uint64_t bytes_read = 0;      // compressed bytes read
-  uint64_t zero_chunks = 0;     // all-zero chunks installed lazily
-  uint64_t prefetched = 0;      // chunks installed by prefetch
+  uint64_t chunks_read = 0;  // chunks read from the file and decompressed
+  uint64_t bytes_read = 0;   // compressed bytes read
+  uint64_t zero_chunks = 0;  // all-zero chunks installed lazily
+  uint64_t prefetched = 0;   // chunks installed by prefetch
   // Working-set chunks mapped straight from the file (stored raw by
   // Vm::WriteWorkingSet), checked in the background.
   uint64_t mapped = 0;
   // Reads done with plain pread because io_uring is unavailable here (a
   // seccomp filter, kernel.io_uring_disabled): restores still work.
   uint64_t reads_without_io_uring = 0;
-  uint64_t resets = 0;          // Vm::Reset() calls
-  uint64_t pages_reset = 0;     // pages the last Reset() restored
+  uint64_t resets = 0;       // Vm::Reset() calls
+  uint64_t pages_reset = 0;  // pages the last Reset() restored
   // This restore decompressed the Snapshot handle's shared base (the first
   // kSharedBase restore through a handle does; later ones map it).
   bool shared_base_built = false;

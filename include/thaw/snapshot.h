@@ -90,9 +90,8 @@ class Snapshot {
   // Checks everything: every frame's checksums and sizes in this file and
   // its parents, and the padding between frames. OK only for an intact
   // snapshot. `progress` is called now and then with (frames done, total).
-  absl::Status Verify(
-      std::function<void(uint64_t done, uint64_t total)> progress =
-          nullptr) const;
+  absl::Status Verify(std::function<void(uint64_t done, uint64_t total)>
+                          progress = nullptr) const;
 
   const std::string& path() const;
 

@@ -34,10 +34,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "thaw/kinds.h"
@@ -148,7 +148,6 @@ class Vm {
 
   // Address of a symbol in the loaded guest's ELF symbol table.
   absl::StatusOr<uint64_t> FindGuestSymbol(absl::string_view name) const;
-
 
  private:
   friend class Snapshot;

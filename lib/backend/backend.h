@@ -5,8 +5,8 @@
 // must see: it returns a normalized Exit, and devices and the monitor never
 // see kvm_run or Unicorn types. Hypercalls (`out` to THAW_HYPERCALL_PORT) are
 // handed to a HypercallHandler *inside* Run(): on the emulated backend an
-// `out` hook must answer synchronously (DESIGN.md, Unicorn facts), and doing
-// the same on KVM keeps one code path and saves a return per hypercall.
+// `out` hook must answer synchronously (doc/platform-facts.md, Unicorn), and
+// doing the same on KVM keeps one code path and saves a return per hypercall.
 //
 // Thread safety: everything but Interrupt() runs on one thread at a time.
 // Interrupt() may be called from any thread, at any moment.
@@ -46,14 +46,14 @@ class HypercallHandler {
 
 struct Exit {
   enum class Reason {
-    kStopped,        // the hypercall handler asked to stop
-    kInterrupted,    // Interrupt() was called
-    kException,      // a CPU exception: vector, error_code, rip, cr2
-    kShutdown,       // triple fault
-    kHalt,           // hlt with interrupts off: the guest can never resume
-    kUnhandledIo,    // port I/O to a port nobody owns: address = port
-    kUnmappedMemory, // access outside guest memory: address
-    kInternalError,  // the backend failed; detail says how
+    kStopped,         // the hypercall handler asked to stop
+    kInterrupted,     // Interrupt() was called
+    kException,       // a CPU exception: vector, error_code, rip, cr2
+    kShutdown,        // triple fault
+    kHalt,            // hlt with interrupts off: the guest can never resume
+    kUnhandledIo,     // port I/O to a port nobody owns: address = port
+    kUnmappedMemory,  // access outside guest memory: address
+    kInternalError,   // the backend failed; detail says how
   };
   Reason reason = Reason::kInternalError;
   uint64_t rip = 0;

@@ -24,12 +24,14 @@ constexpr uint64_t kParkAddress = THAW_BOOT_INFO_ADDR + 0xFF0;
 static_assert(sizeof(thaw_boot_info) < 0xFF0);
 
 absl::Status UcStatus(absl::string_view what, uc_err err) {
-  return absl::InternalError(absl::StrCat("unicorn ", what, ": ", uc_strerror(err)));
+  return absl::InternalError(
+      absl::StrCat("unicorn ", what, ": ", uc_strerror(err)));
 }
 
 class UnicornBackend final : public backend::Backend {
  public:
-  UnicornBackend(GuestMemory& memory, uc_engine* uc) : memory_(memory), uc_(uc) {}
+  UnicornBackend(GuestMemory& memory, uc_engine* uc)
+      : memory_(memory), uc_(uc) {}
   ~UnicornBackend() override { uc_close(uc_); }
 
   absl::Status Init() {
@@ -41,12 +43,13 @@ class UnicornBackend final : public backend::Backend {
       return UcStatus("map guest memory", err);
     }
     uc_hook hook;
-    uc_err err = uc_hook_add(uc_, &hook, UC_HOOK_INSN,
-                             reinterpret_cast<void*>(&OnOut), this, 1, 0,
-                             UC_X86_INS_OUT);
+    uc_err err =
+        uc_hook_add(uc_, &hook, UC_HOOK_INSN, reinterpret_cast<void*>(&OnOut),
+                    this, 1, 0, UC_X86_INS_OUT);
     if (err == UC_ERR_OK) {
-      err = uc_hook_add(uc_, &hook, UC_HOOK_INSN, reinterpret_cast<void*>(&OnIn),
-                        this, 1, 0, UC_X86_INS_IN);
+      err =
+          uc_hook_add(uc_, &hook, UC_HOOK_INSN, reinterpret_cast<void*>(&OnIn),
+                      this, 1, 0, UC_X86_INS_IN);
     }
     if (err == UC_ERR_OK) {
       err = uc_hook_add(uc_, &hook, UC_HOOK_INTR,
@@ -313,9 +316,9 @@ absl::StatusOr<VcpuState> UnicornBackend::GetState() {
 }
 
 absl::Status UnicornBackend::SetState(const VcpuState& s) {
-  // The order matters (DESIGN.md): descriptor tables, then CR4, EFER, CR3,
-  // CR0, then selectors (which Unicorn loads through the GDT), then FS/GS
-  // bases, MSRs, general registers and the FPU.
+  // The order matters (doc/platform-facts.md): descriptor tables, then CR4,
+  // EFER, CR3, CR0, then selectors (which Unicorn loads through the GDT), then
+  // FS/GS bases, MSRs, general registers and the FPU.
   uc_x86_mmr gdtr{0, s.gdt.base, s.gdt.limit, 0};
   uc_x86_mmr idtr{0, s.idt.base, s.idt.limit, 0};
   uc_err err = uc_reg_write(uc_, UC_X86_REG_GDTR, &gdtr);
@@ -385,8 +388,8 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateUnicornBackend(
     GuestMemory& memory) {
   uc_engine* uc = nullptr;
   if (uc_err err = uc_open(UC_ARCH_X86, UC_MODE_64, &uc); err != UC_ERR_OK) {
-    return absl::UnavailableError(
-        absl::StrCat("unicorn: cannot open an x86-64 engine: ", uc_strerror(err)));
+    return absl::UnavailableError(absl::StrCat(
+        "unicorn: cannot open an x86-64 engine: ", uc_strerror(err)));
   }
   auto backend = std::make_unique<UnicornBackend>(memory, uc);
   if (absl::Status s = backend->Init(); !s.ok()) return s;

@@ -2,10 +2,10 @@
 //
 // It exists so that thaw, its examples and its tests run on any x86-64 Linux,
 // including machines without /dev/kvm. It runs function guests only. Facts it
-// relies on (measured, see DESIGN.md): paging is walked for faults but
-// translation is identity; `out` is hooked synchronously; uc_emu_stop() takes
-// effect at the end of the current translated block; the guest IDT is never
-// used, so exceptions arrive through UC_HOOK_INTR.
+// relies on (measured, see doc/platform-facts.md): paging is walked for faults
+// but translation is identity; `out` is hooked synchronously; uc_emu_stop()
+// takes effect at the end of the current translated block; the guest IDT is
+// never used, so exceptions arrive through UC_HOOK_INTR.
 #ifndef THAW_LIB_EMU_UNICORN_BACKEND_H_
 #define THAW_LIB_EMU_UNICORN_BACKEND_H_
 

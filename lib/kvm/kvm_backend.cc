@@ -29,7 +29,8 @@ int InterruptSignal() { return SIGRTMIN + 5; }
 
 // ioctl(), retried while a signal interrupts it: creating a VM waits in the
 // kernel (it starts a worker thread) and a stray kick signal meant for
-// another Vm's vCPU on this thread must not fail the creation.
+// another Vm's vCPU on this thread must not fail the creation. Every KVM
+// ioctl but KVM_RUN goes through it; KVM_RUN's EINTR is how a kick arrives.
 template <typename Arg>
 int IoctlRetryingEintr(int fd, unsigned long request, Arg arg) {
   int rc;
@@ -167,7 +168,8 @@ class KvmBackend final : public backend::Backend {
     region.memory_size = memory_.size();
     region.userspace_addr = reinterpret_cast<uint64_t>(memory_.host_base());
     // Safe: the same slot over the same mapping, now with dirty logging.
-    if (ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+    if (IoctlRetryingEintr(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) <
+        0) {
       return ErrnoStatus("KVM_SET_USER_MEMORY_REGION with dirty logging",
                          errno);
     }
@@ -179,7 +181,7 @@ class KvmBackend final : public backend::Backend {
     log.slot = 0;
     log.dirty_bitmap = bitmap.data();
     // Safe: the bitmap holds one bit per page of slot 0, rounded up to 64.
-    if (ioctl(vm_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
+    if (IoctlRetryingEintr(vm_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
       return ErrnoStatus("KVM_GET_DIRTY_LOG", errno);
     }
     return bitmap;
@@ -219,7 +221,7 @@ class KvmBackend final : public backend::Backend {
     msrs.entry.index = index;
     msrs.entry.data = value;
     // Safe: the C layout of kvm_msrs with its one entry.
-    int rc = ioctl(vcpu_.get(), request, &msrs);
+    int rc = IoctlRetryingEintr(vcpu_.get(), request, &msrs);
     if (rc < 0) {
       return ErrnoStatus(absl::StrFormat("KVM MSR 0x%x access", index), errno);
     }
@@ -462,8 +464,7 @@ absl::StatusOr<VcpuState> KvmBackend::GetState() {
   if (absl::Status s = Ioctl(KVM_GET_FPU, &fpu, "GET_FPU"); !s.ok()) return s;
   std::array<uint64_t, kPortableMsrCount> msrs{};
   for (size_t i = 0; i < kPortableMsrCount; ++i) {
-    if (absl::Status st =
-            AccessMsr(kGetMsrs, kPortableMsrs[i].index, msrs[i]);
+    if (absl::Status st = AccessMsr(kGetMsrs, kPortableMsrs[i].index, msrs[i]);
         !st.ok()) {
       return st;
     }
@@ -530,8 +531,7 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
     return st;
   for (size_t i = 0; i < kPortableMsrCount; ++i) {
     uint64_t value = s.msrs[i];
-    if (absl::Status st =
-            AccessMsr(kSetMsrs, kPortableMsrs[i].index, value);
+    if (absl::Status st = AccessMsr(kSetMsrs, kPortableMsrs[i].index, value);
         !st.ok()) {
       return st;
     }
@@ -541,7 +541,7 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
 
 // Guests get the host's supported CPUID minus XSAVE and AVX: function guests
 // are built without them, the emulated backend lacks them, and under nested
-// SVM in QEMU the XCR0 round trip is broken (DESIGN.md).
+// SVM in QEMU the XCR0 round trip is broken (doc/platform-facts.md).
 absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
   constexpr uint32_t kMaxEntries = 256;
   struct {
@@ -550,7 +550,7 @@ absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
   } cpuid{};
   cpuid.header.nent = kMaxEntries;
   // Safe: the C layout of kvm_cpuid2 with room for nent entries.
-  if (ioctl(kvm_fd, kGetSupportedCpuid, &cpuid) < 0) {
+  if (IoctlRetryingEintr(kvm_fd, kGetSupportedCpuid, &cpuid) < 0) {
     return ErrnoStatus("KVM_GET_SUPPORTED_CPUID", errno);
   }
   for (uint32_t i = 0; i < cpuid.header.nent && i < kMaxEntries; ++i) {
@@ -564,7 +564,7 @@ absl::Status SetCpuid(int kvm_fd, int vcpu_fd) {
       e.eax = e.ebx = e.ecx = e.edx = 0;  // no XSAVE state components
     }
   }
-  if (ioctl(vcpu_fd, kSetCpuid2, &cpuid) < 0) {
+  if (IoctlRetryingEintr(vcpu_fd, kSetCpuid2, &cpuid) < 0) {
     return ErrnoStatus("KVM_SET_CPUID2", errno);
   }
   return absl::OkStatus();
@@ -583,7 +583,7 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   Fd kvm(open("/dev/kvm", O_RDWR | O_CLOEXEC));
   if (kvm.get() < 0) return Unavailable("open /dev/kvm", errno);
   // Safe: these ioctls take an integer argument or none.
-  int version = ioctl(kvm.get(), KVM_GET_API_VERSION, 0);
+  int version = IoctlRetryingEintr(kvm.get(), KVM_GET_API_VERSION, 0);
   if (version != KVM_API_VERSION) {
     return absl::UnavailableError(
         absl::StrCat("KVM backend unavailable: /dev/kvm API version ", version,
@@ -592,7 +592,7 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   Fd vm(IoctlRetryingEintr(kvm.get(), KVM_CREATE_VM, 0));
   if (vm.get() < 0) return Unavailable("KVM_CREATE_VM", errno);
   // Intel VMX needs three pages for a real-mode TSS; harmless elsewhere.
-  ioctl(vm.get(), KVM_SET_TSS_ADDR, kTssAddressForIntel);
+  IoctlRetryingEintr(vm.get(), KVM_SET_TSS_ADDR, kTssAddressForIntel);
   kvm_userspace_memory_region region{};
   region.slot = 0;
   region.guest_phys_addr = 0;
@@ -604,7 +604,7 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   }
   Fd vcpu(IoctlRetryingEintr(vm.get(), KVM_CREATE_VCPU, 0));
   if (vcpu.get() < 0) return Unavailable("KVM_CREATE_VCPU", errno);
-  int run_size = ioctl(kvm.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  int run_size = IoctlRetryingEintr(kvm.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (run_size < static_cast<int>(sizeof(kvm_run))) {
     return Unavailable("KVM_GET_VCPU_MMAP_SIZE", errno);
   }
@@ -612,7 +612,8 @@ absl::StatusOr<std::unique_ptr<backend::Backend>> CreateKvmBackend(
   void* run = mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                    vcpu.get(), 0);
   if (run == MAP_FAILED) return ErrnoStatus("mmap kvm_run", errno);
-  int sync = ioctl(kvm.get(), KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+  int sync =
+      IoctlRetryingEintr(kvm.get(), KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
   bool sync_regs = sync > 0 && (sync & KVM_SYNC_X86_REGS);
   InstallInterruptHandler();
   return std::make_unique<KvmBackend>(

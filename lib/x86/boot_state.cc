@@ -69,7 +69,8 @@ absl::Status WritePageTables(GuestMemory& memory) {
                     (i * 0x1000) | kPagePresent | kPageWritable);
   }
   for (uint64_t address = k2MiB; address < memory.size(); address += k2MiB) {
-    uint64_t entry = address / k2MiB;  // index over all PDs, which are contiguous
+    uint64_t entry =
+        address / k2MiB;  // index over all PDs, which are contiguous
     Store<uint64_t>(base + pd0 + 8 * entry,
                     address | kPagePresent | kPageWritable | kPageLarge);
   }
@@ -165,7 +166,7 @@ absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory) {
 }
 
 Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
-                               uint16_t gdt_limit, uint16_t selector) {
+                      uint16_t gdt_limit, uint16_t selector) {
   Segment s;
   s.selector = selector;
   uint64_t index = selector & ~uint64_t{7};
@@ -219,9 +220,8 @@ absl::Status CheckPortableState(const VcpuState& s) {
         __builtin_ctzll(extra)));
   }
   if ((s.fpu.mxcsr & 0xFFFF0000u) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("vCPU state has reserved MXCSR bits set (0x%x)",
-                        s.fpu.mxcsr));
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vCPU state has reserved MXCSR bits set (0x%x)", s.fpu.mxcsr));
   }
   return absl::OkStatus();
 }

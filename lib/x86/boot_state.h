@@ -47,7 +47,7 @@ absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory);
 // Decodes the 8-byte GDT descriptor for `selector` from guest memory into a
 // Segment (used by backends that do not report segment attributes).
 Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
-                               uint16_t gdt_limit, uint16_t selector);
+                      uint16_t gdt_limit, uint16_t selector);
 
 // OK if `state` is a long-mode state that both backends can load: PE and
 // PG, PAE, LME and LMA set, and no CR4 or EFER feature bit beyond those every

@@ -2,7 +2,7 @@
 """Extracts the uncompressed vmlinux ELF from a bzImage (vmlinuz).
 
 QEMU boots an ELF vmlinux through its PVH entry point, seconds faster under
-software emulation than a bzImage through the BIOS (DESIGN.md). Debian
+software emulation than a bzImage through the BIOS (doc/platform-facts.md). Debian
 compresses its kernels with xz, gzip or zstd depending on the release; try
 each payload signature until one decompresses to an ELF file.
 """

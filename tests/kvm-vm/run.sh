@@ -5,7 +5,7 @@
 #
 # QEMU's software emulation (TCG) implements AMD SVM with nested paging, so
 # Debian's own kernel booted under `-cpu EPYC,+svm` can load kvm and kvm_amd
-# and offer a real /dev/kvm (DESIGN.md, last section). This script:
+# and offer a real /dev/kvm (doc/platform-facts.md, "Real KVM without KVM hardware"). This script:
 #   1. downloads (once, into the cache) Debian's linux-image and
 #      busybox-static packages with `apt-get download` and unpacks them;
 #   2. extracts vmlinux and builds an initramfs holding busybox, the kvm
