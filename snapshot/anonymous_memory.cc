@@ -3,10 +3,6 @@
 #include "snapshot/eager_restore.h"
 
 namespace thaw::snapshot {
-namespace {
-constexpr uint64_t kPage = 4096;
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Create(
     uint64_t size) {
   auto base = MapAnonymous(size, "guest memory");
@@ -28,17 +24,11 @@ AnonymousMemory::RestoreEagerly(const SnapshotImage& image) {
 
 absl::StatusOr<std::function<ChunkHint(uint64_t)>> AnonymousMemory::ChunkHints(
     uint32_t chunk_size) {
-  auto map = PageMap::Read(base(), size());
-  if (!map.ok()) return map.status();
-  auto pages = std::make_shared<PageMap>(*std::move(map));
-  const uint64_t per_chunk = chunk_size / kPage;
   // A page never touched reads as zeros.
-  return [pages, per_chunk](uint64_t c) {
-    for (uint64_t p = c * per_chunk; p < (c + 1) * per_chunk; ++p) {
-      if (pages->touched(p)) return ChunkHint::kRead;
-    }
-    return ChunkHint::kZero;
-  };
+  return HintsFromPageMap(
+      chunk_size,
+      [](const PageMap& map, uint64_t page) { return map.touched(page); },
+      ChunkHint::kZero);
 }
 
 }  // namespace thaw::snapshot

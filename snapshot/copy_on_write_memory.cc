@@ -28,17 +28,11 @@ absl::StatusOr<std::unique_ptr<CopyOnWriteMemory>> CopyOnWriteMemory::Map(
 
 absl::StatusOr<std::function<ChunkHint(uint64_t)>>
 CopyOnWriteMemory::ChunkHints(uint32_t chunk_size) {
-  auto map = PageMap::Read(base(), size());
-  if (!map.ok()) return map.status();
-  auto pages = std::make_shared<PageMap>(*std::move(map));
-  const uint64_t per_chunk = chunk_size / kPage;
   // Pages without a private copy are still the image's.
-  return [pages, per_chunk](uint64_t c) {
-    for (uint64_t p = c * per_chunk; p < (c + 1) * per_chunk; ++p) {
-      if (pages->private_copy(p)) return ChunkHint::kRead;
-    }
-    return ChunkHint::kUnchanged;
-  };
+  return HintsFromPageMap(
+      chunk_size,
+      [](const PageMap& map, uint64_t page) { return map.private_copy(page); },
+      ChunkHint::kUnchanged);
 }
 
 absl::StatusOr<PageRuns> CopyOnWriteMemory::ChangedPages(uint64_t offset,

@@ -86,6 +86,13 @@ class MemorySource {
  protected:
   // Takes ownership of the mapping [base, base + size).
   MemorySource(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+
+  // Hints from /proc/self/pagemap: kRead for a chunk holding a page for
+  // which `written(map, page)` holds, `otherwise` for every other chunk.
+  absl::StatusOr<std::function<ChunkHint(uint64_t chunk)>> HintsFromPageMap(
+      uint32_t chunk_size, bool (*written)(const PageMap& map, uint64_t page),
+      ChunkHint otherwise) const;
+
   RestoreCounters counters_;
 
  private:

@@ -116,6 +116,17 @@ class SnapshotHelpers {
     return *std::move(vm);
   }
 
+  // Boots a 32 MiB snapshot guest and snapshots it to "fn.thaw"; returns
+  // the path, or "" after reporting why not.
+  std::string BootAndSnapshot() {
+    auto vm = Boot(Config(32ull << 20));
+    if (vm == nullptr) return "";
+    const std::string path = Path("fn.thaw");
+    absl::Status s = vm->Snapshot(path);
+    EXPECT_TRUE(s.ok()) << s;
+    return s.ok() ? path : "";
+  }
+
   RestoreOptions Options(RestoreEngine engine) {
     RestoreOptions options;
     options.engine = engine;
@@ -316,10 +327,8 @@ TEST_P(SnapshotTest, PrefetchOfARecordedWorkingSetTakesFewerFaults) {
 }
 
 TEST_P(SnapshotTest, HundredSharedBaseClonesEachKeepTheirOwnWrites) {
-  auto vm = Boot(Config(32ull << 20));
-  ASSERT_NE(vm, nullptr);
-  const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
+  const std::string path = BootAndSnapshot();
+  ASSERT_FALSE(path.empty());
   auto snapshot = Snapshot::Open(path);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   std::vector<std::unique_ptr<Vm>> clones;
@@ -343,10 +352,8 @@ TEST_P(SnapshotTest, HundredSharedBaseClonesEachKeepTheirOwnWrites) {
 // The handle owns the shared base: no process-wide cache keeps an image
 // alive behind the user's back, and no clone loses its memory early.
 TEST_P(SnapshotTest, TheSnapshotHandleDecidesHowLongASharedBaseLives) {
-  auto vm = Boot(Config(32ull << 20));
-  ASSERT_NE(vm, nullptr);
-  const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
+  const std::string path = BootAndSnapshot();
+  ASSERT_FALSE(path.empty());
   const RestoreOptions shared = Options(RestoreEngine::kSharedBase);
   // Vm::Restore keeps no handle: each one builds its own base.
   for (int i = 0; i < 2; ++i) {
@@ -380,10 +387,8 @@ TEST_P(SnapshotTest, TheSnapshotHandleDecidesHowLongASharedBaseLives) {
 }
 
 TEST_P(SnapshotTest, ASnapshotHandleIsOpenedOnceAndUsedFromManyThreads) {
-  auto vm = Boot(Config(32ull << 20));
-  ASSERT_NE(vm, nullptr);
-  const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
+  const std::string path = BootAndSnapshot();
+  ASSERT_FALSE(path.empty());
   auto snapshot = Snapshot::Open(path);
   ASSERT_TRUE(snapshot.ok()) << snapshot.status();
   EXPECT_EQ(snapshot->path(), path);
@@ -427,10 +432,8 @@ TEST_P(SnapshotTest, ASnapshotHandleIsOpenedOnceAndUsedFromManyThreads) {
 // A working set recorded by a restored Vm travels into the snapshots it
 // takes: stored first, and recorded in the manifest.
 TEST_P(SnapshotTest, ASnapshotOfARecordingVmKeepsItsWorkingSet) {
-  auto vm = Boot(Config(32ull << 20));
-  ASSERT_NE(vm, nullptr);
-  const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
+  const std::string path = BootAndSnapshot();
+  ASSERT_FALSE(path.empty());
   auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
   ASSERT_NE(recorder, nullptr);
   const std::string sum = Call(*recorder, "table_sum");
