@@ -106,10 +106,15 @@ class VmCore {
   State state_ = State::kCreated;
   absl::Status failure_;
 
-  // Set for a restored Vm.
-  std::shared_ptr<const snapshot::SnapshotImage> image_;
-  VcpuState snapshot_state_;  // the vCPU as restored, for Reset
-  uint64_t snapshot_generation_ = 0;
+  // Where a restored Vm came from: for Reset, diff snapshots, working sets.
+  struct RestorePoint {
+    std::shared_ptr<const snapshot::SnapshotImage> image;  // null if booted
+    VcpuState vcpu;           // the vCPU as restored
+    uint64_t generation = 0;  // the snapshot's restore generation
+  };
+  RestorePoint restored_;
+  // record_working_set: recording until the first call completes, then the
+  // chunks it touched.
   bool recording_ = false;
   std::vector<uint32_t> working_set_;
   // Reset finds changed pages from KVM's dirty log plus the host's own

@@ -94,7 +94,7 @@ absl::Status VmCore::RestoreFrom(
     return absl::Status(s.code(),
                         absl::StrCat("restore \"", path, "\": ", s.message()));
   }
-  image_ = std::move(image);
+  restored_.image = std::move(image);
   // Resets are cheapest with the hypervisor's dirty log where there is one
   // (KVM); elsewhere the memory source finds what changed.
   if (options.engine == RestoreEngine::kSharedBase && source_->can_revert() &&
@@ -106,10 +106,10 @@ absl::Status VmCore::RestoreFrom(
     if (absl::Status damage = source_->error(); !damage.ok()) return damage;
     return s;
   }
-  snapshot_state_ = state;
-  snapshot_generation_ = runtime_->generation();
+  restored_.vcpu = state;
+  restored_.generation = runtime_->generation();
   if (absl::Status s = backend_->SetState(state); !s.ok()) return s;
-  if (absl::Status s = runtime_->NewIdentity(snapshot_generation_ + 1);
+  if (absl::Status s = runtime_->NewIdentity(restored_.generation + 1);
       !s.ok()) {
     return s;
   }
@@ -167,16 +167,16 @@ absl::Status VmCore::Snapshot(const std::string& path,
   request.path = path;
   request.level = options.compression_level;
   request.chunk_size = options.chunk_size;
-  request.source = image_;
+  request.source = restored_.image;
   request.progress = options.progress;
   // A working set this Vm recorded goes first in the new file too (its
   // chunk numbers hold only for the chunk size they were recorded in).
-  if (!recording_ && image_ != nullptr &&
-      image_->chunk_size() == options.chunk_size) {
+  if (!recording_ && restored_.image != nullptr &&
+      restored_.image->chunk_size() == options.chunk_size) {
     request.working_set = working_set_;
   }
   if (!options.parent.empty()) {
-    if (image_ == nullptr) {
+    if (restored_.image == nullptr) {
       return absl::FailedPreconditionError(
           absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
                        "\" needs a Vm restored from it; this one was booted"));
@@ -184,7 +184,7 @@ absl::Status VmCore::Snapshot(const std::string& path,
     auto parent = snapshot::SnapshotFile::Open(options.parent);
     if (!parent.ok()) return parent.status();
     if ((*parent)->manifest().snapshot_id() !=
-        image_->manifest().snapshot_id()) {
+        restored_.image->manifest().snapshot_id()) {
       return absl::FailedPreconditionError(
           absl::StrCat("Snapshot: \"", options.parent,
                        "\" is not the snapshot this Vm was restored from"));
@@ -291,7 +291,7 @@ absl::StatusOr<PageRuns> VmCore::ChangedPages() {
 }
 
 absl::Status VmCore::Reset() {
-  if (!source_->can_revert() || image_ == nullptr) {
+  if (!source_->can_revert() || restored_.image == nullptr) {
     return absl::FailedPreconditionError(
         "Reset: only a Vm restored with RestoreEngine::kSharedBase can be "
         "reset");
@@ -302,10 +302,10 @@ absl::Status VmCore::Reset() {
   if (absl::Status s = source_->Revert(*runs); !s.ok()) return Failed(s);
   uint64_t pages = 0;
   for (const auto& [first, end] : *runs) pages += end - first;
-  if (absl::Status s = backend_->SetState(snapshot_state_); !s.ok()) {
+  if (absl::Status s = backend_->SetState(restored_.vcpu); !s.ok()) {
     return Failed(s);
   }
-  if (absl::Status s = runtime_->NewIdentity(snapshot_generation_ + 1);
+  if (absl::Status s = runtime_->NewIdentity(restored_.generation + 1);
       !s.ok()) {
     return Failed(s);
   }
@@ -321,8 +321,8 @@ absl::Status VmCore::Reset() {
 
 absl::Status VmCore::WriteWorkingSet() {
   const RestoreEngine engine = restore_stats().engine;
-  if (image_ == nullptr || (engine != RestoreEngine::kLazy &&
-                            engine != RestoreEngine::kLazyPrefetch)) {
+  if (restored_.image == nullptr || (engine != RestoreEngine::kLazy &&
+                                     engine != RestoreEngine::kLazyPrefetch)) {
     return absl::FailedPreconditionError(
         "WriteWorkingSet: only a Vm restored with a lazy engine and "
         "RestoreOptions::record_working_set records a working set");
@@ -332,7 +332,7 @@ absl::Status VmCore::WriteWorkingSet() {
         "WriteWorkingSet: nothing recorded yet (record_working_set was off, "
         "or no call has completed)");
   }
-  return snapshot::RewriteWithWorkingSet(image_->top(), working_set_);
+  return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_);
 }
 
 SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {

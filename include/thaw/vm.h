@@ -12,7 +12,8 @@
 // what happened (vector, RIP and CR2 for exceptions), and the Vm then refuses
 // further calls with FailedPrecondition carrying that first error.
 //
-// Thread safety, enforced by the Vm itself:
+// Thread safety, enforced by the Vm itself (each method below is marked
+// [operation] or [any thread]):
 //  - the operations (LoadGuest, Boot, Call, Snapshot, Reset, WriteWorkingSet,
 //    RegisterHostFunction) run one at a time: a second
 //    thread's operation waits until the first is done. A host function that
@@ -74,17 +75,19 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // The backend in use (never kAuto).
+  // The backend in use (never kAuto). [any thread]
   BackendKind backend() const;
+  // For a restored Vm, the layout comes from the snapshot. [any thread]
   const VmConfig& config() const;
 
   // Loads a function-guest ELF (x86-64, statically linked at
-  // THAW_IMAGE_BASE). Once per Vm, before Boot().
+  // THAW_IMAGE_BASE). Once per Vm, before Boot(). [operation]
   absl::Status LoadGuest(const std::string& path);
   absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
                               absl::string_view name = "<memory>");
 
   // Runs the guest's init until it parks waiting for its first call.
+  // [operation]
   absl::Status Boot();
 
   // Calls the guest function `function` with `input` and returns its reply.
@@ -97,56 +100,63 @@ class Vm {
   //   DeadlineExceeded   the call ran past call_timeout;
   //   FailedPrecondition the Vm is not booted, or failed in an earlier call.
   // After NotFound, ResourceExhausted or a function error the Vm stays usable.
+  // [operation]
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
 
   // Snapshot::Open(path), then Restore(options) on that handle; the handle
   // is dropped after, so a kSharedBase image is not kept for the next call.
+  // Any thread (it makes a new Vm).
   static absl::StatusOr<std::unique_ptr<Vm>> Restore(
       const std::string& path, const RestoreOptions& options = {});
 
   // Writes a snapshot of this parked Vm to `path` (atomically: a crash or a
   // full disk never leaves a partial file there). The guest's before-snapshot
-  // hook runs first, so it can drop secrets from memory.
+  // hook runs first, so it can drop secrets from memory. [operation]
   absl::Status Snapshot(const std::string& path,
                         const SnapshotOptions& options = {});
 
   // Returns a Vm restored with RestoreEngine::kSharedBase to its snapshot:
   // only the pages written since are restored, plus the vCPU state, and the
   // guest sees a new restore generation and fresh entropy. Works on a Vm
-  // whose call failed, too. FailedPrecondition for other Vms.
+  // whose call failed, too. FailedPrecondition for other Vms. [operation]
   absl::Status Reset();
 
   // For a Vm restored with record_working_set: writes the chunks the restore
   // and the first call touched into the snapshot it came from (rewriting it
   // atomically, working set first), for later kLazyPrefetch restores.
+  // [operation]
   absl::Status WriteWorkingSet();
 
+  // What the restore did, counted so far. [any thread]
   RestoreStats restore_stats() const;
 
   // Makes `fn` callable by the guest as `name`. Replaces an earlier one.
+  // [operation]
   absl::Status RegisterHostFunction(std::string name, HostFunction fn);
 
   // Stops the guest at its next instruction boundary and holds it until
   // Resume(). A Call() in progress blocks meanwhile; paused time is not
-  // counted against its timeout. Idempotent.
+  // counted against its timeout. Idempotent. [any thread]
   void Pause();
   void Resume();
   bool paused() const;
 
   // Console output captured so far (at most config().console_limit bytes,
-  // the most recent ones).
+  // the most recent ones). [any thread]
   std::string console() const;
 
+  // Where the time went so far. [any thread]
   PhaseReport report() const;
 
   // Copies guest memory [address, address + size) out, for inspection.
   // OutOfRange if the range is not inside guest memory. Guest memory stays
   // mapped for the Vm's life, so this is safe while a call runs.
+  // [any thread]
   absl::StatusOr<std::string> ReadGuestMemory(uint64_t address,
                                               uint64_t size) const;
 
-  // Address of a symbol in the loaded guest's ELF symbol table.
+  // Address of a symbol in the loaded guest's ELF symbol table. [any thread]
   absl::StatusOr<uint64_t> FindGuestSymbol(absl::string_view name) const;
 
  private:
