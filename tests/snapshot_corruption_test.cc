@@ -365,33 +365,10 @@ TEST_F(SnapshotCorruptionTest, AStateNoBackendCanRunIsFailedPrecondition) {
   EXPECT_THAT(vm.status().message(), HasSubstr("long mode"));
 }
 
-TEST_F(SnapshotCorruptionTest, ALazyRestoreNeverRunsTheGuestOnABadChunk) {
-  // Damage the frame that holds the guest's code: the manifest is intact,
-  // so a lazy restore starts, and the first call touches that chunk.
-  auto file = snapshot::SnapshotFile::Open(*good_);
-  ASSERT_TRUE(file.ok());
-  const uint32_t frame =
-      (*file)->ChunkFrame(THAW_IMAGE_BASE / (*file)->chunk_size());
-  ASSERT_LT(frame, (*file)->frame_count());
-  std::string bad = *bytes_;
-  bad[(*file)->FrameOffset(frame) + 3] ^= 0x10;
-  const std::string path = *dir_ + "/lazy.thaw";
-  WriteFile(path, bad);
-  for (RestoreEngine engine :
-       {RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch}) {
-    RestoreOptions options;
-    options.backend = BackendKind::kEmulated;
-    options.engine = engine;
-    auto vm = Vm::Restore(path, options);
-    ASSERT_TRUE(vm.ok()) << vm.status();
-    auto reply = (*vm)->Call("echo", "hello");
-    EXPECT_EQ(reply.status().code(), absl::StatusCode::kDataLoss)
-        << reply.status();
-    EXPECT_THAT(reply.status().message(), HasSubstr("lazy.thaw"));
-    auto again = (*vm)->Call("echo", "hello");
-    EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
-  }
-}
+// A damaged chunk that only a lazy restore reaches is tested per engine and
+// backend in tests/snapshot_test.cc (SnapshotEngineTest.
+// ADamagedChunkNeverYieldsAResult) and per engine alone in
+// tests/snapshot/memory_source_test.cc.
 
 // A disk that fills up mid-write (simulated with RLIMIT_FSIZE, which makes
 // write() fail with EFBIG past the limit): the snapshot fails naming the
