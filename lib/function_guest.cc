@@ -74,7 +74,12 @@ absl::StatusOr<FunctionGuestLayout> ComputeLayout(const VmConfig& c) {
 
 absl::Status FunctionGuest::Load(absl::Span<const uint8_t> elf,
                                  absl::string_view name,
+                                 const ProgramOptions& options,
                                  backend::Backend& backend) {
+  if (!options.args.empty() || !options.env.empty()) {
+    return absl::InvalidArgumentError(
+        "a function guest takes no arguments or environment");
+  }
   // The host-owned page tables and descriptor tables below THAW_IMAGE_BASE.
   auto boot_state = x86::BuildLongModeBootState(memory_);
   if (!boot_state.ok()) return boot_state.status();
@@ -204,7 +209,7 @@ GuestRuntime::Outcome FunctionGuest::Finish(absl::string_view what) {
   return {outcome.reply, true};
 }
 
-void FunctionGuest::Save(snapshot::proto::Manifest& m) const {
+absl::Status FunctionGuest::Save(snapshot::proto::Manifest& m) const {
   m.mutable_config()->set_memory_size(config_.memory_size);
   m.mutable_config()->set_input_buffer_size(config_.input_buffer_size);
   m.mutable_config()->set_output_buffer_size(config_.output_buffer_size);
@@ -216,6 +221,7 @@ void FunctionGuest::Save(snapshot::proto::Manifest& m) const {
   for (const auto& [name, address] : symbols_) {
     (*m.mutable_abi()->mutable_symbols())[name] = address;
   }
+  return absl::OkStatus();
 }
 
 absl::Status FunctionGuest::Restore(const snapshot::proto::Manifest& m,

@@ -42,13 +42,14 @@ class FunctionGuest final : public GuestRuntime {
 
   backend::HypercallHandler& handler() override { return dispatcher_; }
   absl::Status Load(absl::Span<const uint8_t> image, absl::string_view name,
+                    const ProgramOptions& options,
                     backend::Backend& backend) override;
   absl::Status BeginBoot() override;
   absl::Status BeginCall(absl::string_view function,
                          absl::string_view input) override;
   absl::Status BeginBeforeSnapshot() override;
   Outcome Finish(absl::string_view what) override;
-  void Save(snapshot::proto::Manifest& manifest) const override;
+  absl::Status Save(snapshot::proto::Manifest& manifest) const override;
   absl::Status Restore(const snapshot::proto::Manifest& manifest,
                        absl::string_view path) override;
   absl::Status NewIdentity(uint64_t generation) override;

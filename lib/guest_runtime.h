@@ -39,6 +39,7 @@ class GuestRuntime {
   // Loads a program into guest memory and points the vCPU at its start.
   virtual absl::Status Load(absl::Span<const uint8_t> image,
                             absl::string_view name,
+                            const ProgramOptions& options,
                             backend::Backend& backend) = 0;
 
   // Set up the next run: the guest's init, a call, the before-snapshot hook.
@@ -56,7 +57,8 @@ class GuestRuntime {
 
   // The runtime's part of a snapshot (the manifest's guest state), and
   // taking it back in a restored Vm whose memory is already in place.
-  virtual void Save(snapshot::proto::Manifest& manifest) const = 0;
+  // Unimplemented where the kind cannot be snapshotted yet.
+  virtual absl::Status Save(snapshot::proto::Manifest& manifest) const = 0;
   virtual absl::Status Restore(const snapshot::proto::Manifest& manifest,
                                absl::string_view path) = 0;
   // After a restore or a reset: tell the guest it is a new instance

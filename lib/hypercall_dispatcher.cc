@@ -15,7 +15,7 @@ constexpr uint64_t kMaxAbortMessage = 4096;
 HypercallDispatcher::HypercallDispatcher(GuestMemory& memory,
                                          const VmSettings& settings,
                                          uint64_t output_capacity)
-    : memory_(memory), settings_(settings), output_capacity_(output_capacity) {}
+    : memory_(memory), output_capacity_(output_capacity), console_(settings) {}
 
 void HypercallDispatcher::Begin(bool in_call) {
   in_call_ = in_call;
@@ -27,8 +27,7 @@ void HypercallDispatcher::Register(std::string name, HostFunction fn) {
 }
 
 std::string HypercallDispatcher::console() const {
-  std::lock_guard<std::mutex> lock(console_mutex_);
-  return console_;
+  return console_.Contents();
 }
 
 backend::HypercallResult HypercallDispatcher::Fail(absl::Status error,
@@ -68,20 +67,8 @@ backend::HypercallResult HypercallDispatcher::ConsoleWrite(uint64_t address,
   auto bytes = memory_.Slice(address, size, "console_write hypercall");
   if (!bytes.ok())
     return Fail(absl::InvalidArgumentError(bytes.status().message()));
-  absl::string_view text(reinterpret_cast<const char*>(bytes->data()),
-                         bytes->size());
-  if (settings_.console_sink) settings_.console_sink(text);
-  std::lock_guard<std::mutex> lock(console_mutex_);
-  const uint64_t limit = settings_.console_limit;
-  if (text.size() >= limit) {
-    absl::string_view tail = text.substr(text.size() - limit);
-    console_.assign(tail.data(), tail.size());
-  } else {
-    if (console_.size() + text.size() > limit) {
-      console_.erase(0, console_.size() + text.size() - limit);
-    }
-    console_.append(text.data(), text.size());
-  }
+  console_.Write(absl::string_view(
+      reinterpret_cast<const char*>(bytes->data()), bytes->size()));
   return {0, false};
 }
 

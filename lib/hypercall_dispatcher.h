@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "lib/backend/backend.h"
+#include "lib/console.h"
 #include "lib/guest_memory.h"
 #include "thaw/options.h"
 #include "thaw/vm.h"
@@ -59,13 +60,11 @@ class HypercallDispatcher final : public backend::HypercallHandler {
   backend::HypercallResult Abort(uint64_t address, uint64_t size);
 
   GuestMemory& memory_;
-  const VmSettings& settings_;
   uint64_t output_capacity_;
   bool in_call_ = false;
   Outcome outcome_;
   absl::flat_hash_map<std::string, HostFunction> host_functions_;
-  mutable std::mutex console_mutex_;
-  std::string console_;
+  Console console_;
 };
 
 }  // namespace thaw

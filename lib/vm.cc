@@ -13,6 +13,7 @@
 #include "base/errno_status.h"
 #include "lib/backend/backend.h"
 #include "lib/function_guest.h"
+#include "lib/linux/linux_program.h"
 #include "lib/vm_core.h"
 #include "snapshot/anonymous_memory.h"
 
@@ -35,14 +36,22 @@ VmCore::~VmCore() {
 }
 
 absl::Status VmCore::Start(absl::Time start) {
-  auto layout = ComputeLayout(config_);
-  if (!layout.ok()) return layout.status();
+  if (absl::Status s = CheckConfig(config_); !s.ok()) return s;
   auto backend = backend::CreateBackend(config_.backend, *memory_);
   if (!backend.ok()) return backend.status();
   backend_ = *std::move(backend);
   loop_ = std::make_unique<VcpuLoop>(*backend_, config_.call_timeout,
                                      config_.memory_size);
-  runtime_ = std::make_unique<FunctionGuest>(config_, *layout, *memory_);
+  // The one place the guest kind is chosen.
+  switch (config_.guest_kind) {
+    case GuestKind::kFunction:
+      runtime_ = std::make_unique<FunctionGuest>(
+          config_, *ComputeLayout(config_), *memory_);
+      break;
+    case GuestKind::kLinuxProgram:
+      runtime_ = std::make_unique<LinuxProgram>(config_, *memory_);
+      break;
+  }
   // Damage found by the source stops the guest at once.
   backend::Backend* backend_ptr = backend_.get();
   source_->SetErrorCallback([backend_ptr] { backend_ptr->Interrupt(); });
@@ -87,14 +96,26 @@ absl::Status VmCore::RunGuest(absl::string_view what) {
                     [this] { return source_->error(); });
 }
 
-absl::Status VmCore::Load(absl::Span<const uint8_t> image,
-                          absl::string_view name) {
+absl::Status VmCore::Load(GuestKind kind, absl::Span<const uint8_t> image,
+                          absl::string_view name,
+                          const ProgramOptions& options) {
+  const char* what =
+      kind == GuestKind::kFunction ? "LoadGuest" : "LoadProgram";
+  if (kind != config_.guest_kind) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": this Vm was created for ",
+        config_.guest_kind == GuestKind::kFunction
+            ? "function guests (LoadGuest)"
+            : "Linux programs (LoadProgram)",
+        "; set VmConfig::guest_kind"));
+  }
   if (state_ != State::kCreated) {
     return absl::FailedPreconditionError(
-        "LoadGuest: a guest is already loaded in this Vm");
+        absl::StrCat(what, ": a guest is already loaded in this Vm"));
   }
   absl::Time start = absl::Now();
-  if (absl::Status s = runtime_->Load(image, name, *backend_); !s.ok()) {
+  if (absl::Status s = runtime_->Load(image, name, options, *backend_);
+      !s.ok()) {
     return s;
   }
   state_ = State::kLoaded;
@@ -173,6 +194,16 @@ absl::StatusOr<std::string> VmCore::ReadMemory(uint64_t address,
 
 }  // namespace internal
 
+absl::Status internal::CheckConfig(const VmConfig& config) {
+  switch (config.guest_kind) {
+    case GuestKind::kFunction:
+      return ComputeLayout(config).status();
+    case GuestKind::kLinuxProgram:
+      return CheckProgramConfig(config);
+  }
+  return absl::InvalidArgumentError("VmConfig.guest_kind: unknown kind");
+}
+
 absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
 
 Vm::Vm(std::unique_ptr<internal::VmCore> core) : core_(std::move(core)) {}
@@ -180,9 +211,7 @@ Vm::~Vm() = default;
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   absl::Time start = absl::Now();
-  if (auto layout = ComputeLayout(config); !layout.ok()) {
-    return layout.status();
-  }
+  if (absl::Status s = internal::CheckConfig(config); !s.ok()) return s;
   auto memory = snapshot::AnonymousMemory::Create(config.memory_size);
   if (!memory.ok()) return memory.status();
   auto core = std::make_unique<internal::VmCore>(config, *std::move(memory));
@@ -193,27 +222,49 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
 BackendKind Vm::backend() const { return core_->backend(); }
 const VmConfig& Vm::config() const { return core_->config(); }
 
-absl::Status Vm::LoadGuest(const std::string& path) {
+namespace {
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                          absl::string_view what) {
   std::ifstream file(path, std::ios::binary);
   if (!file) {
-    return ErrnoStatus(absl::StrCat("open guest \"", path, "\""), errno);
+    return ErrnoStatus(absl::StrCat("open ", what, " \"", path, "\""), errno);
   }
   std::string bytes((std::istreambuf_iterator<char>(file)),
                     std::istreambuf_iterator<char>());
   if (file.bad()) {
-    return ErrnoStatus(absl::StrCat("read guest \"", path, "\""), errno);
+    return ErrnoStatus(absl::StrCat("read ", what, " \"", path, "\""), errno);
   }
-  return LoadGuestImage(
-      absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                bytes.size()),
-      path);
+  return bytes;
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& bytes) {
+  return absl::Span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+}
+
+}  // namespace
+
+absl::Status Vm::LoadGuest(const std::string& path) {
+  auto bytes = ReadWholeFile(path, "guest");
+  if (!bytes.ok()) return bytes.status();
+  return LoadGuestImage(Bytes(*bytes), path);
 }
 
 absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
                                 absl::string_view name) {
   internal::VmCore::Turn turn(*core_, "LoadGuest");
   if (!turn.status().ok()) return turn.status();
-  return core_->Load(elf, name);
+  return core_->Load(GuestKind::kFunction, elf, name, {});
+}
+
+absl::Status Vm::LoadProgram(const std::string& path,
+                             const ProgramOptions& options) {
+  auto bytes = ReadWholeFile(path, "program");
+  if (!bytes.ok()) return bytes.status();
+  internal::VmCore::Turn turn(*core_, "LoadProgram");
+  if (!turn.status().ok()) return turn.status();
+  return core_->Load(GuestKind::kLinuxProgram, Bytes(*bytes), path, options);
 }
 
 absl::Status Vm::Boot() {

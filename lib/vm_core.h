@@ -31,6 +31,9 @@ namespace thaw::internal {
 
 class SnapshotState;
 
+// InvalidArgument naming the field if `config` cannot make a Vm.
+absl::Status CheckConfig(const VmConfig& config);
+
 class VmCore {
  public:
   // A Vm whose guest memory is `memory`; Start() brings up the rest.
@@ -56,7 +59,9 @@ class VmCore {
   };
 
   // Operations (hold a Turn).
-  absl::Status Load(absl::Span<const uint8_t> image, absl::string_view name);
+  // Loads a guest of `kind`, which must be the Vm's.
+  absl::Status Load(GuestKind kind, absl::Span<const uint8_t> image,
+                    absl::string_view name, const ProgramOptions& options);
   absl::Status Boot();
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);

@@ -55,10 +55,9 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
     std::unique_ptr<snapshot::MemorySource> memory, absl::Time start) {
   const std::string& path = state.image()->top().path();
   VmConfig config = RestoredConfig(state.image()->manifest(), options);
-  if (auto layout = ComputeLayout(config); !layout.ok()) {
-    return absl::Status(
-        layout.status().code(),
-        absl::StrCat("restore \"", path, "\": ", layout.status().message()));
+  if (absl::Status s = CheckConfig(config); !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("restore \"", path, "\": ", s.message()));
   }
   bool built_base = false;
   if (memory == nullptr) {
@@ -203,7 +202,11 @@ absl::Status VmCore::Snapshot(const std::string& path,
             ? parent_path.filename().string()
             : parent_path.string();
   }
-  // The guest's before-snapshot hook runs first, so it can drop secrets.
+  // The runtime's state first: a kind that cannot be snapshotted says so
+  // before its guest runs the hook.
+  snapshot::proto::Manifest& m = request.manifest;
+  if (absl::Status s = runtime_->Save(m); !s.ok()) return s;
+  // The guest's before-snapshot hook runs next, so it can drop secrets.
   absl::Status hook = runtime_->BeginBeforeSnapshot();
   if (hook.ok()) hook = RunGuest("before-snapshot hook");
   if (!hook.ok()) return Failed(hook);
@@ -216,10 +219,8 @@ absl::Status VmCore::Snapshot(const std::string& path,
   auto state = backend_->GetState();
   if (!state.ok()) return state.status();
 
-  snapshot::proto::Manifest& m = request.manifest;
   m.set_source_backend(std::string(BackendName(backend_->kind())));
   *m.mutable_vcpu() = snapshot::EncodeVcpuState(*state);
-  runtime_->Save(m);
   request.memory = memory_->host_base();
   request.memory_size = memory_->size();
   auto hints = source_->ChunkHints(options.chunk_size);

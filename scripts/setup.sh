@@ -15,6 +15,8 @@ packages=(
   # the Python binding, its tests and `pip install ./bindings-python`
   python3-dev pybind11-dev python3-pybind11 python3-pytest python3-venv
   python3-pip python3-setuptools
+  # static Linux programs for the program-guest tests (musl-gcc)
+  musl-tools
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -22,6 +22,17 @@ absl::string_view BackendName(BackendKind kind);
 // Parses BackendName's output; InvalidArgument for anything else.
 absl::StatusOr<BackendKind> ParseBackendName(absl::string_view name);
 
+// What a Vm runs (VmConfig::guest_kind).
+enum class GuestKind {
+  // A freestanding function guest built against thaw's SDK
+  // (include/thaw/guest.h), loaded with Vm::LoadGuest.
+  kFunction,
+  // An unmodified static Linux x86-64 program, run in user mode with its
+  // system calls served by the host; loaded with Vm::LoadProgram and served
+  // through include/thaw/program.h.
+  kLinuxProgram,
+};
+
 enum class RestoreEngine {
   // Read and decompress the whole image before the guest runs.
   kEager,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -34,12 +35,24 @@ struct VmSettings {
 // A new Vm. Its memory layout is fixed here; a restored Vm takes its layout
 // from the snapshot.
 struct VmConfig : VmSettings {
+  // Function guests (the default) or Linux programs.
+  GuestKind guest_kind = GuestKind::kFunction;
   // Guest memory in bytes: a multiple of 2 MiB, from 4 MiB to 64 GiB.
   uint64_t memory_size = 64ull << 20;
   // Largest request and reply a Call() carries, in bytes.
   uint64_t input_buffer_size = 1ull << 20;
   uint64_t output_buffer_size = 1ull << 20;
+  // A function guest's stack; a Linux program's stack (RLIMIT_STACK, at
+  // least 1 MiB is used).
   uint64_t stack_size = 256ull << 10;
+};
+
+// How Vm::LoadProgram starts a Linux program.
+struct ProgramOptions {
+  // argv; empty means the program's path alone.
+  std::vector<std::string> args;
+  // The environment, "KEY=VALUE" each.
+  std::vector<std::string> env;
 };
 
 struct SnapshotOptions {

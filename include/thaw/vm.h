@@ -1,4 +1,5 @@
-// thaw::Vm — one micro-VM running one guest.
+// thaw::Vm — one micro-VM running one guest: a function guest or a Linux
+// program (VmConfig::guest_kind).
 //
 // A Vm owns its guest memory, one vCPU on a hypervisor backend (KVM or the
 // emulated backend) and its guest's state. The life of a Vm: Create ->
@@ -85,6 +86,14 @@ class Vm {
   absl::Status LoadGuest(const std::string& path);
   absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
                               absl::string_view name = "<memory>");
+
+  // Loads a static (or static-PIE) Linux x86-64 program into a Vm created
+  // with GuestKind::kLinuxProgram, with its argv, environment and auxiliary
+  // vector on its stack. Once per Vm, before Boot(). Boot() then runs it
+  // until it first reads its request channel (include/thaw/program.h).
+  // Unimplemented for a dynamically linked program. [operation]
+  absl::Status LoadProgram(const std::string& path,
+                           const ProgramOptions& options = {});
 
   // Runs the guest's init until it parks waiting for its first call.
   // [operation]

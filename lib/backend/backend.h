@@ -38,10 +38,42 @@ struct HypercallResult {
   bool stop = false;   // end Run() with Exit::kStopped after this hypercall
 };
 
+// A `syscall` instruction executed by a user-mode program (Linux x86-64
+// convention: number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9).
+struct Syscall {
+  uint64_t number;
+  uint64_t args[6];
+  uint64_t rip;  // of the instruction after the `syscall`
+};
+
+struct SyscallResult {
+  uint64_t value = 0;  // written to RAX (a negative errno on failure)
+  // End Run() with Exit::kStopped right after this syscall, with RAX not
+  // yet written: the host provides it with Backend::SetReturnValue() before
+  // the next Run() (a program parked in a read of its request channel).
+  bool park = false;
+  // End Run() with Exit::kStopped after writing RAX (the program exited).
+  bool stop = false;
+  // arch_prctl(ARCH_SET_FS): the new FS base, applied before the program
+  // resumes.
+  bool set_fs_base = false;
+  uint64_t fs_base = 0;
+};
+
+// What the guest asks of the host while it runs: hypercalls (function
+// guests) and system calls (Linux programs). Both are handled inside
+// Backend::Run(), on the vCPU thread.
 class HypercallHandler {
  public:
   virtual ~HypercallHandler() = default;
   virtual HypercallResult Handle(const Hypercall& call) = 0;
+  // Function guests make no system calls: ENOSYS.
+  virtual SyscallResult HandleSyscall(const Syscall& call) {
+    (void)call;
+    SyscallResult result;
+    result.value = static_cast<uint64_t>(-38);  // -ENOSYS
+    return result;
+  }
 };
 
 struct Exit {
@@ -73,6 +105,8 @@ class Backend {
 
   virtual absl::StatusOr<VcpuState> GetState() = 0;
   virtual absl::Status SetState(const VcpuState& state) = 0;
+  // Writes RAX: the result of a syscall the guest parked in.
+  virtual absl::Status SetReturnValue(uint64_t value) = 0;
 
   // Runs the vCPU until an exit the caller must handle.
   virtual absl::StatusOr<Exit> Run(HypercallHandler& handler) = 0;

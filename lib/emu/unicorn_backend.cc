@@ -22,6 +22,8 @@ constexpr uint32_t kMsrEfer = 0xC0000080;
 // exactly at a parking hypercall (see Park()).
 constexpr uint64_t kParkAddress = THAW_BOOT_INFO_ADDR + 0xFF0;
 static_assert(sizeof(thaw_boot_info) < 0xFF0);
+// Non-canonical: no page fault ever leaves it in CR2.
+constexpr uint64_t kNoFaultCr2 = 0xDEAD000000000000ull;
 
 absl::Status UcStatus(absl::string_view what, uc_err err) {
   return absl::InternalError(
@@ -52,6 +54,14 @@ class UnicornBackend final : public backend::Backend {
                       this, 1, 0, UC_X86_INS_IN);
     }
     if (err == UC_ERR_OK) {
+      // A user-mode program's `syscall` (Linux programs). Unicorn runs the
+      // hook whatever EFER.SCE says and then steps past the instruction
+      // (doc/platform-facts.md).
+      err = uc_hook_add(uc_, &hook, UC_HOOK_INSN,
+                        reinterpret_cast<void*>(&OnSyscall), this, 1, 0,
+                        UC_X86_INS_SYSCALL);
+    }
+    if (err == UC_ERR_OK) {
       err = uc_hook_add(uc_, &hook, UC_HOOK_INTR,
                         reinterpret_cast<void*>(&OnInterrupt), this, 1, 0);
     }
@@ -67,6 +77,13 @@ class UnicornBackend final : public backend::Backend {
 
   absl::StatusOr<VcpuState> GetState() override;
   absl::Status SetState(const VcpuState& state) override;
+  absl::Status SetReturnValue(uint64_t value) override {
+    if (uc_err err = uc_reg_write(uc_, UC_X86_REG_RAX, &value);
+        err != UC_ERR_OK) {
+      return UcStatus("write RAX", err);
+    }
+    return absl::OkStatus();
+  }
   absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
 
   void Interrupt() override {
@@ -110,6 +127,7 @@ class UnicornBackend final : public backend::Backend {
   static void OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
                     void* self);
   static uint32_t OnIn(uc_engine*, uint32_t port, int size, void* self);
+  static void OnSyscall(uc_engine*, void* self);
   static void OnInterrupt(uc_engine*, uint32_t vector, void* self);
   static bool OnUnmapped(uc_engine*, uc_mem_type type, uint64_t address,
                          int size, int64_t value, void* self);
@@ -120,6 +138,7 @@ class UnicornBackend final : public backend::Backend {
   backend::HypercallHandler* handler_ = nullptr;  // valid during Run()
   std::optional<Exit> pending_exit_;
   uint64_t resume_rip_ = 0;
+  bool user_mode_ = false;  // the current Run() started in ring 3
 };
 
 void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
@@ -169,6 +188,37 @@ void UnicornBackend::Park() {
   uc_reg_write(uc_, UC_X86_REG_RIP, &park);
 }
 
+void UnicornBackend::OnSyscall(uc_engine*, void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  // RIP is on the `syscall` instruction (2 bytes); Unicorn steps past it
+  // after this hook. Like Linux, leave the return address in RCX and the
+  // flags in R11, which Unicorn does not do.
+  const uint64_t next = self->Reg(UC_X86_REG_RIP) + 2;
+  const uint64_t flags = self->Reg(UC_X86_REG_RFLAGS);
+  backend::Syscall call{self->Reg(UC_X86_REG_RAX),
+                        {self->Reg(UC_X86_REG_RDI), self->Reg(UC_X86_REG_RSI),
+                         self->Reg(UC_X86_REG_RDX), self->Reg(UC_X86_REG_R10),
+                         self->Reg(UC_X86_REG_R8), self->Reg(UC_X86_REG_R9)},
+                        next};
+  uc_reg_write(self->uc_, UC_X86_REG_RCX, &next);
+  uc_reg_write(self->uc_, UC_X86_REG_R11, &flags);
+  backend::SyscallResult result = self->handler_->HandleSyscall(call);
+  if (result.set_fs_base) {
+    uc_reg_write(self->uc_, UC_X86_REG_FS_BASE, &result.fs_base);
+  }
+  if (!result.park) uc_reg_write(self->uc_, UC_X86_REG_RAX, &result.value);
+  if (result.park || result.stop) {
+    // uc_emu_stop() in this hook stops right after the instruction. (The
+    // `until` trick of Park() cannot serve ring 3: Unicorn fetches from the
+    // stop address before it checks it, and the host's page faults.)
+    self->resume_rip_ = next;
+    Exit exit;
+    exit.reason = Exit::Reason::kStopped;
+    exit.rip = next;
+    self->Stop(std::move(exit));
+  }
+}
+
 uint32_t UnicornBackend::OnIn(uc_engine*, uint32_t port, int, void* opaque) {
   static_cast<UnicornBackend*>(opaque)->StopForUnhandledIo(port);
   return 0xFFFFFFFF;
@@ -194,6 +244,8 @@ Exit UnicornBackend::ExceptionExit(uint32_t vector) {
     exit.vector = vector;
     // Unicorn does not report the error code; has_error_code stays false.
     exit.cr2 = Reg(UC_X86_REG_CR2);
+    if (vector == 8 && user_mode_ && exit.cr2 != kNoFaultCr2) exit.vector = 14;
+    if (exit.cr2 == kNoFaultCr2) exit.cr2 = 0;
   }
   return exit;
 }
@@ -223,7 +275,19 @@ absl::StatusOr<Exit> UnicornBackend::Run(backend::HypercallHandler& handler) {
   handler_ = &handler;
   pending_exit_.reset();
   uint64_t rip = Reg(UC_X86_REG_RIP);
+  // Unicorn never delivers an exception (the INTR hook ends the run), so
+  // the emulated CPU's memory of the last one is never cleared, and after a
+  // user-mode program was stopped and resumed it reports the program's next
+  // page fault as a double fault, with RIP and CR2 right (measured). CR2 is
+  // set to a value no fault can produce, so a double fault in ring 3 that
+  // changed it is known to be the page fault it was.
+  user_mode_ = (Reg(UC_X86_REG_CS) & 3) == 3;
+  const uint64_t cr2 = Reg(UC_X86_REG_CR2);
+  if (user_mode_) uc_reg_write(uc_, UC_X86_REG_CR2, &kNoFaultCr2);
   uc_err err = uc_emu_start(uc_, rip, kParkAddress, 0, 0);
+  if (user_mode_ && Reg(UC_X86_REG_CR2) == kNoFaultCr2) {
+    uc_reg_write(uc_, UC_X86_REG_CR2, &cr2);
+  }
   handler_ = nullptr;
   exit.rip = Reg(UC_X86_REG_RIP);
   if (pending_exit_) {

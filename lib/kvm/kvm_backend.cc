@@ -135,6 +135,9 @@ class KvmBackend final : public backend::Backend {
   BackendKind kind() const override { return BackendKind::kKvm; }
   absl::StatusOr<VcpuState> GetState() override;
   absl::Status SetState(const VcpuState& state) override;
+  absl::Status SetReturnValue(uint64_t value) override {
+    return WriteRax(value);
+  }
   absl::Status CheckNothingPending() override {
     kvm_vcpu_events events{};
     if (absl::Status s = Ioctl(KVM_GET_VCPU_EVENTS, &events, "GET_VCPU_EVENTS");

@@ -10,6 +10,7 @@ namespace {
 
 constexpr uint64_t kPagePresent = 1ull << 0;
 constexpr uint64_t kPageWritable = 1ull << 1;
+constexpr uint64_t kPageUser = 1ull << 2;
 constexpr uint64_t kPageLarge = 1ull << 7;
 constexpr uint64_t k2MiB = 2ull << 20;
 constexpr uint64_t k1GiB = 1ull << 30;
@@ -44,7 +45,10 @@ void Store(uint8_t* where, T value) {
   std::memcpy(where, &value, sizeof(value));
 }
 
-absl::Status WritePageTables(GuestMemory& memory) {
+// `user`: everything above the first 2 MiB is also reachable from ring 3;
+// the first 2 MiB (page tables, descriptor tables, stubs) never is.
+absl::Status WritePageTables(GuestMemory& memory, bool user) {
+  const uint64_t u = user ? kPageUser : 0;
   const uint64_t pd_count = (memory.size() + k1GiB - 1) / k1GiB;
   const uint64_t pml4 = THAW_PAGE_TABLES_ADDR;
   const uint64_t pdpt = pml4 + 0x1000;
@@ -57,13 +61,13 @@ absl::Status WritePageTables(GuestMemory& memory) {
   }
   std::memset(tables->data(), 0, tables->size());
   uint8_t* base = memory.host_base();
-  Store<uint64_t>(base + pml4, pdpt | kPagePresent | kPageWritable);
+  Store<uint64_t>(base + pml4, pdpt | kPagePresent | kPageWritable | u);
   for (uint64_t i = 0; i < pd_count; ++i) {
     Store<uint64_t>(base + pdpt + 8 * i,
-                    (pd0 + 0x1000 * i) | kPagePresent | kPageWritable);
+                    (pd0 + 0x1000 * i) | kPagePresent | kPageWritable | u);
   }
-  // The first 2 MiB in 4 KiB pages; entry 0 stays not-present.
-  Store<uint64_t>(base + pd0, pt0 | kPagePresent | kPageWritable);
+  // The first 2 MiB in 4 KiB supervisor pages; entry 0 stays not-present.
+  Store<uint64_t>(base + pd0, pt0 | kPagePresent | kPageWritable | u);
   for (uint64_t i = 1; i < 512; ++i) {
     Store<uint64_t>(base + pt0 + 8 * i,
                     (i * 0x1000) | kPagePresent | kPageWritable);
@@ -72,7 +76,7 @@ absl::Status WritePageTables(GuestMemory& memory) {
     uint64_t entry =
         address / k2MiB;  // index over all PDs, which are contiguous
     Store<uint64_t>(base + pd0 + 8 * entry,
-                    address | kPagePresent | kPageWritable | kPageLarge);
+                    address | kPagePresent | kPageWritable | kPageLarge | u);
   }
   return absl::OkStatus();
 }
@@ -135,13 +139,16 @@ absl::Status WriteIdtAndStubs(GuestMemory& memory) {
 
 }  // namespace
 
-absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory) {
+absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory,
+                                                 bool user_pages) {
   if (memory.size() % k2MiB != 0 || memory.size() > kMaxMemorySize) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "guest memory of %d bytes: must be a multiple of 2 MiB, at most 64 GiB",
         memory.size()));
   }
-  if (absl::Status s = WritePageTables(memory); !s.ok()) return s;
+  if (absl::Status s = WritePageTables(memory, user_pages); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = WriteGdtAndTss(memory); !s.ok()) return s;
   if (absl::Status s = WriteIdtAndStubs(memory); !s.ok()) return s;
 

@@ -42,7 +42,10 @@ inline constexpr uint64_t kMaxMemorySize = 64ull << 30;
 // Writes page tables, GDT, TSS, IDT and exception stubs into `memory` and
 // returns the vCPU state for entering the guest. The caller sets rip, rsp
 // and rdi. `memory` must be a multiple of 2 MiB and at most kMaxMemorySize.
-absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory);
+// With `user_pages`, memory above the first 2 MiB is also mapped for ring 3
+// (lib/x86/user_mode.h); the first 2 MiB never is.
+absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory,
+                                                 bool user_pages = false);
 
 // Decodes the 8-byte GDT descriptor for `selector` from guest memory into a
 // Segment (used by backends that do not report segment attributes).

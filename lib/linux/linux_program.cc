@@ -1,0 +1,289 @@
+#include "lib/linux/linux_program.h"
+
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "lib/linux/program_image.h"
+#include "lib/x86/user_mode.h"
+#include "thaw/program.h"
+
+namespace thaw {
+namespace {
+
+constexpr uint64_t kMinStack = 1ull << 20;
+constexpr uint64_t kMinMemory = 8ull << 20;
+constexpr uint64_t kMaxFunctionName = 4096;
+
+uint64_t StackSize(const VmConfig& config) {
+  return std::max(config.stack_size, kMinStack);
+}
+
+}  // namespace
+
+absl::Status CheckProgramConfig(const VmConfig& c) {
+  if (c.memory_size < kMinMemory || c.memory_size > (64ull << 30) ||
+      c.memory_size % (2ull << 20) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "VmConfig.memory_size %d: a Linux program needs a multiple of 2 MiB "
+        "from 8 MiB to 64 GiB",
+        c.memory_size));
+  }
+  if (c.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("VmConfig.call_timeout must be positive");
+  }
+  if (c.input_buffer_size == 0 || c.output_buffer_size == 0 ||
+      c.console_limit == 0) {
+    return absl::InvalidArgumentError(
+        "VmConfig: the buffer sizes and console_limit must be positive");
+  }
+  if (StackSize(c) >= c.memory_size / 2) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "VmConfig.stack_size %d: more than half of guest memory",
+        c.stack_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
+                                absl::string_view name,
+                                const ProgramOptions& options,
+                                backend::Backend& backend) {
+  if (backend.kind() != BackendKind::kEmulated) {
+    return absl::UnimplementedError(
+        "Linux programs run on the emulated backend in this build (KVM's "
+        "system-call entry is not wired up yet); use BackendKind::kEmulated");
+  }
+  const uint64_t stack_top = memory_.size();
+  const uint64_t stack_limit = stack_top - StackSize(config_);
+  auto image = linux_abi::LoadProgram(elf, name, memory_,
+                                      x86::kUserMemoryStart, stack_limit);
+  if (!image.ok()) return image.status();
+  std::vector<std::string> argv = options.args;
+  if (argv.empty()) argv.push_back(std::string(name));
+  uint8_t random[16];
+  if (getrandom(random, sizeof(random), 0) != sizeof(random)) {
+    return absl::InternalError("getrandom for AT_RANDOM failed");
+  }
+  auto rsp = linux_abi::BuildInitialStack(memory_, stack_top, stack_limit,
+                                          *image, argv, options.env, random);
+  if (!rsp.ok()) return rsp.status();
+  auto state = x86::BuildUserModeBootState(memory_, image->entry, *rsp);
+  if (!state.ok()) return state.status();
+  if (absl::Status s = backend.SetState(*state); !s.ok()) return s;
+  backend_ = &backend;
+  name_ = std::string(name);
+  linux_abi::ProgramHost& host = *this;
+  syscalls_ = std::make_unique<linux_abi::Syscalls>(
+      memory_, host,
+      linux_abi::Syscalls::Layout{image->image_end, stack_limit,
+                                  StackSize(config_)});
+  return absl::OkStatus();
+}
+
+absl::Status LinuxProgram::BeginBoot() {
+  request_ = Request::kBoot;
+  return absl::OkStatus();
+}
+
+absl::Status LinuxProgram::Send(uint16_t kind, absl::string_view name,
+                                absl::string_view input) {
+  thaw_program_request header{};
+  header.magic = THAW_PROGRAM_REQUEST_MAGIC;
+  header.kind = kind;
+  header.flags = restored_ ? THAW_PROGRAM_FLAG_RESTORED : 0;
+  header.name_size = static_cast<uint32_t>(name.size());
+  header.input_size = static_cast<uint32_t>(input.size());
+  pending_.assign(reinterpret_cast<const char*>(&header), sizeof(header));
+  pending_.append(name.data(), name.size());
+  pending_.append(input.data(), input.size());
+  pending_at_ = 0;
+  reply_.clear();
+  reply_too_large_ = false;
+  restored_ = false;
+  if (!parked_) {
+    return absl::FailedPreconditionError(
+        "the program is not waiting for a request");
+  }
+  parked_ = false;
+  return backend_->SetReturnValue(Deliver(parked_address_, parked_size_));
+}
+
+uint64_t LinuxProgram::Deliver(uint64_t address, uint64_t size) {
+  const uint64_t n = std::min<uint64_t>(size, pending_.size() - pending_at_);
+  // Checked by the syscall layer; Write journals it for Reset.
+  (void)memory_.Write(
+      address,
+      absl::MakeConstSpan(
+          reinterpret_cast<const uint8_t*>(pending_.data() + pending_at_), n),
+      "request");
+  pending_at_ += n;
+  return n;
+}
+
+absl::Status LinuxProgram::BeginCall(absl::string_view function,
+                                     absl::string_view input) {
+  if (function.empty() || function.size() > kMaxFunctionName) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "function name \"%s\": must be 1 to %d bytes", function.substr(0, 80),
+        kMaxFunctionName));
+  }
+  if (input.size() > config_.input_buffer_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "call \"%s\": input of %d bytes exceeds the input buffer size of %d "
+        "bytes (VmConfig::input_buffer_size)",
+        function, input.size(), config_.input_buffer_size));
+  }
+  request_ = Request::kCall;
+  function_ = std::string(function);
+  return Send(THAW_PROGRAM_CALL, function, input);
+}
+
+absl::Status LinuxProgram::BeginBeforeSnapshot() {
+  request_ = Request::kBeforeSnapshot;
+  return Send(THAW_PROGRAM_BEFORE_SNAPSHOT, "", "");
+}
+
+backend::SyscallResult LinuxProgram::ReadRequest(uint64_t address,
+                                                 uint64_t size) {
+  backend::SyscallResult result;
+  if (pending_at_ < pending_.size()) {
+    result.value = Deliver(address, size);
+    return result;
+  }
+  // Nothing left to read: the program waits for the next request. The run
+  // stops here; Send() gives this read its bytes.
+  parked_ = true;
+  parked_address_ = address;
+  parked_size_ = size;
+  result.park = true;
+  return result;
+}
+
+int64_t LinuxProgram::WriteReply(absl::Span<const uint8_t> bytes) {
+  if (request_ != Request::kCall && request_ != Request::kBeforeSnapshot) {
+    return -EPIPE;  // no request to answer
+  }
+  const uint64_t limit = config_.output_buffer_size + sizeof(thaw_program_reply);
+  if (reply_.size() + bytes.size() > limit) {
+    reply_too_large_ = true;
+  } else {
+    reply_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  }
+  return static_cast<int64_t>(bytes.size());
+}
+
+backend::HypercallResult LinuxProgram::Handle(const backend::Hypercall&) {
+  // Ring 3 cannot reach the hypercall port (no I/O privilege); this is
+  // never called, and would end the run if it were.
+  return {0, true};
+}
+
+backend::SyscallResult LinuxProgram::HandleSyscall(
+    const backend::Syscall& call) {
+  return syscalls_->Dispatch(call);
+}
+
+GuestRuntime::Outcome LinuxProgram::Finish(absl::string_view what) {
+  const Request request = std::exchange(request_, Request::kNone);
+  if (syscalls_->exited()) {
+    return {absl::AbortedError(absl::StrFormat(
+                "%s: the program exited with status %d", what,
+                syscalls_->exit_status())),
+            false};
+  }
+  if (!syscalls_->fatal().ok()) {
+    return {absl::Status(syscalls_->fatal().code(),
+                         absl::StrCat(what, ": ", syscalls_->fatal().message())),
+            false};
+  }
+  if (!parked_) {
+    return {absl::InternalError(absl::StrCat(
+                what, ": the program stopped without waiting for a request")),
+            false};
+  }
+  if (request == Request::kBoot || request == Request::kNone) {
+    return {std::string(), true};
+  }
+  if (reply_too_large_) {
+    return {absl::ResourceExhaustedError(absl::StrFormat(
+                "%s: the program's reply exceeds the output buffer size of %d "
+                "bytes (VmConfig::output_buffer_size)",
+                what, config_.output_buffer_size)),
+            true};
+  }
+  thaw_program_reply header{};
+  if (reply_.size() < sizeof(header)) {
+    return {absl::InvalidArgumentError(absl::StrFormat(
+                "%s: the program read its next request after writing %d "
+                "bytes, not a whole reply (include/thaw/program.h)",
+                what, reply_.size())),
+            true};
+  }
+  std::memcpy(&header, reply_.data(), sizeof(header));
+  const uint64_t body = reply_.size() - sizeof(header);
+  if (header.magic != THAW_PROGRAM_REPLY_MAGIC || header.size != body) {
+    return {absl::InvalidArgumentError(absl::StrFormat(
+                "%s: malformed reply (magic 0x%x, size %d, %d bytes after "
+                "the header)",
+                what, header.magic, header.size, body)),
+            true};
+  }
+  std::string bytes = reply_.substr(sizeof(header));
+  if (request == Request::kBeforeSnapshot) {
+    if (header.status != 0) {
+      return {absl::AbortedError(absl::StrFormat(
+                  "before-snapshot hook replied with status %d",
+                  header.status)),
+              true};
+    }
+    return {std::string(), true};
+  }
+  if (header.status == THAW_PROGRAM_NO_SUCH_FUNCTION) {
+    return {absl::NotFoundError(absl::StrCat("program \"", name_,
+                                             "\" has no function \"",
+                                             function_, "\"")),
+            true};
+  }
+  if (header.status != 0) {
+    return {absl::AbortedError(absl::StrFormat(
+                "%s: the program's function failed with status %d: %s", what,
+                header.status, bytes.substr(0, 1024))),
+            true};
+  }
+  return {std::move(bytes), true};
+}
+
+absl::Status LinuxProgram::Save(snapshot::proto::Manifest&) const {
+  return absl::UnimplementedError(
+      "snapshots of Linux program guests are not supported yet (the system-"
+      "call layer's state is not recorded)");
+}
+
+absl::Status LinuxProgram::Restore(const snapshot::proto::Manifest&,
+                                   absl::string_view) {
+  return absl::UnimplementedError(
+      "restoring Linux program guests is not supported yet");
+}
+
+absl::Status LinuxProgram::NewIdentity(uint64_t generation) {
+  generation_ = generation;
+  restored_ = true;
+  return absl::OkStatus();
+}
+
+void LinuxProgram::RegisterHostFunction(std::string, HostFunction) {
+  // Accepted so code written for both kinds works; programs have no way to
+  // call host functions yet.
+}
+
+absl::StatusOr<uint64_t> LinuxProgram::FindSymbol(
+    absl::string_view name) const {
+  return absl::NotFoundError(absl::StrCat(
+      "guest symbol \"", name, "\": symbol lookup is for function guests"));
+}
+
+}  // namespace thaw

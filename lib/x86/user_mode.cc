@@ -1,0 +1,53 @@
+#include "lib/x86/user_mode.h"
+
+#include <cstring>
+
+#include "lib/x86/boot_state.h"
+#include "thaw/abi.h"
+
+namespace thaw::x86 {
+namespace {
+
+// Flat DPL-3 descriptors with the accessed bit set.
+constexpr uint64_t kUserCode32Descriptor = 0x00CFFB000000FFFFull;  // D=1
+constexpr uint64_t kUserDataDescriptor = 0x00CFF3000000FFFFull;
+constexpr uint64_t kUserCodeDescriptor = 0x00AFFB000000FFFFull;  // L=1
+constexpr uint64_t kUserRflags = 0x202;                          // IF, bit 1
+
+template <typename T>
+void Store(uint8_t* where, T value) {
+  std::memcpy(where, &value, sizeof(value));
+}
+
+}  // namespace
+
+absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
+                                                 uint64_t entry,
+                                                 uint64_t user_rsp) {
+  auto state = BuildLongModeBootState(memory, /*user_pages=*/true);
+  if (!state.ok()) return state.status();
+  auto gdt = memory.Slice(THAW_GDT_ADDR, 0x40, "GDT");
+  if (!gdt.ok()) return gdt.status();
+  Store<uint64_t>(gdt->data() + (kUserCode32Selector & ~3), kUserCode32Descriptor);
+  Store<uint64_t>(gdt->data() + (kUserDataSelector & ~3), kUserDataDescriptor);
+  Store<uint64_t>(gdt->data() + (kUserCodeSelector & ~3), kUserCodeDescriptor);
+  state->gdt.limit = 0x40 - 1;
+
+  // iretq at the start of the page; its frame near the end, on a stack that
+  // is the host's. RIP, CS, RFLAGS, RSP, SS.
+  auto page = memory.Slice(kUserEntryPage, 0x1000, "user entry page");
+  if (!page.ok()) return page.status();
+  std::memset(page->data(), 0xCC, page->size());
+  const uint8_t iretq[] = {0x48, 0xCF};
+  std::memcpy(page->data(), iretq, sizeof(iretq));
+  constexpr uint64_t kFrame = kUserEntryPage + 0xF00;
+  const uint64_t frame[5] = {entry, kUserCodeSelector, kUserRflags, user_rsp,
+                             kUserDataSelector};
+  std::memcpy(memory.host_base() + kFrame, frame, sizeof(frame));
+  state->rip = kUserEntryPage;
+  state->rsp = kFrame;
+  state->rflags = 0x2;
+  return state;
+}
+
+}  // namespace thaw::x86
