@@ -99,15 +99,14 @@ absl::Status VmCore::RunGuest(absl::string_view what) {
 absl::Status VmCore::Load(GuestKind kind, absl::Span<const uint8_t> image,
                           absl::string_view name,
                           const ProgramOptions& options) {
-  const char* what =
-      kind == GuestKind::kFunction ? "LoadGuest" : "LoadProgram";
+  const char* what = kind == GuestKind::kFunction ? "LoadGuest" : "LoadProgram";
   if (kind != config_.guest_kind) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": this Vm was created for ",
-        config_.guest_kind == GuestKind::kFunction
-            ? "function guests (LoadGuest)"
-            : "Linux programs (LoadProgram)",
-        "; set VmConfig::guest_kind"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": this Vm was created for ",
+                     config_.guest_kind == GuestKind::kFunction
+                         ? "function guests (LoadGuest)"
+                         : "Linux programs (LoadProgram)",
+                     "; set VmConfig::guest_kind"));
   }
   if (state_ != State::kCreated) {
     return absl::FailedPreconditionError(

@@ -1,7 +1,6 @@
 // Linux program guests: a static musl program loaded with Vm::LoadProgram,
 // booted until it first reads its request channel, and called through it
-// (include/thaw/program.h). On the emulated backend; KVM's system-call
-// entry is not wired up yet, and the test says so.
+// (include/thaw/program.h). One body per backend (KVM inside QEMU in CI).
 #include <string>
 #include <vector>
 
@@ -9,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/backend_param.h"
 #include "thaw/errors.h"
 #include "thaw/vm.h"
 
@@ -17,17 +17,23 @@ namespace {
 
 using ::testing::HasSubstr;
 
-VmConfig ProgramConfig() {
-  VmConfig config;
-  config.guest_kind = GuestKind::kLinuxProgram;
-  config.backend = BackendKind::kEmulated;
-  config.memory_size = 64ull << 20;
-  config.call_timeout = absl::Seconds(20);  // sanitizer builds are slow
-  return config;
-}
+class ProgramTest : public testing::BackendTest {
+ protected:
+  VmConfig ProgramConfig() {
+    VmConfig config;
+    config.guest_kind = GuestKind::kLinuxProgram;
+    config.backend = GetParam();
+    config.memory_size = 64ull << 20;
+    config.call_timeout = absl::Seconds(20);  // sanitizer builds are slow
+    return config;
+  }
+  std::unique_ptr<Vm> BootProgram() { return BootProgram(ProgramConfig()); }
+  std::unique_ptr<Vm> BootProgram(const VmConfig& config,
+                                  const ProgramOptions& options = {});
+};
 
-std::unique_ptr<Vm> BootProgram(const VmConfig& config = ProgramConfig(),
-                                 const ProgramOptions& options = {}) {
+std::unique_ptr<Vm> ProgramTest::BootProgram(const VmConfig& config,
+                                             const ProgramOptions& options) {
   auto vm = Vm::Create(config);
   EXPECT_TRUE(vm.ok()) << vm.status();
   if (!vm.ok()) return nullptr;
@@ -45,7 +51,7 @@ std::string Call(Vm& vm, const std::string& function,
   return reply.ok() ? *reply : "";
 }
 
-TEST(ProgramTest, BootsToItsFirstRequestAndServesCalls) {
+TEST_P(ProgramTest, BootsToItsFirstRequestAndServesCalls) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
   // Init ran (its stdout is the console) and parked in the first read.
@@ -59,7 +65,7 @@ TEST(ProgramTest, BootsToItsFirstRequestAndServesCalls) {
   EXPECT_EQ(vm->report().calls, 4u);
 }
 
-TEST(ProgramTest, ArgvEnvAndAuxvAreWhatTheProgramExpects) {
+TEST_P(ProgramTest, ArgvEnvAndAuxvAreWhatTheProgramExpects) {
   ProgramOptions options;
   options.args = {"server", "--flag", "two words"};
   options.env = {"GREETING=hi there", "EMPTY="};
@@ -78,14 +84,14 @@ TEST(ProgramTest, ArgvEnvAndAuxvAreWhatTheProgramExpects) {
   EXPECT_EQ(Call(*plain, "argv"), std::string(THAW_TEST_PROGRAM) + "\n");
 }
 
-TEST(ProgramTest, MemoryFromMmapAndMallocWorksAndComesBackZeroed) {
+TEST_P(ProgramTest, MemoryFromMmapAndMallocWorksAndComesBackZeroed) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
   EXPECT_EQ(Call(*vm, "memory"), "same=1 nonzero=0 heap=1");
   EXPECT_EQ(Call(*vm, "memory"), "same=1 nonzero=0 heap=1");
 }
 
-TEST(ProgramTest, RunningOutOfMemoryIsENOMEMForTheProgram) {
+TEST_P(ProgramTest, RunningOutOfMemoryIsENOMEMForTheProgram) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
   const std::string reply = Call(*vm, "exhaust");
@@ -101,22 +107,22 @@ TEST(ProgramTest, RunningOutOfMemoryIsENOMEMForTheProgram) {
   EXPECT_EQ(Call(*vm, "echo", "after"), "after");
 }
 
-TEST(ProgramTest, UnsupportedCallsAnswerAndAreCounted) {
+TEST_P(ProgramTest, UnsupportedCallsAnswerAndAreCounted) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
-  EXPECT_EQ(Call(*vm, "enosys"), "rc=-1 errno=38");            // ENOSYS
+  EXPECT_EQ(Call(*vm, "enosys"), "rc=-1 errno=38");                // ENOSYS
   EXPECT_EQ(Call(*vm, "unsupported"), "fork=-1:38 socket=-1:13");  // EACCES
   EXPECT_EQ(Call(*vm, "getpid"), "1");
 }
 
-TEST(ProgramTest, WildPointersAreEFAULTNeverHostMemory) {
+TEST_P(ProgramTest, WildPointersAreEFAULTNeverHostMemory) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
   // Into thaw's page tables, and past the end of guest memory.
   EXPECT_EQ(Call(*vm, "efault"), "-1:14 -1:14");
 }
 
-TEST(ProgramTest, AUserModeFaultIsAGuestFaultNamingTheAddress) {
+TEST_P(ProgramTest, AUserModeFaultIsAGuestFaultNamingTheAddress) {
   for (const char* function : {"fault", "null"}) {
     SCOPED_TRACE(function);
     auto vm = BootProgram();
@@ -133,7 +139,7 @@ TEST(ProgramTest, AUserModeFaultIsAGuestFaultNamingTheAddress) {
   }
 }
 
-TEST(ProgramTest, ExitStatusTimeoutAndProtocolErrorsAreClear) {
+TEST_P(ProgramTest, ExitStatusTimeoutAndProtocolErrorsAreClear) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
   auto exited = vm->Call("exit", "7");
@@ -161,7 +167,7 @@ TEST(ProgramTest, ExitStatusTimeoutAndProtocolErrorsAreClear) {
   EXPECT_EQ(Call(*other, "echo", "still here"), "still here");
 }
 
-TEST(ProgramTest, TwoProgramsSeeDifferentRandomness) {
+TEST_P(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   auto a = BootProgram();
   auto b = BootProgram();
   ASSERT_NE(a, nullptr);
@@ -172,7 +178,7 @@ TEST(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   EXPECT_NE(ra, Call(*a, "random"));
 }
 
-TEST(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
+TEST_P(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
   auto vm = Vm::Create(ProgramConfig());
   ASSERT_TRUE(vm.ok());
   EXPECT_EQ((*vm)->LoadGuest(THAW_TEST_GUEST).code(),
@@ -180,12 +186,12 @@ TEST(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
   EXPECT_EQ((*vm)->LoadProgram("/no/such/program").code(),
             absl::StatusCode::kNotFound);
   // A dynamically linked program (PT_INTERP) is refused, naming why.
-  absl::Status dynamic = (*vm)->LoadProgram("/bin/true");
+  absl::Status dynamic = (*vm)->LoadProgram(THAW_DYNAMIC_PROGRAM);
   EXPECT_EQ(dynamic.code(), absl::StatusCode::kUnimplemented) << dynamic;
   EXPECT_THAT(dynamic.message(), HasSubstr("PT_INTERP"));
   // A function-guest Vm refuses programs.
   VmConfig function_config;
-  function_config.backend = BackendKind::kEmulated;
+  function_config.backend = GetParam();
   auto function_vm = Vm::Create(function_config);
   ASSERT_TRUE(function_vm.ok());
   EXPECT_EQ((*function_vm)->LoadProgram(THAW_TEST_PROGRAM).code(),
@@ -202,6 +208,8 @@ TEST(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
   EXPECT_EQ(snapshot.code(), absl::StatusCode::kUnimplemented) << snapshot;
   EXPECT_EQ(Call(*booted, "echo", "fine"), "fine");
 }
+
+THAW_INSTANTIATE_BACKEND_TESTS(ProgramTest);
 
 }  // namespace
 }  // namespace thaw

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
+#include "lib/x86/user_mode.h"
 #include "thaw/abi.h"
 
 namespace thaw::kvm {
@@ -242,6 +243,8 @@ class KvmBackend final : public backend::Backend {
   // running the guest, so that the state read next is a consistent one.
   absl::Status CompletePendingIo();
   Exit ExceptionExit(uint32_t vector);
+  absl::StatusOr<Exit> HandleSyscall(backend::HypercallHandler& handler,
+                                     bool& resume);
   absl::StatusOr<Exit> HandleIo(backend::HypercallHandler& handler,
                                 bool& resume);
 
@@ -338,6 +341,9 @@ absl::StatusOr<Exit> KvmBackend::HandleIo(backend::HypercallHandler& handler,
   if (io.port == THAW_EXCEPTION_PORT && io.direction == KVM_EXIT_IO_OUT) {
     return ExceptionExit(value);
   }
+  if (io.port == x86::kSyscallPort && io.direction == KVM_EXIT_IO_OUT) {
+    return HandleSyscall(handler, resume);
+  }
   if (io.port != THAW_HYPERCALL_PORT || io.direction != KVM_EXIT_IO_OUT ||
       io.size != 4 || io.count != 1) {
     Exit exit;
@@ -356,6 +362,44 @@ absl::StatusOr<Exit> KvmBackend::HandleIo(backend::HypercallHandler& handler,
     Exit exit;
     exit.reason = Exit::Reason::kStopped;
     exit.rip = regs->rip;
+    return exit;
+  }
+  resume = true;
+  return Exit{};
+}
+
+absl::StatusOr<Exit> KvmBackend::HandleSyscall(
+    backend::HypercallHandler& handler, bool& resume) {
+  // The program's `syscall` entered the LSTAR stub (lib/x86/user_mode.h),
+  // which stopped at its `out`: the registers are the program's, RCX its
+  // return address.
+  auto regs = ReadRegs();
+  if (!regs.ok()) return regs.status();
+  backend::Syscall call{
+      regs->rax,
+      {regs->rdi, regs->rsi, regs->rdx, regs->r10, regs->r8, regs->r9},
+      regs->rcx};
+  backend::SyscallResult result = handler.HandleSyscall(call);
+  if (result.set_fs_base) {
+    kvm_sregs sregs{};
+    if (absl::Status s = Ioctl(KVM_GET_SREGS, &sregs, "GET_SREGS"); !s.ok()) {
+      return s;
+    }
+    sregs.fs.base = result.fs_base;
+    if (absl::Status s = Ioctl(KVM_SET_SREGS, &sregs, "SET_SREGS"); !s.ok()) {
+      return s;
+    }
+  }
+  if (!result.park) {
+    if (absl::Status s = WriteRax(result.value); !s.ok()) return s;
+  }
+  if (result.park || result.stop) {
+    // RIP moves past the `out` to the stub's sysretq, which returns to the
+    // program when it is resumed (with RAX set by SetReturnValue if parked).
+    if (absl::Status s = CompletePendingIo(); !s.ok()) return s;
+    Exit exit;
+    exit.reason = Exit::Reason::kStopped;
+    exit.rip = regs->rcx;
     return exit;
   }
   resume = true;

@@ -52,15 +52,10 @@ absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
                                 absl::string_view name,
                                 const ProgramOptions& options,
                                 backend::Backend& backend) {
-  if (backend.kind() != BackendKind::kEmulated) {
-    return absl::UnimplementedError(
-        "Linux programs run on the emulated backend in this build (KVM's "
-        "system-call entry is not wired up yet); use BackendKind::kEmulated");
-  }
   const uint64_t stack_top = memory_.size();
   const uint64_t stack_limit = stack_top - StackSize(config_);
-  auto image = linux_abi::LoadProgram(elf, name, memory_,
-                                      x86::kUserMemoryStart, stack_limit);
+  auto image = linux_abi::LoadProgram(elf, name, memory_, x86::kUserMemoryStart,
+                                      stack_limit);
   if (!image.ok()) return image.status();
   std::vector<std::string> argv = options.args;
   if (argv.empty()) argv.push_back(std::string(name));
@@ -127,9 +122,9 @@ uint64_t LinuxProgram::Deliver(uint64_t address, uint64_t size) {
 absl::Status LinuxProgram::BeginCall(absl::string_view function,
                                      absl::string_view input) {
   if (function.empty() || function.size() > kMaxFunctionName) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "function name \"%s\": must be 1 to %d bytes", function.substr(0, 80),
-        kMaxFunctionName));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("function name \"%s\": must be 1 to %d bytes",
+                        function.substr(0, 80), kMaxFunctionName));
   }
   if (input.size() > config_.input_buffer_size) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -167,7 +162,8 @@ int64_t LinuxProgram::WriteReply(absl::Span<const uint8_t> bytes) {
   if (request_ != Request::kCall && request_ != Request::kBeforeSnapshot) {
     return -EPIPE;  // no request to answer
   }
-  const uint64_t limit = config_.output_buffer_size + sizeof(thaw_program_reply);
+  const uint64_t limit =
+      config_.output_buffer_size + sizeof(thaw_program_reply);
   if (reply_.size() + bytes.size() > limit) {
     reply_too_large_ = true;
   } else {
@@ -190,15 +186,16 @@ backend::SyscallResult LinuxProgram::HandleSyscall(
 GuestRuntime::Outcome LinuxProgram::Finish(absl::string_view what) {
   const Request request = std::exchange(request_, Request::kNone);
   if (syscalls_->exited()) {
-    return {absl::AbortedError(absl::StrFormat(
-                "%s: the program exited with status %d", what,
-                syscalls_->exit_status())),
+    return {absl::AbortedError(
+                absl::StrFormat("%s: the program exited with status %d", what,
+                                syscalls_->exit_status())),
             false};
   }
   if (!syscalls_->fatal().ok()) {
-    return {absl::Status(syscalls_->fatal().code(),
-                         absl::StrCat(what, ": ", syscalls_->fatal().message())),
-            false};
+    return {
+        absl::Status(syscalls_->fatal().code(),
+                     absl::StrCat(what, ": ", syscalls_->fatal().message())),
+        false};
   }
   if (!parked_) {
     return {absl::InternalError(absl::StrCat(
@@ -235,17 +232,16 @@ GuestRuntime::Outcome LinuxProgram::Finish(absl::string_view what) {
   std::string bytes = reply_.substr(sizeof(header));
   if (request == Request::kBeforeSnapshot) {
     if (header.status != 0) {
-      return {absl::AbortedError(absl::StrFormat(
-                  "before-snapshot hook replied with status %d",
-                  header.status)),
-              true};
+      return {
+          absl::AbortedError(absl::StrFormat(
+              "before-snapshot hook replied with status %d", header.status)),
+          true};
     }
     return {std::string(), true};
   }
   if (header.status == THAW_PROGRAM_NO_SUCH_FUNCTION) {
-    return {absl::NotFoundError(absl::StrCat("program \"", name_,
-                                             "\" has no function \"",
-                                             function_, "\"")),
+    return {absl::NotFoundError(absl::StrCat(
+                "program \"", name_, "\" has no function \"", function_, "\"")),
             true};
   }
   if (header.status != 0) {

@@ -82,7 +82,8 @@ backend::SyscallResult Syscalls::Mmap(const uint64_t* a) {
     if (start == 0) return Result(-ENOMEM);
     // Below every earlier mapping the memory was never handed out: zero.
     if (start < mmap_low_) {
-      if (start + size > mmap_low_) ZeroRange(mmap_low_, start + size - mmap_low_);
+      if (start + size > mmap_low_)
+        ZeroRange(mmap_low_, start + size - mmap_low_);
     } else {
       ZeroRange(start, size);
     }

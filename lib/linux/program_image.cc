@@ -36,7 +36,8 @@ absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
     return absl::InvalidArgumentError(
         absl::StrFormat("program \"%s\": %s", name, why));
   };
-  if (elf.size() < sizeof(Elf64_Ehdr)) return bad("too short for an ELF header");
+  if (elf.size() < sizeof(Elf64_Ehdr))
+    return bad("too short for an ELF header");
   auto header = ReadAt<Elf64_Ehdr>(elf, 0);
   if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
     return bad("not an ELF file (bad magic)");
@@ -81,7 +82,8 @@ absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
     const Elf64_Phdr& ph = phdrs[i];
     if (ph.p_type != PT_LOAD) continue;
     if (ph.p_filesz > ph.p_memsz) {
-      return bad(absl::StrFormat("segment %d: file size exceeds memory size", i));
+      return bad(
+          absl::StrFormat("segment %d: file size exceeds memory size", i));
     }
     if (!InBounds(ph.p_offset, ph.p_filesz, elf.size())) {
       return bad(absl::StrFormat("segment %d lies outside the file", i));
@@ -158,15 +160,24 @@ absl::StatusOr<uint64_t> BuildInitialStack(
   // leaf 1 EDX on x86).
   constexpr uint64_t kHwcap = 0x078BFBFF;
   const std::vector<std::pair<uint64_t, uint64_t>> auxv = {
-      {AT_PHDR, image.phdr},   {AT_PHENT, image.phent},
-      {AT_PHNUM, image.phnum}, {AT_PAGESZ, kPage},
-      {AT_BASE, 0},            {AT_FLAGS, 0},
-      {AT_ENTRY, image.entry}, {AT_UID, 1000},
-      {AT_EUID, 1000},         {AT_GID, 1000},
-      {AT_EGID, 1000},         {AT_SECURE, 0},
-      {AT_RANDOM, random_addr}, {AT_HWCAP, kHwcap},
-      {AT_HWCAP2, 0},          {AT_CLKTCK, 100},
-      {AT_PLATFORM, platform_addr}, {AT_EXECFN, execfn},
+      {AT_PHDR, image.phdr},
+      {AT_PHENT, image.phent},
+      {AT_PHNUM, image.phnum},
+      {AT_PAGESZ, kPage},
+      {AT_BASE, 0},
+      {AT_FLAGS, 0},
+      {AT_ENTRY, image.entry},
+      {AT_UID, 1000},
+      {AT_EUID, 1000},
+      {AT_GID, 1000},
+      {AT_EGID, 1000},
+      {AT_SECURE, 0},
+      {AT_RANDOM, random_addr},
+      {AT_HWCAP, kHwcap},
+      {AT_HWCAP2, 0},
+      {AT_CLKTCK, 100},
+      {AT_PLATFORM, platform_addr},
+      {AT_EXECFN, execfn},
   };
   std::vector<uint64_t> words;
   words.push_back(argv.size());

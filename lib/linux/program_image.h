@@ -24,9 +24,9 @@
 namespace thaw::linux_abi {
 
 struct ProgramImage {
-  uint64_t entry = 0;      // where the program starts (bias applied)
-  uint64_t bias = 0;       // 0 for ET_EXEC
-  uint64_t phdr = 0;       // address of the program headers in memory
+  uint64_t entry = 0;  // where the program starts (bias applied)
+  uint64_t bias = 0;   // 0 for ET_EXEC
+  uint64_t phdr = 0;   // address of the program headers in memory
   uint16_t phent = 0, phnum = 0;
   uint64_t image_begin = 0, image_end = 0;  // page-aligned
 };

@@ -51,8 +51,11 @@ class Syscalls {
     uint64_t stack_size;  // RLIMIT_STACK
   };
   Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout)
-      : memory_(memory), host_(host), layout_(layout),
-        brk_(layout.brk_start), mmap_low_(layout.mmap_top) {}
+      : memory_(memory),
+        host_(host),
+        layout_(layout),
+        brk_(layout.brk_start),
+        mmap_low_(layout.mmap_top) {}
 
   backend::SyscallResult Dispatch(const backend::Syscall& call);
 

@@ -13,6 +13,10 @@ constexpr uint64_t kUserCode32Descriptor = 0x00CFFB000000FFFFull;  // D=1
 constexpr uint64_t kUserDataDescriptor = 0x00CFF3000000FFFFull;
 constexpr uint64_t kUserCodeDescriptor = 0x00AFFB000000FFFFull;  // L=1
 constexpr uint64_t kUserRflags = 0x202;                          // IF, bit 1
+constexpr uint64_t kEferSce = 1ull << 0;
+constexpr uint32_t kMsrStar = 0xC0000081;
+constexpr uint32_t kMsrLstar = 0xC0000082;
+constexpr uint32_t kMsrSfmask = 0xC0000084;
 
 template <typename T>
 void Store(uint8_t* where, T value) {
@@ -28,7 +32,8 @@ absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
   if (!state.ok()) return state.status();
   auto gdt = memory.Slice(THAW_GDT_ADDR, 0x40, "GDT");
   if (!gdt.ok()) return gdt.status();
-  Store<uint64_t>(gdt->data() + (kUserCode32Selector & ~3), kUserCode32Descriptor);
+  Store<uint64_t>(gdt->data() + (kUserCode32Selector & ~3),
+                  kUserCode32Descriptor);
   Store<uint64_t>(gdt->data() + (kUserDataSelector & ~3), kUserDataDescriptor);
   Store<uint64_t>(gdt->data() + (kUserCodeSelector & ~3), kUserCodeDescriptor);
   state->gdt.limit = 0x40 - 1;
@@ -40,10 +45,29 @@ absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
   std::memset(page->data(), 0xCC, page->size());
   const uint8_t iretq[] = {0x48, 0xCF};
   std::memcpy(page->data(), iretq, sizeof(iretq));
+  // The syscall entry: out kSyscallPort, eax; sysretq.
+  const uint8_t entry_stub[] = {0xE7, kSyscallPort, 0x48, 0x0F, 0x07};
+  std::memcpy(page->data() + (kSyscallEntry - kUserEntryPage), entry_stub,
+              sizeof(entry_stub));
   constexpr uint64_t kFrame = kUserEntryPage + 0xF00;
   const uint64_t frame[5] = {entry, kUserCodeSelector, kUserRflags, user_rsp,
                              kUserDataSelector};
   std::memcpy(memory.host_base() + kFrame, frame, sizeof(frame));
+  // SYSCALL enters kernel CS 0x08 (SS 0x10); SYSRET returns to user CS
+  // and SS derived from STAR[63:48] (see kUserCode32Selector). SFMASK
+  // clears TF, IF, DF, IOPL, NT and AC on entry, as Linux does.
+  state->efer |= kEferSce;
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
+    const uint32_t index = kPortableMsrs[i].index;
+    if (index == kMsrStar) {
+      state->msrs[i] = (uint64_t{kUserCode32Selector & ~3} << 48) |
+                       (uint64_t{kCodeSelector} << 32);
+    } else if (index == kMsrLstar) {
+      state->msrs[i] = kSyscallEntry;
+    } else if (index == kMsrSfmask) {
+      state->msrs[i] = 0x47700;
+    }
+  }
   state->rip = kUserEntryPage;
   state->rsp = kFrame;
   state->rflags = 0x2;

@@ -24,6 +24,12 @@ inline constexpr uint16_t kUserDataSelector = 0x30 | 3;
 inline constexpr uint16_t kUserCodeSelector = 0x38 | 3;
 // The host-owned page holding the ring-3 entry stub and its frame.
 inline constexpr uint64_t kUserEntryPage = 0x5000;
+// On KVM a program's `syscall` enters a host-owned ring-0 stub (LSTAR)
+// that writes the syscall number to this port (`out imm8, eax`: no register
+// but RAX is touched) and, when the host resumes it with RAX set, returns
+// with `sysretq`. The emulated backend hooks the instruction instead.
+inline constexpr uint16_t kSyscallPort = 0x7C;
+inline constexpr uint64_t kSyscallEntry = kUserEntryPage + 0x10;
 // Memory below this address is the host's; programs live above it.
 inline constexpr uint64_t kUserMemoryStart = 2ull << 20;
 
