@@ -1,10 +1,15 @@
 // Linux program guests: a static musl program loaded with Vm::LoadProgram,
 // booted until it first reads its request channel, and called through it
 // (include/thaw/program.h). One body per backend (KVM inside QEMU in CI).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -167,6 +172,82 @@ TEST_P(ProgramTest, ExitStatusTimeoutAndProtocolErrorsAreClear) {
   EXPECT_EQ(Call(*other, "echo", "still here"), "still here");
 }
 
+// The host's glibc, from a file view: /lib64 (where PT_INTERP points) and
+// the library directory are the same host folder mounted twice.
+ProgramOptions GlibcView() {
+  ProgramOptions options;
+  options.files = {{"/usr/lib/x86_64-linux-gnu", "/lib64"},
+                   {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"}};
+  return options;
+}
+
+TEST_P(ProgramTest, ADynamicGlibcProgramRunsThroughItsInterpreter) {
+  auto vm = Vm::Create(ProgramConfig());
+  ASSERT_TRUE(vm.ok());
+  ASSERT_TRUE((*vm)->LoadProgram(THAW_DYNAMIC_PROGRAM, GlibcView()).ok());
+  absl::Status boot = (*vm)->Boot();
+  ASSERT_TRUE(boot.ok()) << boot << "\n" << (*vm)->console();
+  EXPECT_EQ(Call(**vm, "echo", "through ld.so"), "through ld.so");
+  EXPECT_EQ(Call(**vm, "memory"), "same=1 nonzero=0 heap=1");
+  EXPECT_THAT(Call(**vm, "auxv"), HasSubstr("random=1"));
+}
+
+// A folder of the test's own, mounted at /data, with the tricks a program
+// could try to leave its view.
+class FileViewTest : public ProgramTest {
+ protected:
+  void SetUp() override {
+    ProgramTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("thaw_view_", getpid(), "_",
+                        testing::BackendSuffix(GetParam()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ / "sub");
+    std::ofstream(dir_ / "data.txt") << "inside the view";
+    std::ofstream(dir_ / "sub" / "deep.txt") << "deeper";
+    std::filesystem::create_symlink("data.txt", dir_ / "inside");
+    std::filesystem::create_symlink("sub/../data.txt", dir_ / "winding");
+    std::filesystem::create_symlink("../../../../etc/hostname", dir_ / "up");
+    std::filesystem::create_symlink("/etc/hostname", dir_ / "absolute");
+    std::filesystem::create_symlink("/data/data.txt", dir_ / "rooted");
+    std::filesystem::create_symlink("loop", dir_ / "loop");
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_P(FileViewTest, AllowedFilesAreReadableAndEscapesAreRefused) {
+  ProgramOptions options;
+  options.files = {{dir_.string(), "/data"}};
+  options.cwd = "/data/sub";
+  auto vm = BootProgram(ProgramConfig(), options);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "cat", "/data/data.txt"), "inside the view");
+  EXPECT_EQ(Call(*vm, "cat", "deep.txt"), "deeper");  // cwd
+  EXPECT_EQ(Call(*vm, "cat", "../data.txt"), "inside the view");
+  EXPECT_EQ(Call(*vm, "cat", "/data/inside"), "inside the view");
+  EXPECT_EQ(Call(*vm, "cat", "/data/winding"), "inside the view");
+  EXPECT_EQ(Call(*vm, "cat", "/data/rooted"), "inside the view");
+  // ".." stops at the guest's root, which holds only /data.
+  EXPECT_EQ(Call(*vm, "cat", "/data/../../../etc/hostname"), "error 2");
+  // A relative symlink climbing out lands above /data, where nothing is.
+  EXPECT_EQ(Call(*vm, "cat", "/data/up"), "error 2");
+  // An absolute symlink resolves in the program's namespace, not the host's.
+  EXPECT_EQ(Call(*vm, "cat", "/data/absolute"), "error 2");
+  EXPECT_EQ(Call(*vm, "cat", "/data/loop"), "error 40");  // ELOOP
+  EXPECT_EQ(Call(*vm, "cat", "/proc/self/root/etc/hostname"), "error 2");
+  EXPECT_EQ(Call(*vm, "cat", "/etc/hostname"), "error 2");
+  EXPECT_EQ(Call(*vm, "cat", std::string(5000, 'a')), "error 36");  // long
+  // Nothing can be written.
+  EXPECT_EQ(Call(*vm, "write_file", "/data/new.txt"), "-1:30");  // EROFS
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "new.txt"));
+}
+
+THAW_INSTANTIATE_BACKEND_TESTS(FileViewTest);
+
 TEST_P(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   auto a = BootProgram();
   auto b = BootProgram();
@@ -185,10 +266,12 @@ TEST_P(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ((*vm)->LoadProgram("/no/such/program").code(),
             absl::StatusCode::kNotFound);
-  // A dynamically linked program (PT_INTERP) is refused, naming why.
+  // A dynamically linked program without a file view holding its
+  // interpreter is refused, naming what it needs.
   absl::Status dynamic = (*vm)->LoadProgram(THAW_DYNAMIC_PROGRAM);
-  EXPECT_EQ(dynamic.code(), absl::StatusCode::kUnimplemented) << dynamic;
-  EXPECT_THAT(dynamic.message(), HasSubstr("PT_INTERP"));
+  EXPECT_EQ(dynamic.code(), absl::StatusCode::kFailedPrecondition) << dynamic;
+  EXPECT_THAT(dynamic.message(),
+              HasSubstr("interpreter /lib64/ld-linux-x86-64.so.2"));
   // A function-guest Vm refuses programs.
   VmConfig function_config;
   function_config.backend = GetParam();

@@ -30,6 +30,10 @@ struct VmSettings {
   // Optional: receives console output as the guest writes it, on the thread
   // running the guest.
   std::function<void(absl::string_view)> console_sink;
+  // Linux programs: write every system call to the console, strace-style
+  // ("openat(AT_FDCWD, "/etc/x", 0x0) = -2 ENOENT"), to see what a program
+  // needs.
+  bool trace_syscalls = false;
 };
 
 // A new Vm. Its memory layout is fixed here; a restored Vm takes its layout
@@ -47,8 +51,23 @@ struct VmConfig : VmSettings {
   uint64_t stack_size = 256ull << 10;
 };
 
+// A host directory a Linux program may read, and where it sees it.
+struct FileMount {
+  std::string host_path;   // an existing host directory
+  std::string guest_path;  // absolute, e.g. "/usr"; default: host_path
+};
+
 // How Vm::LoadProgram starts a Linux program.
 struct ProgramOptions {
+  // The read-only file view: the only host files the program can open.
+  // Paths resolve in the program's own namespace (its symlinks included),
+  // and every step on the host is taken beneath a mount's directory with
+  // openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),
+  // so "..", symlinks and /proc tricks cannot leave the view. Writes are
+  // EROFS.
+  std::vector<FileMount> files;
+  // The program's working directory in its namespace.
+  std::string cwd = "/";
   // argv; empty means the program's path alone.
   std::vector<std::string> args;
   // The environment, "KEY=VALUE" each.

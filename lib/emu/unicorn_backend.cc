@@ -62,6 +62,11 @@ class UnicornBackend final : public backend::Backend {
                         UC_X86_INS_SYSCALL);
     }
     if (err == UC_ERR_OK) {
+      err = uc_hook_add(uc_, &hook, UC_HOOK_INSN,
+                        reinterpret_cast<void*>(&OnCpuid), this, 1, 0,
+                        UC_X86_INS_CPUID);
+    }
+    if (err == UC_ERR_OK) {
       err = uc_hook_add(uc_, &hook, UC_HOOK_INTR,
                         reinterpret_cast<void*>(&OnInterrupt), this, 1, 0);
     }
@@ -128,6 +133,7 @@ class UnicornBackend final : public backend::Backend {
                     void* self);
   static uint32_t OnIn(uc_engine*, uint32_t port, int size, void* self);
   static void OnSyscall(uc_engine*, void* self);
+  static int OnCpuid(uc_engine*, void* self);
   static void OnInterrupt(uc_engine*, uint32_t vector, void* self);
   static bool OnUnmapped(uc_engine*, uc_mem_type type, uint64_t address,
                          int size, int64_t value, void* self);
@@ -217,6 +223,50 @@ void UnicornBackend::OnSyscall(uc_engine*, void* opaque) {
     exit.rip = next;
     self->Stop(std::move(exit));
   }
+}
+
+int UnicornBackend::OnCpuid(uc_engine*, void* opaque) {
+  auto* self = static_cast<UnicornBackend*>(opaque);
+  // Unicorn's own CPUID leaves out features it emulates (leaf 1 EDX lacks
+  // FPU, TSC and MMX; 0x80000001 lacks SYSCALL and NX), and glibc refuses
+  // to start on it ("CPU ISA level is lower than required";
+  // doc/platform-facts.md). Report what the emulator runs: baseline x86-64
+  // with SSE up to 4.2, no AVX and no XSAVE.
+  const uint32_t leaf = static_cast<uint32_t>(self->Reg(UC_X86_REG_RAX));
+  uint64_t a = 0, b = 0, c = 0, d = 0;
+  switch (leaf) {
+    case 0:
+      a = 7;
+      b = 0x756E6547, d = 0x49656E69, c = 0x6C65746E;  // "GenuineIntel"
+      break;
+    case 1:
+      a = 0x000306A9;  // family 6
+      b = 0x00010800;  // one logical processor, 64-byte CLFLUSH
+      // SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 POPCNT
+      c = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) |
+          (1u << 20) | (1u << 23);
+      // FPU VME DE PSE TSC MSR PAE MCE CX8 SEP MTRR PGE MCA CMOV PAT PSE36
+      // CLFSH MMX FXSR SSE SSE2
+      d = 0x078BF9FF;
+      break;
+    case 0x80000000:
+      a = 0x80000008;
+      break;
+    case 0x80000001:
+      c = 1u << 0;                               // LAHF/SAHF in 64-bit
+      d = (1u << 11) | (1u << 20) | (1u << 29);  // SYSCALL NX LM
+      break;
+    case 0x80000008:
+      a = 0x3028;  // 40 physical, 48 virtual address bits
+      break;
+    default:
+      break;  // everything else (AVX, XSAVE, ...) absent
+  }
+  uc_reg_write(self->uc_, UC_X86_REG_RAX, &a);
+  uc_reg_write(self->uc_, UC_X86_REG_RBX, &b);
+  uc_reg_write(self->uc_, UC_X86_REG_RCX, &c);
+  uc_reg_write(self->uc_, UC_X86_REG_RDX, &d);
+  return 1;  // replaces the instruction
 }
 
 uint32_t UnicornBackend::OnIn(uc_engine*, uint32_t port, int, void* opaque) {

@@ -1,6 +1,9 @@
 #include "lib/linux/linux_program.h"
 
+#include <fcntl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -52,31 +55,93 @@ absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
                                 absl::string_view name,
                                 const ProgramOptions& options,
                                 backend::Backend& backend) {
+  if (!options.files.empty()) {
+    auto view = linux_abi::FileView::Create(options.files);
+    if (!view.ok()) return view.status();
+    view_ = *std::move(view);
+  }
   const uint64_t stack_top = memory_.size();
   const uint64_t stack_limit = stack_top - StackSize(config_);
   auto image = linux_abi::LoadProgram(elf, name, memory_, x86::kUserMemoryStart,
                                       stack_limit);
   if (!image.ok()) return image.status();
+  linux_abi::ProgramHost& host = *this;
+  syscalls_ = std::make_unique<linux_abi::Syscalls>(
+      memory_, host,
+      linux_abi::Syscalls::Layout{image->image_end, stack_limit,
+                                  StackSize(config_)},
+      view_, options.cwd);
+  uint64_t entry = image->entry;
+  uint64_t interpreter_base = 0;
+  if (!image->interpreter.empty()) {
+    auto interpreter = LoadInterpreter(name, image->interpreter);
+    if (!interpreter.ok()) return interpreter.status();
+    interpreter_base = interpreter->first;
+    entry = interpreter->second;
+  }
   std::vector<std::string> argv = options.args;
   if (argv.empty()) argv.push_back(std::string(name));
   uint8_t random[16];
   if (getrandom(random, sizeof(random), 0) != sizeof(random)) {
     return absl::InternalError("getrandom for AT_RANDOM failed");
   }
-  auto rsp = linux_abi::BuildInitialStack(memory_, stack_top, stack_limit,
-                                          *image, argv, options.env, random);
+  auto rsp =
+      linux_abi::BuildInitialStack(memory_, stack_top, stack_limit, *image,
+                                   interpreter_base, argv, options.env, random);
   if (!rsp.ok()) return rsp.status();
-  auto state = x86::BuildUserModeBootState(memory_, image->entry, *rsp);
+  auto state = x86::BuildUserModeBootState(memory_, entry, *rsp);
   if (!state.ok()) return state.status();
   if (absl::Status s = backend.SetState(*state); !s.ok()) return s;
   backend_ = &backend;
   name_ = std::string(name);
-  linux_abi::ProgramHost& host = *this;
-  syscalls_ = std::make_unique<linux_abi::Syscalls>(
-      memory_, host,
-      linux_abi::Syscalls::Layout{image->image_end, stack_limit,
-                                  StackSize(config_)});
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<uint64_t, uint64_t>> LinuxProgram::LoadInterpreter(
+    absl::string_view program, const std::string& path) {
+  auto refuse = [&](absl::string_view why) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "program \"%s\" is dynamically linked and needs its interpreter "
+        "%s, %s (give it a file view that holds it: ProgramOptions::files)",
+        program, path, why));
+  };
+  if (view_ == nullptr) return refuse("but it has no file view");
+  auto file = view_->Open("/", path, O_RDONLY);
+  if (!file.ok() || file->virtual_dir) {
+    return refuse(
+        absl::StrCat("which it cannot open: ",
+                     file.ok() ? "a directory" : file.status().message()));
+  }
+  struct stat st;
+  if (fstat(file->fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size > (64 << 20)) {
+    return refuse("which is not a regular file of at most 64 MiB");
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  for (size_t done = 0; done < bytes.size();) {
+    ssize_t n = pread(file->fd.get(), bytes.data() + done, bytes.size() - done,
+                      static_cast<off_t>(done));
+    if (n <= 0) return refuse("which cannot be read");
+    done += static_cast<size_t>(n);
+  }
+  const absl::Span<const uint8_t> elf(
+      reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  auto span = linux_abi::LoadSpan(elf, path);
+  if (!span.ok()) return span.status();
+  // Placed among the program's mappings, as Linux puts ld.so at mmap base.
+  const uint64_t base = syscalls_->Reserve(*span);
+  if (base == 0) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "program \"%s\": no room in guest memory for its interpreter %s",
+        program, path));
+  }
+  auto image =
+      linux_abi::LoadProgram(elf, path, memory_, base, base + *span, base);
+  if (!image.ok()) return image.status();
+  if (!image->interpreter.empty()) {
+    return refuse("which itself names an interpreter");
+  }
+  return std::make_pair(base, image->entry);
 }
 
 absl::Status LinuxProgram::BeginBoot() {
@@ -180,7 +245,23 @@ backend::HypercallResult LinuxProgram::Handle(const backend::Hypercall&) {
 
 backend::SyscallResult LinuxProgram::HandleSyscall(
     const backend::Syscall& call) {
-  return syscalls_->Dispatch(call);
+  backend::SyscallResult result = syscalls_->Dispatch(call);
+  if (config_.trace_syscalls) {
+    std::string line =
+        absl::StrFormat("[syscall] %s(0x%x, 0x%x, 0x%x, 0x%x) = ",
+                        linux_abi::Syscalls::Name(call.number), call.args[0],
+                        call.args[1], call.args[2], call.args[3]);
+    const int64_t value = static_cast<int64_t>(result.value);
+    if (result.park) {
+      absl::StrAppend(&line, "? (waits for a request)");
+    } else if (value < 0 && value > -4096) {
+      absl::StrAppendFormat(&line, "-%d %s", -value, strerror(-value));
+    } else {
+      absl::StrAppendFormat(&line, "0x%x", result.value);
+    }
+    console_.Write(line + "\n");
+  }
+  return result;
 }
 
 GuestRuntime::Outcome LinuxProgram::Finish(absl::string_view what) {
@@ -251,6 +332,14 @@ GuestRuntime::Outcome LinuxProgram::Finish(absl::string_view what) {
             true};
   }
   return {std::move(bytes), true};
+}
+
+std::string LinuxProgram::ConsoleTail() const {
+  std::string text = console_.Contents();
+  if (text.empty()) return "";
+  constexpr size_t kTail = 600;
+  if (text.size() > kTail) text = "..." + text.substr(text.size() - kTail);
+  return absl::StrCat("; its last output:\n", text);
 }
 
 absl::Status LinuxProgram::Save(snapshot::proto::Manifest&) const {

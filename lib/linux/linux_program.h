@@ -68,6 +68,12 @@ class LinuxProgram final : public GuestRuntime,
   // Queues a request frame and hands what fits to a parked read.
   absl::Status Send(uint16_t kind, absl::string_view name,
                     absl::string_view input);
+  // Loads the dynamic loader `path` (PT_INTERP) from the file view among
+  // the mappings; returns its base (AT_BASE) and entry point.
+  absl::StatusOr<std::pair<uint64_t, uint64_t>> LoadInterpreter(
+      absl::string_view program, const std::string& path);
+  // "; its last output: ..." from the console, for errors ("" if none).
+  std::string ConsoleTail() const;
   // Copies pending request bytes to guest [address, +size); their count.
   uint64_t Deliver(uint64_t address, uint64_t size);
 
@@ -75,6 +81,7 @@ class LinuxProgram final : public GuestRuntime,
   GuestMemory& memory_;
   Console console_;
   backend::Backend* backend_ = nullptr;  // set by Load
+  std::shared_ptr<const linux_abi::FileView> view_;
   std::unique_ptr<linux_abi::Syscalls> syscalls_;
   std::string name_;
 

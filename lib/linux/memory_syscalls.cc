@@ -4,6 +4,7 @@
 // stack, and the two may not meet. Memory a program gets is zero: fresh
 // guest memory is, and memory given back is zeroed before it is reused.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -52,8 +53,19 @@ backend::SyscallResult Syscalls::Mmap(const uint64_t* a) {
   const int flags = static_cast<int>(a[3]);
   const int fd = static_cast<int>(a[4]);
   if (length == 0 || length > memory_.size()) return Result(-EINVAL);
-  if (!(flags & MAP_ANONYMOUS) || fd != -1) {
-    return Result(-ENODEV);  // file mappings need the file view (not yet)
+  // A file mapping is a copy of the file's bytes (the files are read-only
+  // and private mappings never write back, so a copy is what the program
+  // can observe).
+  OpenFile* file = nullptr;
+  if (!(flags & MAP_ANONYMOUS)) {
+    file = File(fd);
+    if (file == nullptr) return Result(-EBADF);
+    if (file->kind == OpenFile::Kind::kNull) {
+      file = nullptr;  // /dev/null maps as zeros
+    } else if (file->kind != OpenFile::Kind::kFile) {
+      return Result(-ENODEV);
+    }
+    if (a[5] % kPage != 0) return Result(-EINVAL);
   }
   const uint64_t size = PageUp(length);
   uint64_t start = 0;
@@ -90,7 +102,29 @@ backend::SyscallResult Syscalls::Mmap(const uint64_t* a) {
   }
   mappings_[start] = size;
   mmap_low_ = std::min(mmap_low_, start);
+  if (file != nullptr) {
+    auto target = UserSlice(start, length);
+    if (!target.ok()) return Result(-EFAULT);
+    uint64_t done = 0;
+    while (done < length) {
+      ssize_t n = pread(file->host.get(), target->data() + done, length - done,
+                        static_cast<off_t>(a[5] + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Result(-EIO);
+      if (n == 0) break;  // past the end of the file: zeros, as Linux maps
+      done += static_cast<uint64_t>(n);
+    }
+  }
   return Result(static_cast<int64_t>(start));
+}
+
+uint64_t Syscalls::Reserve(uint64_t size) {
+  size = PageUp(size);
+  const uint64_t start = FindFree(size);
+  if (start == 0) return 0;
+  mappings_[start] = size;
+  mmap_low_ = std::min(mmap_low_, start);
+  return start;
 }
 
 backend::SyscallResult Syscalls::Munmap(const uint64_t* a) {

@@ -39,6 +39,45 @@ backend::SyscallResult Syscalls::Exit(const uint64_t* a) {
   return r;
 }
 
+backend::SyscallResult Syscalls::Kill(const uint64_t* a) {
+  // kill(pid, sig) or tgkill(tgid, tid, sig): the only process is the
+  // program. No handler ever runs, so a signal other than 0 ends it, the
+  // way an unhandled one would (abort() ends here with SIGABRT).
+  const int sig = static_cast<int>(current_ == 234 ? a[2] : a[1]);
+  if (sig == 0) return Result(0);
+  if (sig < 0 || sig > 64) return Result(-EINVAL);
+  killed_by_ = sig;
+  exited_ = true;
+  exit_status_ = 128 + sig;
+  backend::SyscallResult r;
+  r.stop = true;
+  return r;
+}
+
+backend::SyscallResult Syscalls::Time(const uint64_t* a) {
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  if (a[0] != 0 && !Put(UserSlice(a[0], 8), now)) return Result(-EFAULT);
+  return Result(now);
+}
+
+backend::SyscallResult Syscalls::Sysinfo(const uint64_t* a) {
+  struct sysinfo_layout {  // struct sysinfo on x86-64
+    int64_t uptime;
+    uint64_t loads[3];
+    uint64_t totalram, freeram, sharedram, bufferram, totalswap, freeswap;
+    uint16_t procs, pad;
+    uint64_t totalhigh, freehigh;
+    uint32_t mem_unit;
+    char reserved[4];
+  } info{};
+  info.uptime = 1;
+  info.totalram = memory_.size();
+  info.freeram = memory_.size() / 2;
+  info.procs = 1;
+  info.mem_unit = 1;
+  return Result(Put(UserSlice(a[0], sizeof(info)), info) ? 0 : -EFAULT);
+}
+
 backend::SyscallResult Syscalls::ArchPrctl(const uint64_t* a) {
   switch (static_cast<int>(a[0])) {
     case ARCH_SET_FS: {

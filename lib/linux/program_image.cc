@@ -27,11 +27,40 @@ uint64_t PageUp(uint64_t v) { return PageDown(v + kPage - 1); }
 
 }  // namespace
 
-absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
-                                         absl::string_view name,
-                                         GuestMemory& memory,
-                                         uint64_t window_begin,
-                                         uint64_t window_end) {
+absl::StatusOr<uint64_t> LoadSpan(absl::Span<const uint8_t> elf,
+                                  absl::string_view name) {
+  if (elf.size() < sizeof(Elf64_Ehdr)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("program \"%s\": too short for an ELF header", name));
+  }
+  auto header = ReadAt<Elf64_Ehdr>(elf, 0);
+  if (header.e_phentsize != sizeof(Elf64_Phdr) ||
+      !InBounds(header.e_phoff, uint64_t{header.e_phnum} * sizeof(Elf64_Phdr),
+                elf.size())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "program \"%s\": program header table lies outside the file", name));
+  }
+  uint64_t lowest = UINT64_MAX, highest = 0;
+  for (int i = 0; i < header.e_phnum; ++i) {
+    auto ph = ReadAt<Elf64_Phdr>(elf, header.e_phoff + i * sizeof(Elf64_Phdr));
+    if (ph.p_type != PT_LOAD) continue;
+    if (ph.p_vaddr + ph.p_memsz < ph.p_vaddr) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("program \"%s\": segment %d wraps around", name, i));
+    }
+    lowest = std::min(lowest, PageDown(ph.p_vaddr));
+    highest = std::max(highest, PageUp(ph.p_vaddr + ph.p_memsz));
+  }
+  if (lowest == UINT64_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("program \"%s\": no loadable segment", name));
+  }
+  return highest - lowest;
+}
+
+absl::StatusOr<ProgramImage> LoadProgram(
+    absl::Span<const uint8_t> elf, absl::string_view name, GuestMemory& memory,
+    uint64_t window_begin, uint64_t window_end, uint64_t dyn_base) {
   auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
         absl::StrFormat("program \"%s\": %s", name, why));
@@ -56,23 +85,25 @@ absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
   }
   std::vector<Elf64_Phdr> phdrs;
   uint64_t lowest = UINT64_MAX;
+  ProgramImage image;
   for (int i = 0; i < header.e_phnum; ++i) {
     phdrs.push_back(
         ReadAt<Elf64_Phdr>(elf, header.e_phoff + i * sizeof(Elf64_Phdr)));
     const Elf64_Phdr& ph = phdrs.back();
     if (ph.p_type == PT_INTERP) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "program \"%s\": dynamically linked (PT_INTERP); this build runs "
-          "static and static-PIE programs only (link with -static or "
-          "-static-pie)",
-          name));
+      if (ph.p_filesz < 2 || ph.p_filesz > 4096 ||
+          !InBounds(ph.p_offset, ph.p_filesz, elf.size())) {
+        return bad("PT_INTERP lies outside the file");
+      }
+      image.interpreter.assign(
+          reinterpret_cast<const char*>(elf.data() + ph.p_offset), ph.p_filesz);
+      image.interpreter.resize(std::strlen(image.interpreter.c_str()));
     }
     if (ph.p_type == PT_LOAD) lowest = std::min(lowest, PageDown(ph.p_vaddr));
   }
   if (lowest == UINT64_MAX) return bad("no loadable segment");
 
-  ProgramImage image;
-  image.bias = header.e_type == ET_DYN ? kPieBase - lowest : 0;
+  image.bias = header.e_type == ET_DYN ? dyn_base - lowest : 0;
   image.entry = header.e_entry + image.bias;
   image.phent = header.e_phentsize;
   image.phnum = header.e_phnum;
@@ -124,8 +155,9 @@ absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
 
 absl::StatusOr<uint64_t> BuildInitialStack(
     GuestMemory& memory, uint64_t stack_top, uint64_t stack_limit,
-    const ProgramImage& image, const std::vector<std::string>& argv,
-    const std::vector<std::string>& envp, absl::Span<const uint8_t> random) {
+    const ProgramImage& image, uint64_t interpreter_base,
+    const std::vector<std::string>& argv, const std::vector<std::string>& envp,
+    absl::Span<const uint8_t> random) {
   // Strings and AT_RANDOM's bytes at the top, then the vectors below them.
   uint64_t at = stack_top;
   std::vector<uint64_t> argv_addr, envp_addr;
@@ -164,7 +196,7 @@ absl::StatusOr<uint64_t> BuildInitialStack(
       {AT_PHENT, image.phent},
       {AT_PHNUM, image.phnum},
       {AT_PAGESZ, kPage},
-      {AT_BASE, 0},
+      {AT_BASE, interpreter_base},
       {AT_FLAGS, 0},
       {AT_ENTRY, image.entry},
       {AT_UID, 1000},

@@ -29,24 +29,32 @@ struct ProgramImage {
   uint64_t phdr = 0;   // address of the program headers in memory
   uint16_t phent = 0, phnum = 0;
   uint64_t image_begin = 0, image_end = 0;  // page-aligned
+  // PT_INTERP: the dynamic loader this program needs ("" if static).
+  std::string interpreter;
 };
+
+// The page-aligned span [lowest, highest) of `elf`'s PT_LOAD segments, for
+// placing an ET_DYN object (the interpreter) before loading it.
+absl::StatusOr<uint64_t> LoadSpan(absl::Span<const uint8_t> elf,
+                                  absl::string_view name);
 
 // Where a static-PIE program is placed (its first segment's address).
 inline constexpr uint64_t kPieBase = 0x400000;
 
-absl::StatusOr<ProgramImage> LoadProgram(absl::Span<const uint8_t> elf,
-                                         absl::string_view name,
-                                         GuestMemory& memory,
-                                         uint64_t window_begin,
-                                         uint64_t window_end);
+// An ET_DYN object's first segment goes to `dyn_base`.
+absl::StatusOr<ProgramImage> LoadProgram(
+    absl::Span<const uint8_t> elf, absl::string_view name, GuestMemory& memory,
+    uint64_t window_begin, uint64_t window_end, uint64_t dyn_base = kPieBase);
 
 // Builds the initial stack below `stack_top` and returns the program's
 // initial RSP (16-byte aligned, pointing at argc). `random` (16 bytes)
-// becomes AT_RANDOM's bytes. Fails if it does not fit above `stack_limit`.
+// becomes AT_RANDOM's bytes; `interpreter_base` is AT_BASE (0 for a static
+// program). Fails if it does not fit above `stack_limit`.
 absl::StatusOr<uint64_t> BuildInitialStack(
     GuestMemory& memory, uint64_t stack_top, uint64_t stack_limit,
-    const ProgramImage& image, const std::vector<std::string>& argv,
-    const std::vector<std::string>& envp, absl::Span<const uint8_t> random);
+    const ProgramImage& image, uint64_t interpreter_base,
+    const std::vector<std::string>& argv, const std::vector<std::string>& envp,
+    absl::Span<const uint8_t> random);
 
 }  // namespace thaw::linux_abi
 

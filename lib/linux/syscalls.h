@@ -19,7 +19,9 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -27,6 +29,7 @@
 #include "absl/types/span.h"
 #include "lib/backend/backend.h"
 #include "lib/guest_memory.h"
+#include "lib/linux/file_view.h"
 
 namespace thaw::linux_abi {
 
@@ -50,18 +53,21 @@ class Syscalls {
     uint64_t mmap_top;    // mappings are placed below this (the stack)
     uint64_t stack_size;  // RLIMIT_STACK
   };
-  Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout)
-      : memory_(memory),
-        host_(host),
-        layout_(layout),
-        brk_(layout.brk_start),
-        mmap_low_(layout.mmap_top) {}
+  // `view` may be null (no host files).
+  Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout,
+           std::shared_ptr<const FileView> view, std::string cwd);
+
+  // Places `size` bytes (page-aligned) among the mappings, as mmap would:
+  // for the program's ELF interpreter. 0 if there is no room.
+  uint64_t Reserve(uint64_t size);
 
   backend::SyscallResult Dispatch(const backend::Syscall& call);
 
   // exit / exit_group was called.
   bool exited() const { return exited_; }
   int exit_status() const { return exit_status_; }
+  // The signal that ended the program (kill/tgkill to itself), or 0.
+  int killed_by() const { return killed_by_; }
   // A call the program made that can never complete (a futex wait with no
   // other thread to wake it): the run stopped; this says why.
   const absl::Status& fatal() const { return fatal_; }
@@ -94,6 +100,40 @@ class Syscalls {
   absl::StatusOr<absl::Span<uint8_t>> UserSlice(uint64_t address,
                                                 uint64_t size);
 
+  // An open file description (shared by dup'ed descriptors).
+  struct OpenFile {
+    enum class Kind {
+      kStdin,
+      kConsole,
+      kRequest,
+      kFile,
+      kDir,
+      kVirtualDir,
+      kNull,
+      kRandom
+    };
+    Kind kind;
+    HostFd host;       // kFile, kDir
+    std::string path;  // in the program's namespace
+    uint64_t offset = 0;
+  };
+  static constexpr int kMaxFds = 64;
+  // The open file behind `fd`, or null.
+  OpenFile* File(int64_t fd);
+  // The lowest free descriptor at or above `from` now holding `file`, or
+  // -EMFILE.
+  int64_t Install(std::shared_ptr<OpenFile> file, int64_t from = 0);
+  // openat's work: `dirfd` AT_FDCWD or a directory descriptor.
+  int64_t OpenPath(int64_t dirfd, uint64_t path_address, int flags);
+  // The guest path at `address` (NUL-terminated, shorter than kMaxPath).
+  absl::StatusOr<std::string> PathAt(uint64_t address);
+  // The directory a relative path is taken from.
+  absl::StatusOr<std::string> BaseDir(int64_t dirfd);
+  // stat of a path (AT_SYMLINK_NOFOLLOW / AT_EMPTY_PATH in `flags`) or of
+  // an open file, into guest `out`; 0 or -errno.
+  int64_t StatPath(int64_t dirfd, uint64_t path, uint64_t out, int flags);
+  int64_t StatFile(OpenFile& file, uint64_t out);
+
   // memory_syscalls.cc
   backend::SyscallResult Brk(const uint64_t* a);
   backend::SyscallResult Mmap(const uint64_t* a);
@@ -110,8 +150,23 @@ class Syscalls {
   backend::SyscallResult Lseek(const uint64_t* a);
   backend::SyscallResult Ioctl(const uint64_t* a);
   backend::SyscallResult Fstat(const uint64_t* a);
+  backend::SyscallResult Open(const uint64_t* a);
   backend::SyscallResult Openat(const uint64_t* a);
   backend::SyscallResult Getcwd(const uint64_t* a);
+  backend::SyscallResult Chdir(const uint64_t* a);
+  backend::SyscallResult Pread64(const uint64_t* a);
+  backend::SyscallResult Stat(const uint64_t* a);
+  backend::SyscallResult Lstat(const uint64_t* a);
+  backend::SyscallResult Newfstatat(const uint64_t* a);
+  backend::SyscallResult Access(const uint64_t* a);
+  backend::SyscallResult Faccessat(const uint64_t* a);
+  backend::SyscallResult Readlink(const uint64_t* a);
+  backend::SyscallResult Readlinkat(const uint64_t* a);
+  backend::SyscallResult Getdents64(const uint64_t* a);
+  backend::SyscallResult Dup(const uint64_t* a);
+  backend::SyscallResult Dup2(const uint64_t* a);
+  backend::SyscallResult Dup3(const uint64_t* a);
+  backend::SyscallResult Fcntl(const uint64_t* a);
   // process_syscalls.cc
   backend::SyscallResult Exit(const uint64_t* a);
   backend::SyscallResult ArchPrctl(const uint64_t* a);
@@ -130,6 +185,9 @@ class Syscalls {
   backend::SyscallResult ClockGetres(const uint64_t* a);
   backend::SyscallResult Nanosleep(const uint64_t* a);
   backend::SyscallResult NotSupported(const uint64_t* a);
+  backend::SyscallResult Kill(const uint64_t* a);
+  backend::SyscallResult Time(const uint64_t* a);
+  backend::SyscallResult Sysinfo(const uint64_t* a);
   backend::SyscallResult NoNetwork(const uint64_t* a);
 
   // Zeroes [address, address + size), which the program owns.
@@ -140,6 +198,9 @@ class Syscalls {
   GuestMemory& memory_;
   ProgramHost& host_;
   const Layout layout_;
+  std::shared_ptr<const FileView> view_;
+  std::string cwd_;
+  std::vector<std::shared_ptr<OpenFile>> fds_;
   uint64_t brk_;
   // Mappings by start address -> size; mmap_low_ is the lowest ever used,
   // so brk may grow up to it.
@@ -148,6 +209,7 @@ class Syscalls {
   uint64_t fs_base_ = 0;
   bool exited_ = false;
   int exit_status_ = 0;
+  int killed_by_ = 0;
   absl::Status fatal_;
   uint64_t calls_ = 0;
   uint64_t current_ = 0;  // the number being served

@@ -5,6 +5,7 @@
  * thaw answers with ENOSYS, EFAULT, EACCES or ENOMEM, and faults, exits and
  * endless loops. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,24 @@ int main(int argc, char** argv) {
       exit(atoi(input));
     } else if (!strcmp(name, "spin")) {
       for (;;) __asm__ volatile("");
+    } else if (!strcmp(name, "cat")) {
+      /* The file named by the input, or "error N" with its errno. */
+      int fd = open(input, O_RDONLY);
+      if (fd < 0) {
+        snprintf(out, sizeof(out), "error %d", errno);
+        reply_text(out);
+        continue;
+      }
+      size_t at = 0;
+      ssize_t n;
+      while (at < sizeof(out) && (n = read(fd, out + at, sizeof(out) - at)) > 0)
+        at += (size_t)n;
+      close(fd);
+      reply(0, out, at);
+    } else if (!strcmp(name, "write_file")) {
+      int fd = open(input, O_WRONLY | O_CREAT, 0644);
+      snprintf(out, sizeof(out), "%d:%d", fd, fd < 0 ? errno : 0);
+      reply_text(out);
     } else if (!strcmp(name, "fail")) {
       reply(3, "the function said no", 20);
     } else if (!strcmp(name, "torn")) {
