@@ -214,6 +214,7 @@ absl::Status FunctionGuest::Save(snapshot::proto::Manifest& m) const {
   m.mutable_config()->set_input_buffer_size(config_.input_buffer_size);
   m.mutable_config()->set_output_buffer_size(config_.output_buffer_size);
   m.mutable_config()->set_stack_size(config_.stack_size);
+  m.mutable_config()->set_guest_kind(0);
   m.mutable_abi()->set_abi_version(THAW_ABI_VERSION);
   m.mutable_abi()->set_restore_generation(generation());
   m.mutable_abi()->set_guest_name(guest_name_);

@@ -61,6 +61,17 @@ class GuestRuntime {
   virtual absl::Status Save(snapshot::proto::Manifest& manifest) const = 0;
   virtual absl::Status Restore(const snapshot::proto::Manifest& manifest,
                                absl::string_view path) = 0;
+  // The vCPU state a snapshot records, from the live one: a kind may turn a
+  // backend-specific stop into the form both backends resume.
+  virtual VcpuState SnapshotState(const VcpuState& live) const { return live; }
+  // The state to load to resume a snapshot's `saved` state; may write a
+  // trampoline into guest memory.
+  virtual absl::StatusOr<VcpuState> ResumeState(const VcpuState& saved) {
+    return saved;
+  }
+  // After Reset put guest memory back: put the runtime's own state back to
+  // the snapshot's too.
+  virtual absl::Status Rewind() { return absl::OkStatus(); }
   // After a restore or a reset: tell the guest it is a new instance
   // (restore generation `generation`, fresh entropy).
   virtual absl::Status NewIdentity(uint64_t generation) = 0;

@@ -49,7 +49,7 @@ absl::Status VmCore::Start(absl::Time start) {
           config_, *ComputeLayout(config_), *memory_);
       break;
     case GuestKind::kLinuxProgram:
-      runtime_ = std::make_unique<LinuxProgram>(config_, *memory_);
+      runtime_ = std::make_unique<LinuxProgram>(config_, *memory_, *backend_);
       break;
   }
   // Damage found by the source stops the guest at once.

@@ -33,6 +33,8 @@ VmConfig RestoredConfig(const snapshot::proto::Manifest& m,
                         const RestoreOptions& options) {
   VmConfig config;
   static_cast<VmSettings&>(config) = options;
+  config.guest_kind = m.config().guest_kind() == 1 ? GuestKind::kLinuxProgram
+                                                   : GuestKind::kFunction;
   config.memory_size = m.config().memory_size();
   config.input_buffer_size = m.config().input_buffer_size();
   config.output_buffer_size = m.config().output_buffer_size();
@@ -107,7 +109,9 @@ absl::Status VmCore::RestoreFrom(
   }
   restored_.vcpu = state;
   restored_.generation = runtime_->generation();
-  if (absl::Status s = backend_->SetState(state); !s.ok()) return s;
+  auto entry = runtime_->ResumeState(state);
+  if (!entry.ok()) return entry.status();
+  if (absl::Status s = backend_->SetState(*entry); !s.ok()) return s;
   if (absl::Status s = runtime_->NewIdentity(restored_.generation + 1);
       !s.ok()) {
     return s;
@@ -202,11 +206,7 @@ absl::Status VmCore::Snapshot(const std::string& path,
             ? parent_path.filename().string()
             : parent_path.string();
   }
-  // The runtime's state first: a kind that cannot be snapshotted says so
-  // before its guest runs the hook.
-  snapshot::proto::Manifest& m = request.manifest;
-  if (absl::Status s = runtime_->Save(m); !s.ok()) return s;
-  // The guest's before-snapshot hook runs next, so it can drop secrets.
+  // The guest's before-snapshot hook runs first, so it can drop secrets.
   absl::Status hook = runtime_->BeginBeforeSnapshot();
   if (hook.ok()) hook = RunGuest("before-snapshot hook");
   if (!hook.ok()) return Failed(hook);
@@ -219,8 +219,11 @@ absl::Status VmCore::Snapshot(const std::string& path,
   auto state = backend_->GetState();
   if (!state.ok()) return state.status();
 
+  snapshot::proto::Manifest& m = request.manifest;
+  if (absl::Status s = runtime_->Save(m); !s.ok()) return s;
   m.set_source_backend(std::string(BackendName(backend_->kind())));
-  *m.mutable_vcpu() = snapshot::EncodeVcpuState(*state);
+  *m.mutable_vcpu() =
+      snapshot::EncodeVcpuState(runtime_->SnapshotState(*state));
   request.memory = memory_->host_base();
   request.memory_size = memory_->size();
   auto hints = source_->ChunkHints(options.chunk_size);
@@ -303,7 +306,10 @@ absl::Status VmCore::Reset() {
   if (absl::Status s = source_->Revert(*runs); !s.ok()) return Failed(s);
   uint64_t pages = 0;
   for (const auto& [first, end] : *runs) pages += end - first;
-  if (absl::Status s = backend_->SetState(restored_.vcpu); !s.ok()) {
+  if (absl::Status s = runtime_->Rewind(); !s.ok()) return Failed(s);
+  auto entry = runtime_->ResumeState(restored_.vcpu);
+  if (!entry.ok()) return Failed(entry.status());
+  if (absl::Status s = backend_->SetState(*entry); !s.ok()) {
     return Failed(s);
   }
   if (absl::Status s = runtime_->NewIdentity(restored_.generation + 1);

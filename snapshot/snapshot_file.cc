@@ -144,6 +144,10 @@ absl::Status SnapshotFile::CheckManifest() {
         "snapshot \"%s\": guest ABI version %d; this build runs version %d",
         path_, m.abi().abi_version(), THAW_ABI_VERSION));
   }
+  if (m.config().guest_kind() > 1) {
+    return Corrupt(absl::StrFormat("unknown guest kind %d",
+                                   m.config().guest_kind()));
+  }
   const proto::Memory& mem = m.memory();
   const uint32_t chunk = mem.chunk_size();
   if (!IsPowerOfTwo(chunk) || chunk < kMinChunkSize || chunk > kMaxChunkSize) {

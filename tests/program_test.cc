@@ -33,16 +33,18 @@ class ProgramTest : public testing::BackendTest {
     return config;
   }
   std::unique_ptr<Vm> BootProgram() { return BootProgram(ProgramConfig()); }
-  std::unique_ptr<Vm> BootProgram(const VmConfig& config,
-                                  const ProgramOptions& options = {});
+  std::unique_ptr<Vm> BootProgram(
+      const VmConfig& config, const ProgramOptions& options = {},
+      const std::string& program = THAW_TEST_PROGRAM);
 };
 
 std::unique_ptr<Vm> ProgramTest::BootProgram(const VmConfig& config,
-                                             const ProgramOptions& options) {
+                                             const ProgramOptions& options,
+                                             const std::string& program) {
   auto vm = Vm::Create(config);
   EXPECT_TRUE(vm.ok()) << vm.status();
   if (!vm.ok()) return nullptr;
-  absl::Status s = (*vm)->LoadProgram(THAW_TEST_PROGRAM, options);
+  absl::Status s = (*vm)->LoadProgram(program, options);
   EXPECT_TRUE(s.ok()) << s;
   s = (*vm)->Boot();
   EXPECT_TRUE(s.ok()) << s << "\nconsole:\n" << (*vm)->console();
@@ -248,6 +250,42 @@ TEST_P(FileViewTest, AllowedFilesAreReadableAndEscapesAreRefused) {
 
 THAW_INSTANTIATE_BACKEND_TESTS(FileViewTest);
 
+// Debian's python3 with the function's folder and the guest module mounted.
+ProgramOptions PythonFunction() {
+  ProgramOptions options;
+  options.files = {{"/usr", "/usr"},
+                   {"/usr/lib/x86_64-linux-gnu", "/lib64"},
+                   {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"},
+                   {THAW_PROGRAMS_DIR, "/app"},
+                   {THAW_GUEST_PYTHON_DIR, "/thaw"}};
+  options.args = {"/usr/bin/python3", "/app/function.py"};
+  options.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1",
+                 "PYTHONHASHSEED=0"};
+  return options;
+}
+
+TEST_P(ProgramTest, APythonFunctionServesCalls) {
+  if (GetParam() == BackendKind::kKvm) {
+    GTEST_SKIP() << "Python's standard library is not staged into the KVM "
+                    "test VM; the emulated instance runs it";
+  }
+  VmConfig config = ProgramConfig();
+  config.memory_size = 256ull << 20;
+  config.call_timeout = absl::Seconds(120);
+  auto vm = BootProgram(config, PythonFunction(), "/usr/bin/python3");
+  ASSERT_NE(vm, nullptr);
+  EXPECT_THAT(vm->console(), HasSubstr("python init done"));
+  const std::string reply = Call(*vm, "handle", "a 12 b 30");
+  EXPECT_THAT(reply, ::testing::StartsWith(
+                         "{\"words\": 4, \"sum\": \"42\", \"sha\": \""));
+  EXPECT_EQ(reply.size(), 52u) << reply;
+  auto failed = vm->Call("fail", "x");
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(failed.status().message(), HasSubstr("ValueError: bad input"));
+  EXPECT_EQ(vm->Call("nope", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Call(*vm, "urandom").size(), 16u);
+}
+
 TEST_P(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   auto a = BootProgram();
   auto b = BootProgram();
@@ -284,13 +322,111 @@ TEST_P(ProgramTest, KindsAndWhatIsNotSupportedYetAreClearErrors) {
   small.memory_size = 4ull << 20;
   EXPECT_EQ(Vm::Create(small).status().code(),
             absl::StatusCode::kInvalidArgument);
-  // Snapshots of programs are not supported yet, and say so.
-  auto booted = BootProgram();
-  ASSERT_NE(booted, nullptr);
-  absl::Status snapshot = booted->Snapshot(::testing::TempDir() + "/p.thaw");
-  EXPECT_EQ(snapshot.code(), absl::StatusCode::kUnimplemented) << snapshot;
-  EXPECT_EQ(Call(*booted, "echo", "fine"), "fine");
 }
+
+// Snapshots of program guests: per (backend, engine).
+class ProgramSnapshotTest
+    : public ::testing::TestWithParam<std::tuple<BackendKind, RestoreEngine>> {
+ protected:
+  void SetUp() override {
+    testing::RequireBackend(std::get<0>(GetParam()));
+    if (IsSkipped() || HasFatalFailure()) return;
+    dir_ =
+        std::filesystem::path(::testing::TempDir()) /
+        absl::StrCat("thaw_psnap_", getpid(), "_", RestoreEngineName(engine()),
+                     testing::BackendSuffix(backend()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ / "files");
+    std::ofstream(dir_ / "files" / "held.txt") << "held open";
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  BackendKind backend() const { return std::get<0>(GetParam()); }
+  RestoreEngine engine() const { return std::get<1>(GetParam()); }
+  RestoreOptions Options() const {
+    RestoreOptions options;
+    options.backend = backend();
+    options.engine = engine();
+    options.call_timeout = absl::Seconds(20);
+    return options;
+  }
+  std::unique_ptr<Vm> Boot() {
+    VmConfig config;
+    config.guest_kind = GuestKind::kLinuxProgram;
+    config.backend = backend();
+    config.memory_size = 64ull << 20;
+    config.call_timeout = absl::Seconds(20);
+    auto vm = Vm::Create(config);
+    EXPECT_TRUE(vm.ok()) << vm.status();
+    if (!vm.ok()) return nullptr;
+    ProgramOptions options;
+    options.files = {{(dir_ / "files").string(), "/files"}};
+    options.args = {"server", "--snapshot"};
+    EXPECT_TRUE((*vm)->LoadProgram(THAW_TEST_PROGRAM, options).ok());
+    absl::Status s = (*vm)->Boot();
+    EXPECT_TRUE(s.ok()) << s;
+    return s.ok() ? *std::move(vm) : nullptr;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_P(ProgramSnapshotTest, ARestoredProgramGoesOnWhereItWasSnapshotted) {
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "calls"), "1");
+  EXPECT_EQ(Call(*vm, "hold", "/files/held.txt"), "4");
+  const std::string path = (dir_ / "p.thaw").string();
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  auto info = InspectSnapshot(path);
+  ASSERT_TRUE(info.ok());
+  // The original goes on; so does each clone, from the snapshot's state.
+  EXPECT_EQ(Call(*vm, "calls"), "4");  // 2 calls + the before-snapshot hook
+  auto a = Vm::Restore(path, Options());
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = Vm::Restore(path, Options());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(Call(**a, "calls"), "4");
+  EXPECT_EQ(Call(**a, "argv"), "server\n--snapshot\n");
+  EXPECT_EQ(Call(**a, "echo", "restored"), "restored");
+  EXPECT_EQ(Call(**a, "cat", "/files/held.txt"), "held open");
+  EXPECT_EQ(Call(**a, "memory"), "same=1 nonzero=0 heap=1");
+  EXPECT_NE(Call(**a, "random"), Call(**b, "random"));
+  EXPECT_EQ((*a)->backend(), backend());
+  if (engine() == RestoreEngine::kSharedBase) {
+    // Reset: the program's memory and its descriptors go back.
+    EXPECT_EQ(Call(**b, "calls"), "5");
+    ASSERT_TRUE((*b)->Reset().ok());
+    EXPECT_EQ(Call(**b, "calls"), "4");
+    EXPECT_EQ(Call(**b, "cat", "/files/held.txt"), "held open");
+  }
+}
+
+TEST_P(ProgramSnapshotTest, AFileChangedSinceTheSnapshotIsRefused) {
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "hold", "/files/held.txt"), "4");
+  const std::string path = (dir_ / "p.thaw").string();
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  std::ofstream(dir_ / "files" / "held.txt") << "changed, and longer";
+  auto restored = Vm::Restore(path, Options());
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kFailedPrecondition)
+      << restored.status();
+  EXPECT_THAT(restored.status().message(), HasSubstr("/files/held.txt"));
+  EXPECT_THAT(restored.status().message(), HasSubstr("changed"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Engines, ProgramSnapshotTest,
+    ::testing::Combine(
+        ::testing::Values(BackendKind::kEmulated, BackendKind::kKvm),
+        ::testing::Values(RestoreEngine::kEager, RestoreEngine::kLazy,
+                          RestoreEngine::kLazyPrefetch,
+                          RestoreEngine::kSharedBase)),
+    [](const auto& info) {
+      return absl::StrCat(RestoreEngineName(std::get<1>(info.param)), "_",
+                          testing::BackendSuffix(std::get<0>(info.param)));
+    });
 
 THAW_INSTANTIATE_BACKEND_TESTS(ProgramTest);
 

@@ -34,7 +34,10 @@ class UnicornBackend final : public backend::Backend {
  public:
   UnicornBackend(GuestMemory& memory, uc_engine* uc)
       : memory_(memory), uc_(uc) {}
-  ~UnicornBackend() override { uc_close(uc_); }
+  ~UnicornBackend() override {
+    if (initial_ != nullptr) uc_context_free(initial_);
+    uc_close(uc_);
+  }
 
   absl::Status Init() {
     // Safe: the host mapping outlives the engine (the Vm destroys the backend
@@ -75,6 +78,15 @@ class UnicornBackend final : public backend::Backend {
                         reinterpret_cast<void*>(&OnUnmapped), this, 1, 0);
     }
     if (err != UC_ERR_OK) return UcStatus("add hooks", err);
+    // The CPU as created, in ring 0: SetState starts from it, because
+    // register writes cannot lower the privilege level of a CPU that is in
+    // ring 3 (a Linux program being reset).
+    if (err = uc_context_alloc(uc_, &initial_); err != UC_ERR_OK) {
+      return UcStatus("allocate a context", err);
+    }
+    if (err = uc_context_save(uc_, initial_); err != UC_ERR_OK) {
+      return UcStatus("save the initial context", err);
+    }
     return absl::OkStatus();
   }
 
@@ -145,6 +157,7 @@ class UnicornBackend final : public backend::Backend {
   std::optional<Exit> pending_exit_;
   uint64_t resume_rip_ = 0;
   bool user_mode_ = false;  // the current Run() started in ring 3
+  uc_context* initial_ = nullptr;
 };
 
 void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
@@ -435,7 +448,8 @@ absl::Status UnicornBackend::SetState(const VcpuState& s) {
   // FS/GS bases, MSRs, general registers and the FPU.
   uc_x86_mmr gdtr{0, s.gdt.base, s.gdt.limit, 0};
   uc_x86_mmr idtr{0, s.idt.base, s.idt.limit, 0};
-  uc_err err = uc_reg_write(uc_, UC_X86_REG_GDTR, &gdtr);
+  uc_err err = uc_context_restore(uc_, initial_);
+  if (err == UC_ERR_OK) err = uc_reg_write(uc_, UC_X86_REG_GDTR, &gdtr);
   auto write = [&](int id, uint64_t value) {
     if (err == UC_ERR_OK) err = uc_reg_write(uc_, id, &value);
   };

@@ -566,7 +566,13 @@ absl::Status KvmBackend::SetState(const VcpuState& s) {
   if (absl::Status st = Ioctl(KVM_SET_REGS, &regs, "SET_REGS"); !st.ok()) {
     return st;
   }
-  if (sync_regs_) run_->kvm_dirty_regs = 0;  // KVM_SET_REGS is authoritative
+  if (sync_regs_) {
+    // KVM_SET_REGS is authoritative; the sync area, which ReadRegs and
+    // WriteRax use until the next exit refreshes it, must say the same
+    // (a program parked in a read gets its RAX before the vCPU ever ran).
+    run_->s.regs.regs = regs;
+    run_->kvm_dirty_regs = 0;
+  }
   kvm_fpu fpu{};
   fpu.fcw = s.fpu.fcw;
   fpu.fsw = s.fpu.fsw;

@@ -12,6 +12,8 @@
 #include "absl/strings/str_format.h"
 #include "lib/linux/program_image.h"
 #include "lib/x86/user_mode.h"
+#include "snapshot/manifest.pb.h"
+#include "thaw/abi.h"
 #include "thaw/program.h"
 
 namespace thaw {
@@ -59,6 +61,7 @@ absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
     auto view = linux_abi::FileView::Create(options.files);
     if (!view.ok()) return view.status();
     view_ = *std::move(view);
+    mounts_ = options.files;
   }
   const uint64_t stack_top = memory_.size();
   const uint64_t stack_limit = stack_top - StackSize(config_);
@@ -92,7 +95,6 @@ absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
   auto state = x86::BuildUserModeBootState(memory_, entry, *rsp);
   if (!state.ok()) return state.status();
   if (absl::Status s = backend.SetState(*state); !s.ok()) return s;
-  backend_ = &backend;
   name_ = std::string(name);
   return absl::OkStatus();
 }
@@ -342,16 +344,104 @@ std::string LinuxProgram::ConsoleTail() const {
   return absl::StrCat("; its last output:\n", text);
 }
 
-absl::Status LinuxProgram::Save(snapshot::proto::Manifest&) const {
-  return absl::UnimplementedError(
-      "snapshots of Linux program guests are not supported yet (the system-"
-      "call layer's state is not recorded)");
+absl::Status LinuxProgram::Save(snapshot::proto::Manifest& m) const {
+  if (syscalls_ == nullptr || !parked_) {
+    return absl::FailedPreconditionError(
+        "Snapshot: the program is not parked in a read of its request "
+        "channel");
+  }
+  m.mutable_config()->set_memory_size(config_.memory_size);
+  m.mutable_config()->set_input_buffer_size(config_.input_buffer_size);
+  m.mutable_config()->set_output_buffer_size(config_.output_buffer_size);
+  m.mutable_config()->set_stack_size(config_.stack_size);
+  m.mutable_config()->set_guest_kind(1);
+  m.mutable_abi()->set_abi_version(THAW_ABI_VERSION);
+  m.mutable_abi()->set_restore_generation(generation_);
+  m.mutable_abi()->set_guest_name(name_);
+  snapshot::proto::LinuxProgram& p = *m.mutable_program();
+  p.set_name(name_);
+  syscalls_->Save(p);
+  for (const FileMount& mount : mounts_) {
+    auto* saved = p.add_mounts();
+    saved->set_host_path(mount.host_path);
+    saved->set_guest_path(mount.guest_path.empty() ? mount.host_path
+                                                   : mount.guest_path);
+  }
+  p.set_parked_address(parked_address_);
+  p.set_parked_size(parked_size_);
+  p.set_restore_generation(generation_);
+  return absl::OkStatus();
 }
 
-absl::Status LinuxProgram::Restore(const snapshot::proto::Manifest&,
-                                   absl::string_view) {
-  return absl::UnimplementedError(
-      "restoring Linux program guests is not supported yet");
+absl::Status LinuxProgram::Restore(const snapshot::proto::Manifest& m,
+                                   absl::string_view path) {
+  auto corrupt = [&](absl::string_view what) {
+    return absl::DataLossError(
+        absl::StrCat("snapshot \"", path, "\": Linux program state: ", what));
+  };
+  if (!m.has_program()) return corrupt("missing");
+  const snapshot::proto::LinuxProgram& p = m.program();
+  const uint64_t size = memory_.size();
+  if (p.brk_start() < x86::kUserMemoryStart || p.brk_start() > p.mmap_top() ||
+      p.mmap_top() > size || p.stack_size() > size ||
+      p.parked_address() < x86::kUserMemoryStart || p.parked_address() > size ||
+      p.parked_size() > size - p.parked_address()) {
+    return corrupt("layout outside guest memory");
+  }
+  name_ = p.name();
+  generation_ = p.restore_generation();
+  mounts_.clear();
+  for (const auto& mount : p.mounts()) {
+    mounts_.push_back({mount.host_path(), mount.guest_path()});
+  }
+  if (!mounts_.empty()) {
+    auto view = linux_abi::FileView::Create(mounts_);
+    if (!view.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("restore \"", path, "\": ", view.status().message()));
+    }
+    view_ = *std::move(view);
+  }
+  saved_ = std::make_unique<snapshot::proto::LinuxProgram>(p);
+  return Rewind();
+}
+
+absl::Status LinuxProgram::Rewind() {
+  if (saved_ == nullptr) {
+    return absl::FailedPreconditionError("the program was not restored");
+  }
+  const snapshot::proto::LinuxProgram& p = *saved_;
+  linux_abi::ProgramHost& host = *this;
+  auto syscalls = std::make_unique<linux_abi::Syscalls>(
+      memory_, host,
+      linux_abi::Syscalls::Layout{p.brk_start(), p.mmap_top(), p.stack_size()},
+      view_, p.cwd());
+  if (absl::Status s = syscalls->Restore(p, name_); !s.ok()) return s;
+  syscalls_ = std::move(syscalls);
+  parked_ = true;
+  parked_address_ = p.parked_address();
+  parked_size_ = p.parked_size();
+  pending_.clear();
+  pending_at_ = 0;
+  reply_.clear();
+  request_ = Request::kNone;
+  return absl::OkStatus();
+}
+
+VcpuState LinuxProgram::SnapshotState(const VcpuState& live) const {
+  return x86::AsUserState(live);
+}
+
+absl::StatusOr<VcpuState> LinuxProgram::ResumeState(const VcpuState& saved) {
+  if ((saved.cs.selector & 3) != 3) {
+    return absl::DataLossError(
+        "a Linux program snapshot whose vCPU is not in user mode");
+  }
+  return x86::ResumeThroughEntryPage(memory_, saved);
+}
+
+PageRuns LinuxProgram::HostOwnedPages() const {
+  return {{x86::kUserEntryPage / 4096, x86::kUserEntryPage / 4096 + 1}};
 }
 
 absl::Status LinuxProgram::NewIdentity(uint64_t generation) {

@@ -31,9 +31,13 @@ class LinuxProgram final : public GuestRuntime,
                            private linux_abi::ProgramHost,
                            private backend::HypercallHandler {
  public:
-  // `config` and `memory` outlive the runtime.
-  LinuxProgram(const VmConfig& config, GuestMemory& memory)
-      : config_(config), memory_(memory), console_(config) {}
+  // `config`, `memory` and `backend` outlive the runtime.
+  LinuxProgram(const VmConfig& config, GuestMemory& memory,
+               backend::Backend& backend)
+      : config_(config),
+        memory_(memory),
+        console_(config),
+        backend_(&backend) {}
 
   backend::HypercallHandler& handler() override { return *this; }
   absl::Status Load(absl::Span<const uint8_t> image, absl::string_view name,
@@ -47,9 +51,12 @@ class LinuxProgram final : public GuestRuntime,
   absl::Status Save(snapshot::proto::Manifest& manifest) const override;
   absl::Status Restore(const snapshot::proto::Manifest& manifest,
                        absl::string_view path) override;
+  VcpuState SnapshotState(const VcpuState& live) const override;
+  absl::StatusOr<VcpuState> ResumeState(const VcpuState& saved) override;
+  absl::Status Rewind() override;
   absl::Status NewIdentity(uint64_t generation) override;
   uint64_t generation() const override { return generation_; }
-  PageRuns HostOwnedPages() const override { return {}; }
+  PageRuns HostOwnedPages() const override;
   void RegisterHostFunction(std::string name, HostFunction fn) override;
   absl::StatusOr<uint64_t> FindSymbol(absl::string_view name) const override;
   std::string console() const override { return console_.Contents(); }
@@ -80,8 +87,11 @@ class LinuxProgram final : public GuestRuntime,
   const VmConfig& config_;
   GuestMemory& memory_;
   Console console_;
-  backend::Backend* backend_ = nullptr;  // set by Load
+  backend::Backend* backend_;
+  std::vector<FileMount> mounts_;
   std::shared_ptr<const linux_abi::FileView> view_;
+  // For a restored program: its state in the snapshot, for Reset.
+  std::unique_ptr<snapshot::proto::LinuxProgram> saved_;
   std::unique_ptr<linux_abi::Syscalls> syscalls_;
   std::string name_;
 

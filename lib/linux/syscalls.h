@@ -31,6 +31,10 @@
 #include "lib/guest_memory.h"
 #include "lib/linux/file_view.h"
 
+namespace thaw::snapshot::proto {
+class LinuxProgram;
+}  // namespace thaw::snapshot::proto
+
 namespace thaw::linux_abi {
 
 // Where the calls that are not about memory or time go (LinuxProgram).
@@ -56,6 +60,14 @@ class Syscalls {
   // `view` may be null (no host files).
   Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout,
            std::shared_ptr<const FileView> view, std::string cwd);
+
+  // The layer's state for a snapshot, and taking it back in a Syscalls
+  // made with the same Layout over the snapshot's memory
+  // (syscalls_persist.cc). DataLoss for a damaged state, FailedPrecondition
+  // naming a host file that is gone or changed.
+  void Save(snapshot::proto::LinuxProgram& state) const;
+  absl::Status Restore(const snapshot::proto::LinuxProgram& state,
+                       absl::string_view snapshot);
 
   // Places `size` bytes (page-aligned) among the mappings, as mmap would:
   // for the program's ELF interpreter. 0 if there is no room.

@@ -23,7 +23,66 @@ void Store(uint8_t* where, T value) {
   std::memcpy(where, &value, sizeof(value));
 }
 
+constexpr uint64_t kFrame = kUserEntryPage + 0xF00;
+
+Segment Flat(uint16_t selector, uint8_t type, bool code) {
+  Segment s;
+  s.limit = 0xFFFFFFFF;
+  s.selector = selector;
+  s.type = type;
+  s.present = s.s = s.g = true;
+  s.dpl = 3;
+  s.l = code;
+  s.db = !code;
+  return s;
+}
+
 }  // namespace
+
+Segment UserCodeSegment() { return Flat(kUserCodeSelector, 0xB, true); }
+Segment UserDataSegment() { return Flat(kUserDataSelector, 0x3, false); }
+
+VcpuState AsUserState(const VcpuState& state) {
+  // After KVM completed the stub's `out`, RIP is on its `sysretq`.
+  if (state.rip != kSyscallEntry + 2 || (state.cs.selector & 3) != 0) {
+    return state;
+  }
+  VcpuState user = state;
+  user.rip = state.rcx;
+  user.rflags = (state.r11 & 0x3C7FD7) | 0x2;  // what SYSRET loads
+  user.cs = UserCodeSegment();
+  user.ss = UserDataSegment();
+  return user;
+}
+
+absl::StatusOr<VcpuState> ResumeThroughEntryPage(GuestMemory& memory,
+                                                 const VcpuState& user) {
+  auto frame_bytes = memory.Slice(kFrame, 5 * 8, "user entry frame");
+  if (!frame_bytes.ok()) return frame_bytes.status();
+  const uint64_t frame[5] = {user.rip, kUserCodeSelector, user.rflags, user.rsp,
+                             kUserDataSelector};
+  std::memcpy(frame_bytes->data(), frame, sizeof(frame));
+  VcpuState state = user;
+  state.rip = kUserEntryPage;
+  state.rsp = kFrame;
+  state.rflags = 0x2;
+  Segment code = user.cs;
+  code.selector = kCodeSelector;
+  code.dpl = 0;
+  code.type = 0xB;
+  code.l = true;
+  code.db = false;
+  Segment data = user.ss;
+  data.selector = kDataSelector;
+  data.dpl = 0;
+  data.type = 0x3;
+  data.l = false;
+  data.db = true;
+  state.cs = code;
+  state.ss = state.ds = state.es = data;
+  state.ds.base = state.es.base = 0;
+  return state;
+}
 
 absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
                                                  uint64_t entry,
@@ -49,7 +108,6 @@ absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
   const uint8_t entry_stub[] = {0xE7, kSyscallPort, 0x48, 0x0F, 0x07};
   std::memcpy(page->data() + (kSyscallEntry - kUserEntryPage), entry_stub,
               sizeof(entry_stub));
-  constexpr uint64_t kFrame = kUserEntryPage + 0xF00;
   const uint64_t frame[5] = {entry, kUserCodeSelector, kUserRflags, user_rsp,
                              kUserDataSelector};
   std::memcpy(memory.host_base() + kFrame, frame, sizeof(frame));

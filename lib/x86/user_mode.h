@@ -33,6 +33,26 @@ inline constexpr uint64_t kSyscallEntry = kUserEntryPage + 0x10;
 // Memory below this address is the host's; programs live above it.
 inline constexpr uint64_t kUserMemoryStart = 2ull << 20;
 
+// Flat 64-bit ring-3 code and data segments (kUserCodeSelector,
+// kUserDataSelector) as a vCPU state holds them.
+Segment UserCodeSegment();
+Segment UserDataSegment();
+
+// A program's state as it would be in ring 3: a vCPU parked in the KVM
+// syscall stub (after its `out`, before its `sysretq`) becomes the state
+// the `sysretq` would give (RIP = RCX, RFLAGS = R11, user CS and SS). Other
+// states are returned as they are. Snapshots hold this form, so they
+// restore on either backend.
+VcpuState AsUserState(const VcpuState& state);
+
+// The state that resumes `user` (a ring-3 state) through the entry page's
+// `iretq`, as BuildUserModeBootState enters a program: writes the frame
+// into `memory` and returns a ring-0 state at the stub with every general
+// register of `user`. Both backends resume a restored program this way
+// (Unicorn keeps CPL 0 when a ring-3 CS is written directly).
+absl::StatusOr<VcpuState> ResumeThroughEntryPage(GuestMemory& memory,
+                                                 const VcpuState& user);
+
 // Builds everything and returns the vCPU state that, when run, enters the
 // program at `entry` with RSP = `user_rsp` in ring 3 (all other registers
 // zero, as the ABI expects of RDX at least).

@@ -157,6 +157,13 @@ int main(int argc, char** argv) {
         at += (size_t)n;
       close(fd);
       reply(0, out, at);
+    } else if (!strcmp(name, "hold")) {
+      /* Opens the file and keeps it open: its descriptor is part of the
+       * program's state in a snapshot. */
+      static int held = -1;
+      held = open(input, O_RDONLY);
+      snprintf(out, sizeof(out), "%d", held < 0 ? -errno : held);
+      reply_text(out);
     } else if (!strcmp(name, "write_file")) {
       int fd = open(input, O_WRONLY | O_CREAT, 0644);
       snprintf(out, sizeof(out), "%d:%d", fd, fd < 0 ? errno : 0);
