@@ -259,21 +259,17 @@ ProgramOptions PythonFunction() {
                    {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"},
                    {THAW_PROGRAMS_DIR, "/app"},
                    {THAW_GUEST_PYTHON_DIR, "/thaw"}};
-  options.args = {"/usr/bin/python3", "/app/function.py"};
+  options.args = {THAW_PYTHON, "/app/function.py"};
   options.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1",
                  "PYTHONHASHSEED=0"};
   return options;
 }
 
 TEST_P(ProgramTest, APythonFunctionServesCalls) {
-  if (GetParam() == BackendKind::kKvm) {
-    GTEST_SKIP() << "Python's standard library is not staged into the KVM "
-                    "test VM; the emulated instance runs it";
-  }
   VmConfig config = ProgramConfig();
   config.memory_size = 256ull << 20;
   config.call_timeout = absl::Seconds(120);
-  auto vm = BootProgram(config, PythonFunction(), "/usr/bin/python3");
+  auto vm = BootProgram(config, PythonFunction(), THAW_PYTHON);
   ASSERT_NE(vm, nullptr);
   EXPECT_THAT(vm->console(), HasSubstr("python init done"));
   const std::string reply = Call(*vm, "handle", "a 12 b 30");
@@ -420,10 +416,6 @@ TEST_P(ProgramSnapshotTest, AFileChangedSinceTheSnapshotIsRefused) {
 // The SnapStart case: a Python function snapshotted after its init (imports
 // done) and restored with this engine.
 TEST_P(ProgramSnapshotTest, APythonFunctionRestoresAfterItsInit) {
-  if (backend() == BackendKind::kKvm) {
-    GTEST_SKIP() << "Python's standard library is not staged into the KVM "
-                    "test VM; the emulated instance runs it";
-  }
   VmConfig config;
   config.guest_kind = GuestKind::kLinuxProgram;
   config.backend = backend();
@@ -431,7 +423,7 @@ TEST_P(ProgramSnapshotTest, APythonFunctionRestoresAfterItsInit) {
   config.call_timeout = absl::Seconds(120);
   auto vm = Vm::Create(config);
   ASSERT_TRUE(vm.ok());
-  ASSERT_TRUE((*vm)->LoadProgram("/usr/bin/python3", PythonFunction()).ok());
+  ASSERT_TRUE((*vm)->LoadProgram(THAW_PYTHON, PythonFunction()).ok());
   ASSERT_TRUE((*vm)->Boot().ok()) << (*vm)->console();
   const std::string path = (dir_ / "fn.thaw").string();
   ASSERT_TRUE((*vm)->Snapshot(path).ok());

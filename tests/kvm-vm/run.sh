@@ -82,9 +82,12 @@ copy_with_libs "$program"
 IFS=: read -r -a extra <<< "${THAW_KVM_VM_FILES:-}"
 for path in "${extra[@]}"; do
   [ -n "$path" ] || continue
-  path=$(readlink -f "$path")
-  mkdir -p "$stage$(dirname "$path")"
-  cp -rL "$path" "$stage$path"
+  # Under the name given (a library's soname symlink is what the dynamic
+  # loader asks for) and under its resolved path.
+  for name in "$path" "$(readlink -f "$path")"; do
+    mkdir -p "$stage$(dirname "$name")"
+    cp -rL "$path" "$stage$name"
+  done
 done
 {
   printf 'cd %q\n' "$PWD"
