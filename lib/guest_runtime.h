@@ -84,6 +84,7 @@ class GuestRuntime {
   virtual void RegisterHostFunction(std::string name, HostFunction fn) = 0;
   virtual absl::StatusOr<uint64_t> FindSymbol(absl::string_view name) const = 0;
   virtual std::string console() const = 0;
+  virtual ProgramStats program_stats() const { return {}; }
 };
 
 }  // namespace thaw

@@ -36,6 +36,17 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
   info.working_set_chunks = m.working_set_size();
   info.compression_level = m.compression_level();
   info.restore_generation = m.abi().restore_generation();
+  info.guest_kind = m.config().guest_kind() == 1 ? "linux-program" : "function";
+  for (const auto& mount : m.program().mounts()) {
+    info.program_mounts.push_back(
+        absl::StrCat(mount.host_path(), " -> ", mount.guest_path()));
+  }
+  for (const auto& file : m.program().files()) {
+    // Kind 3 and 4 are host files and directories (Syscalls::OpenFile).
+    if ((file.kind() == 3 || file.kind() == 4) && file.same_as() < 0) {
+      info.program_files.push_back(file.path());
+    }
+  }
   return info;
 }
 
@@ -107,8 +118,14 @@ std::string SnapshotInfo::ToString() const {
   }
   absl::StrAppendFormat(&out, "taken on: %s backend, %s\n", source_backend,
                         absl::FormatTime(created, absl::UTCTimeZone()));
-  absl::StrAppendFormat(&out, "guest: %s (restore generation %d)\n", guest_name,
-                        restore_generation);
+  absl::StrAppendFormat(&out, "guest: %s %s (restore generation %d)\n",
+                        guest_kind, guest_name, restore_generation);
+  for (const std::string& mount : program_mounts) {
+    absl::StrAppendFormat(&out, "file view: %s\n", mount);
+  }
+  for (const std::string& file : program_files) {
+    absl::StrAppendFormat(&out, "open file: %s\n", file);
+  }
   absl::StrAppendFormat(&out, "memory: %d bytes in %d chunks of %d bytes\n",
                         memory_size, chunks, chunk_size);
   absl::StrAppendFormat(

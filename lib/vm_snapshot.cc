@@ -403,4 +403,10 @@ absl::Status Vm::WriteWorkingSet() {
 
 RestoreStats Vm::restore_stats() const { return core_->restore_stats(); }
 
+ProgramStats Vm::program_stats() const {
+  internal::VmCore::Turn turn(*core_, "program_stats");
+  if (!turn.status().ok()) return {};
+  return core_->runtime().program_stats();
+}
+
 }  // namespace thaw

@@ -4,6 +4,7 @@
 set -u
 thaw=$1
 guests=$2
+program=${3:-}   # a static Linux program serving thaw calls (server.c)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
@@ -72,6 +73,30 @@ check "usage: snapshot without -o" 2 "$thaw" snapshot "$guests/checksum.elf"
 check "usage: bad engine" 2 "$thaw" restore "$tmp/fn.thaw" --call crc32 --engine fast
 check "usage: bad chunk size" 2 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/x.thaw" --chunk-size 5000
 check "usage: run takes no -o" 2 "$thaw" run "$guests/echo.elf" --call echo -o x
+
+if [ -n "$program" ]; then
+  mkdir -p "$tmp/view"
+  printf 'from the view' > "$tmp/view/file.txt"
+  printf '/data/file.txt' > "$tmp/path"
+  check "program: run with a file view" 0 "$thaw" run "$program" --fs "$tmp/view:/data" --env GREETING=hi --call cat --input "$tmp/path" --backend emulated -- one two
+  [ "$(cat "$tmp/out")" = "from the view" ] || { echo "FAIL program cat output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+  grep -q "system calls" "$tmp/err" || { echo "FAIL no system-call summary"; failures=$((failures + 1)); }
+  check "program: argv after --" 0 "$thaw" run "$program" --program --call argv --backend emulated -- one two
+  [ "$(cat "$tmp/out")" = "$(printf '%s
+one
+two' "$program")" ] || { echo "FAIL program argv: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+  check "program: trace" 0 "$thaw" run "$program" --trace-syscalls --call getpid --backend emulated
+  grep -q "\[syscall\] getpid" "$tmp/err" || { echo "FAIL no syscall trace"; failures=$((failures + 1)); }
+  check "program: snapshot" 0 "$thaw" snapshot "$program" --fs "$tmp/view:/data" -o "$tmp/p.thaw" --backend emulated
+  check "program: inspect" 0 "$thaw" inspect "$tmp/p.thaw"
+  grep -q "guest: linux-program" "$tmp/out" || { echo "FAIL inspect kind"; failures=$((failures + 1)); }
+  grep -q "file view: .* -> /data" "$tmp/out" || { echo "FAIL inspect view"; failures=$((failures + 1)); }
+  check "program: restore" 0 "$thaw" restore "$tmp/p.thaw" --call cat --input "$tmp/path" --engine shared --backend emulated
+  [ "$(cat "$tmp/out")" = "from the view" ] || { echo "FAIL restored cat: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+  check "program: exit status" 1 sh -c "printf 3 | '$thaw' run '$program' --program --call exit --input - --backend emulated"
+  grep -q "exited with status 3" "$tmp/err" || { echo "FAIL exit message"; failures=$((failures + 1)); }
+  check "usage: --env needs KEY=VALUE" 2 "$thaw" run "$program" --env nope --call echo
+fi
 
 echo "$checks commands checked, $failures failures"
 [ "$failures" -eq 0 ]

@@ -11,16 +11,24 @@ namespace {
 
 // The options each command takes.
 std::vector<std::string> OptionsOf(const std::string& command) {
+  const std::vector<std::string> program = {"--program", "--fs", "--env",
+                                            "--cwd", "--trace-syscalls"};
+  auto with_program = [&](std::vector<std::string> options) {
+    options.insert(options.end(), program.begin(), program.end());
+    return options;
+  };
   if (command == "run") {
-    return {"--call", "--input", "--backend", "--memory", "--timeout-ms"};
+    return with_program(
+        {"--call", "--input", "--backend", "--memory", "--timeout-ms"});
   }
   if (command == "snapshot") {
-    return {"-o",        "--level",  "--chunk-size",
-            "--backend", "--memory", "--timeout-ms"};
+    return with_program({"-o", "--level", "--chunk-size", "--backend",
+                         "--memory", "--timeout-ms"});
   }
   if (command == "restore") {
-    return {"--call",    "--input",      "--engine",
-            "--backend", "--timeout-ms", "--record-working-set"};
+    return {"--call",          "--input",      "--engine",
+            "--backend",       "--timeout-ms", "--record-working-set",
+            "--trace-syscalls"};
   }
   return {};  // inspect, verify
 }
@@ -40,6 +48,12 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   const std::vector<std::string> allowed = OptionsOf(out.command);
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
+    if (arg == "--" && (out.command == "run" || out.command == "snapshot")) {
+      // The program's own arguments.
+      out.program = true;
+      out.program_options.args.assign(argv.begin() + i + 1, argv.end());
+      break;
+    }
     const bool is_option = arg.size() > 1 && arg[0] == '-';
     if (!is_option) {
       if (!out.target.empty()) {
@@ -59,6 +73,16 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       out.record_working_set = true;
       continue;
     }
+    if (arg == "--program") {
+      out.program = true;
+      continue;
+    }
+    if (arg == "--trace-syscalls") {
+      out.program = out.command != "restore";
+      out.config.trace_syscalls = true;
+      out.restore.trace_syscalls = true;
+      continue;
+    }
     if (i + 1 >= argv.size()) {
       return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
     }
@@ -71,7 +95,25 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       }
       return n;
     };
-    if (arg == "--call") {
+    if (arg == "--fs") {
+      out.program = true;
+      const size_t colon = value.find(':');
+      FileMount mount;
+      mount.host_path = value.substr(0, colon);
+      mount.guest_path = colon == std::string::npos ? mount.host_path
+                                                    : value.substr(colon + 1);
+      out.program_options.files.push_back(mount);
+    } else if (arg == "--env") {
+      out.program = true;
+      if (value.find('=') == std::string::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--env ", value, ": expected KEY=VALUE"));
+      }
+      out.program_options.env.push_back(value);
+    } else if (arg == "--cwd") {
+      out.program = true;
+      out.program_options.cwd = value;
+    } else if (arg == "--call") {
       out.function = value;
     } else if (arg == "--input") {
       out.input_file = value;
@@ -126,6 +168,15 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
         "--record-working-set needs --engine lazy");
   }
   out.restore.record_working_set = out.record_working_set;
+  if (out.program) {
+    out.config.guest_kind = GuestKind::kLinuxProgram;
+    if (out.program_options.args.empty()) {
+      out.program_options.args.push_back(out.target);
+    } else {
+      out.program_options.args.insert(out.program_options.args.begin(),
+                                      out.target);
+    }
+  }
   return out;
 }
 

@@ -14,7 +14,7 @@ namespace thaw::cli {
 
 struct Args {
   std::string command;       // run, snapshot, restore, inspect, verify
-  std::string target;        // GUEST.elf or the snapshot FILE
+  std::string target;        // GUEST.elf, PROGRAM or the snapshot FILE
   std::string function;      // --call
   std::string input_file;    // --input: empty, a path, or "-" for stdin
   std::string output;        // -o FILE (snapshot)
@@ -22,6 +22,10 @@ struct Args {
   SnapshotOptions snapshot;  // --level --chunk-size
   RestoreOptions restore;    // --engine --backend --timeout-ms
   bool record_working_set = false;
+  // A Linux program instead of a function guest: --program, or implied by
+  // --fs, --env, --cwd, --trace-syscalls or arguments after "--".
+  bool program = false;
+  ProgramOptions program_options;  // --fs HOST[:GUEST] --env K=V --cwd DIR
 };
 
 // Parses argv after "thaw" for every command; InvalidArgument naming the

@@ -32,12 +32,19 @@ constexpr char kUsage[] =
     "usage: thaw run GUEST.elf --call NAME [--input FILE|-]\n"
     "                [--backend auto|kvm|emulated] [--memory MIB] "
     "[--timeout-ms N]\n"
-    "       thaw snapshot GUEST.elf -o FILE [--level 1-19] "
+    "       thaw run PROGRAM [--fs HOSTDIR[:GUESTDIR]]... [--env K=V]...\n"
+    "                [--cwd DIR] [--trace-syscalls] --call NAME [--input "
+    "FILE|-]\n"
+    "                [--backend B] [--memory MIB] [--timeout-ms N] [-- "
+    "ARGS...]\n"
+    "       thaw snapshot GUEST.elf|PROGRAM -o FILE [--level 1-19] "
     "[--chunk-size BYTES]\n"
     "                [--backend B] [--memory MIB] [--timeout-ms N]\n"
+    "                [program options as for run]\n"
     "       thaw restore FILE --call NAME [--input FILE|-]\n"
     "                [--engine eager|lazy|prefetch|shared] [--backend B]\n"
-    "                [--timeout-ms N] [--record-working-set]\n"
+    "                [--timeout-ms N] [--record-working-set] "
+    "[--trace-syscalls]\n"
     "       thaw inspect FILE\n"
     "       thaw verify FILE\n";
 
@@ -85,6 +92,19 @@ int CallAndReport(thaw::Vm& vm, const thaw::cli::Args& args,
   }
   std::fprintf(stderr, "--- phase report ---\n%s",
                vm.report().ToString().c_str());
+  if (vm.config().guest_kind == thaw::GuestKind::kLinuxProgram) {
+    const thaw::ProgramStats stats = vm.program_stats();
+    std::string unsupported;
+    for (const auto& [name, count] : stats.unsupported) {
+      unsupported += " " + name + " x" + std::to_string(count);
+    }
+    std::fprintf(stderr,
+                 "--- system calls ---\n%llu served; ENOSYS:%s; path escapes "
+                 "refused: %llu\n",
+                 static_cast<unsigned long long>(stats.syscalls),
+                 unsupported.empty() ? " none" : unsupported.c_str(),
+                 static_cast<unsigned long long>(stats.path_escapes));
+  }
   if (!reply.ok()) return Fail(reply.status());
   if (std::fwrite(reply->data(), 1, reply->size(), stdout) != reply->size() ||
       std::fflush(stdout) != 0) {
@@ -99,7 +119,10 @@ absl::StatusOr<std::unique_ptr<thaw::Vm>> BootGuest(
   auto vm = thaw::Vm::Create(args.config);
   if (!vm.ok()) return vm.status();
   SayBackend(**vm);
-  if (auto s = (*vm)->LoadGuest(args.target); !s.ok()) return s;
+  absl::Status loaded =
+      args.program ? (*vm)->LoadProgram(args.target, args.program_options)
+                   : (*vm)->LoadGuest(args.target);
+  if (!loaded.ok()) return loaded;
   return vm;
 }
 

@@ -7,6 +7,7 @@
 #define THAW_REPORT_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/time/time.h"
@@ -57,6 +58,16 @@ struct RestoreStats {
   // Reset finds what changed from KVM's dirty log (plus the host's own
   // writes) instead of walking the page tables (/proc/self/pagemap).
   bool reset_uses_dirty_log = false;
+};
+
+// What a Linux program guest asked of the host (GuestKind::kLinuxProgram).
+struct ProgramStats {
+  uint64_t syscalls = 0;  // system calls served, all kinds
+  // System calls answered ENOSYS (no handler, or threads and processes,
+  // which thaw does not support), by name ("syscall_N" when unknown).
+  std::map<std::string, uint64_t> unsupported;
+  // Paths refused because they would have left the file view.
+  uint64_t path_escapes = 0;
 };
 
 }  // namespace thaw

@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -61,6 +62,12 @@ struct SnapshotInfo {
   uint64_t working_set_chunks = 0;
   int compression_level = 0;
   uint64_t restore_generation = 0;
+  // "function" or "linux-program".
+  std::string guest_kind;
+  // Linux programs: the file view's mounts ("HOST -> GUEST") and the host
+  // files the program had open, as the program names them.
+  std::vector<std::string> program_mounts;
+  std::vector<std::string> program_files;
   // memory_size / file_size.
   double compression_ratio() const;
   std::string ToString() const;

@@ -140,6 +140,10 @@ class Vm {
   // What the restore did, counted so far. [any thread]
   RestoreStats restore_stats() const;
 
+  // For a Linux program: its system calls counted so far (zero for a
+  // function guest). [operation]
+  ProgramStats program_stats() const;
+
   // Makes `fn` callable by the guest as `name`. Replaces an earlier one.
   // [operation]
   absl::Status RegisterHostFunction(std::string name, HostFunction fn);

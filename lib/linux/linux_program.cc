@@ -440,6 +440,17 @@ absl::StatusOr<VcpuState> LinuxProgram::ResumeState(const VcpuState& saved) {
   return x86::ResumeThroughEntryPage(memory_, saved);
 }
 
+ProgramStats LinuxProgram::program_stats() const {
+  ProgramStats stats;
+  if (syscalls_ == nullptr) return stats;
+  stats.syscalls = syscalls_->calls();
+  for (const auto& [number, count] : syscalls_->unsupported()) {
+    stats.unsupported[linux_abi::Syscalls::Name(number)] += count;
+  }
+  stats.path_escapes = view_ ? view_->escapes() : 0;
+  return stats;
+}
+
 PageRuns LinuxProgram::HostOwnedPages() const {
   return {{x86::kUserEntryPage / 4096, x86::kUserEntryPage / 4096 + 1}};
 }

@@ -60,6 +60,7 @@ class LinuxProgram final : public GuestRuntime,
   void RegisterHostFunction(std::string name, HostFunction fn) override;
   absl::StatusOr<uint64_t> FindSymbol(absl::string_view name) const override;
   std::string console() const override { return console_.Contents(); }
+  ProgramStats program_stats() const override;
 
  private:
   enum class Request { kNone, kBoot, kCall, kBeforeSnapshot };
