@@ -15,8 +15,9 @@ packages=(
   # the Python binding, its tests and `pip install ./bindings-python`
   python3-dev pybind11-dev python3-pybind11 python3-pytest python3-venv
   python3-pip python3-setuptools
-  # static Linux programs for the program-guest tests (musl-gcc)
-  musl-tools
+  # Linux programs for the program-guest tests: static ones (musl-gcc) and
+  # Debian's lua5.4 (python3 is above)
+  musl-tools lua5.4
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -283,6 +283,26 @@ TEST_P(ProgramTest, APythonFunctionServesCalls) {
   EXPECT_EQ(Call(*vm, "urandom").size(), 16u);
 }
 
+TEST_P(ProgramTest, ALuaFunctionServesCalls) {
+  ProgramOptions options;
+  options.files = {{"/usr", "/usr"},
+                   {"/usr/lib/x86_64-linux-gnu", "/lib64"},
+                   {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"},
+                   {THAW_PROGRAMS_DIR, "/app"},
+                   {THAW_GUEST_LUA_DIR, "/thaw"}};
+  options.args = {THAW_LUA, "/app/function.lua"};
+  options.env = {"LUA_PATH=/thaw/?.lua"};
+  auto vm = BootProgram(ProgramConfig(), options, THAW_LUA);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_THAT(vm->console(), HasSubstr("lua init done"));
+  EXPECT_EQ(Call(*vm, "greet", "thaw"), "hello from lua, thaw");
+  EXPECT_EQ(Call(*vm, "sum", "1 2 39"), "42");
+  auto failed = vm->Call("fail", "");
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(failed.status().message(), HasSubstr("lua says no"));
+  EXPECT_EQ(vm->Call("nope", "").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_P(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   auto a = BootProgram();
   auto b = BootProgram();
