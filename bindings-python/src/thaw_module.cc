@@ -219,6 +219,30 @@ class PyVm {
   void LoadGuest(const std::string& path) {
     Check(Exclusive([&](Vm& v) { return v.LoadGuest(path); }));
   }
+  void LoadProgram(const std::string& path, std::vector<std::string> args,
+                   std::vector<std::string> env,
+                   std::vector<std::pair<std::string, std::string>> files,
+                   const std::string& cwd) {
+    ProgramOptions options;
+    options.args = std::move(args);
+    options.env = std::move(env);
+    for (auto& [host, guest] : files) options.files.push_back({host, guest});
+    options.cwd = cwd;
+    Check(Exclusive([&](Vm& v) { return v.LoadProgram(path, options); }));
+  }
+  py::dict ProgramStatsDict() {
+    ProgramStats stats;
+    {
+      std::shared_ptr<Vm> vm = Shared();
+      py::gil_scoped_release release;
+      stats = vm->program_stats();
+    }
+    py::dict d;
+    d["syscalls"] = stats.syscalls;
+    d["unsupported"] = stats.unsupported;
+    d["path_escapes"] = stats.path_escapes;
+    return d;
+  }
   void LoadGuestImage(py::bytes image, const std::string& name) {
     std::string bytes = image;
     Check(Exclusive([&](Vm& v) {
@@ -339,11 +363,21 @@ std::function<void(absl::string_view)> ConsoleSink(py::object callable) {
   };
 }
 
+GuestKind Kind(const std::string& name) {
+  if (name == "function") return GuestKind::kFunction;
+  if (name == "program") return GuestKind::kLinuxProgram;
+  RaiseStatus(absl::InvalidArgumentError(absl::StrCat(
+      "guest_kind \"", name, "\": expected 'function' or 'program'")));
+}
+
 VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
                     double call_timeout, uint64_t input_buffer_size,
                     uint64_t output_buffer_size, uint64_t stack_size,
-                    uint64_t console_limit, py::object console_sink) {
+                    uint64_t console_limit, py::object console_sink,
+                    const std::string& guest_kind, bool trace_syscalls) {
   VmConfig c;
+  c.guest_kind = Kind(guest_kind);
+  c.trace_syscalls = trace_syscalls;
   c.console_sink = ConsoleSink(std::move(console_sink));
   c.memory_size = memory_size;
   c.backend = Backend(backend);
@@ -419,17 +453,28 @@ PYBIND11_MODULE(_thaw, m) {
 
   py::class_<VmConfig>(
       m, "VmConfig", "How a Vm is built. Sizes in bytes, timeouts in seconds.")
-      .def(py::init(&MakeConfig), py::arg("memory_size") = 64ull << 20,
-           py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
-           py::arg("input_buffer_size") = 1ull << 20,
-           py::arg("output_buffer_size") = 1ull << 20,
-           py::arg("stack_size") = 256ull << 10,
-           py::arg("console_limit") = 1ull << 20,
-           py::arg("console_sink") = py::none(),
-           "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
-           "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
-           "call; console_sink: called with each piece of console output "
-           "(bytes) as the guest writes it.")
+      .def(
+          py::init(&MakeConfig), py::arg("memory_size") = 64ull << 20,
+          py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
+          py::arg("input_buffer_size") = 1ull << 20,
+          py::arg("output_buffer_size") = 1ull << 20,
+          py::arg("stack_size") = 256ull << 10,
+          py::arg("console_limit") = 1ull << 20,
+          py::arg("console_sink") = py::none(),
+          py::arg("guest_kind") = "function", py::arg("trace_syscalls") = false,
+          "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
+          "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
+          "call; console_sink: called with each piece of console output "
+          "(bytes) as the guest writes it; guest_kind: 'function' (load_guest) "
+          "or 'program' (load_program, an unmodified Linux program); "
+          "trace_syscalls: write a program's system calls to the console.")
+      .def_property_readonly(
+          "guest_kind",
+          [](const VmConfig& c) {
+            return std::string(
+                c.guest_kind == GuestKind::kFunction ? "function" : "program");
+          },
+          "'function' or 'program'.")
       .def_readwrite("memory_size", &VmConfig::memory_size,
                      "Guest memory in bytes (a multiple of 2 MiB).")
       .def_property(
@@ -472,6 +517,20 @@ PYBIND11_MODULE(_thaw, m) {
            }),
            py::arg("config") = py::none(),
            "Creates guest memory and a vCPU (thaw.VmConfig() if no config).")
+      .def(
+          "load_program", &PyVm::LoadProgram, py::arg("path"),
+          py::arg("args") = std::vector<std::string>(),
+          py::arg("env") = std::vector<std::string>(),
+          py::arg("files") = std::vector<std::pair<std::string, std::string>>(),
+          py::arg("cwd") = "/",
+          "Loads an unmodified Linux program (a Vm made with "
+          "guest_kind='program'): args is argv (default: the path), env "
+          "'KEY=VALUE' strings, files (host_dir, guest_dir) pairs it may "
+          "read. boot() runs it until it first reads its request channel.")
+      .def_property_readonly(
+          "program_stats", &PyVm::ProgramStatsDict,
+          "A program's system calls so far: syscalls, unsupported {name: "
+          "count}, path_escapes.")
       .def("load_guest", &PyVm::LoadGuest, py::arg("path"),
            "Loads a function-guest ELF file. Once, before boot().")
       .def("load_guest_image", &PyVm::LoadGuestImage, py::arg("image"),

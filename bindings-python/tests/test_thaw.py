@@ -349,3 +349,38 @@ def test_no_leak_over_200_create_destroy_cycles(echo_guest):
         cycle()
     assert _fds() == fds
     assert _rss_kib() - rss < 64 * 1024
+
+
+def test_a_linux_program_serves_calls_and_snapshots(tmp_path):
+    """An unmodified static program (tests/programs/server.c) as a guest:
+    loaded with load_program, booted to its first request, called,
+    snapshotted and restored."""
+    program = os.environ["THAW_TEST_PROGRAM"]
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "data.txt").write_text("seen through the view")
+    config = thaw.VmConfig(guest_kind="program", backend=BACKEND)
+    assert config.guest_kind == "program"
+    with thaw.Vm(config) as vm:
+        vm.load_program(program, args=[program, "x"], env=["K=v"],
+                        files=[(str(view), "/data")])
+        vm.boot()
+        assert vm.call("echo", b"hi") == b"hi"
+        assert vm.call("env", b"K") == b"v"
+        assert vm.call("cat", b"/data/data.txt") == b"seen through the view"
+        assert vm.call("enosys") == b"rc=-1 errno=38"
+        stats = vm.program_stats
+        assert stats["unsupported"] == {"syscall_999": 1}
+        assert stats["syscalls"] > 10
+        with pytest.raises(thaw.Error, match="exited with status 5"):
+            vm.call("exit", b"5")
+    with thaw.Vm(config) as vm:
+        vm.load_program(program)
+        vm.boot()
+        vm.snapshot(str(tmp_path / "p.thaw"))
+    assert thaw.inspect(str(tmp_path / "p.thaw"))["memory_size"] == 64 << 20
+    with thaw.Snapshot(str(tmp_path / "p.thaw")).restore(
+            engine="shared", backend=BACKEND) as clone:
+        assert clone.call("echo", b"restored") == b"restored"
+    with pytest.raises(thaw.InvalidArgument, match="guest_kind"):
+        thaw.VmConfig(guest_kind="kernel")

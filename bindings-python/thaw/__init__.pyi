@@ -1,6 +1,6 @@
 # Type stubs for the thaw Python binding (bindings-python/src/thaw_module.cc).
 from types import TracebackType
-from typing import Any, Callable, Dict, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 class Error(Exception):
     code: str
@@ -25,6 +25,8 @@ class VmConfig:
     output_buffer_size: int
     stack_size: int
     console_limit: int
+    @property
+    def guest_kind(self) -> str: ...
     def __init__(
         self,
         memory_size: int = ...,
@@ -35,11 +37,23 @@ class VmConfig:
         stack_size: int = ...,
         console_limit: int = ...,
         console_sink: Optional[Callable[[bytes], None]] = None,
+        guest_kind: str = "function",
+        trace_syscalls: bool = False,
     ) -> None: ...
 
 class Vm:
     def __init__(self, config: Optional[VmConfig] = None) -> None: ...
     def load_guest(self, path: str) -> None: ...
+    def load_program(
+        self,
+        path: str,
+        args: List[str] = ...,
+        env: List[str] = ...,
+        files: List[Tuple[str, str]] = ...,
+        cwd: str = "/",
+    ) -> None: ...
+    @property
+    def program_stats(self) -> Dict[str, Any]: ...
     def load_guest_image(self, image: bytes, name: str = "<memory>") -> None: ...
     def boot(self) -> None: ...
     def call(self, function: str, data: bytes = b"") -> bytes: ...
