@@ -17,6 +17,7 @@ void RegisterFloorBenchmarks();
 void RegisterRestoreBenchmarks();
 void RegisterSnapshotBenchmarks();
 void RegisterCallBenchmarks();
+void RegisterProgramBenchmarks();
 }  // namespace thaw::bench
 
 int main(int argc, char** argv) {
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   thaw::bench::RegisterCallBenchmarks();
   thaw::bench::RegisterSnapshotBenchmarks();
   thaw::bench::RegisterRestoreBenchmarks();
+  thaw::bench::RegisterProgramBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   if (!samples_out.empty()) {

@@ -108,6 +108,25 @@ def build(results):
     if host is not None:
         row("calls", "host function round trip", host * 1000 / 100, "µs", "empty call",
             empty / (host / 100) if host else None)
+    # Linux programs.
+    p_empty = get("program/empty_call")
+    getpid = get("program/getpid_x100")
+    if p_empty is not None:
+        row("programs", "program empty call", p_empty, "ms", "function-guest empty call",
+            p_empty / empty if empty else None)
+    if getpid is not None:
+        row("programs", "getpid system call round trip", getpid / 100, "ms",
+            "function-guest empty call", (getpid / 100) / empty if empty else None,
+            "100 per call, so 1/100 of a call is included")
+    boot = get("program/python/boot_init_call")
+    if boot is not None:
+        row("programs", "python3 boot+init+first call", boot, "ms", "", None,
+            "examples/python-function: json, decimal, email, http, re, datetime, sqlite3")
+    for engine in ("eager", "lazy", "shared"):
+        first = get(f"program/python/restore_first_call/{engine}")
+        if first is not None:
+            row("programs", f"python3 restore+first call ({engine})", first, "ms",
+                "python3 boot+init+first call", boot / first if boot else None)
     return sizes, rows
 
 
@@ -171,6 +190,13 @@ def targets(results, sizes):
     empty = get("call/empty")
     target("empty call round trip <= 5 µs (emulated)",
            empty * 1000 if empty else None, 5, "lower", "")
+    boot = get("program/python/boot_init_call")
+    for engine in ("eager", "lazy", "shared"):
+        first = get(f"program/python/restore_first_call/{engine}")
+        if engine == "lazy" or first is not None:
+            target(f"python3 restore+first call <= 1/50 of boot+init+call ({engine})",
+                   first, boot / 50 if boot else None, "lower",
+                   f"boot+init+call {boot:.0f} ms" if boot else "")
     return out
 
 
