@@ -303,6 +303,21 @@ TEST_P(ProgramTest, ALuaFunctionServesCalls) {
   EXPECT_EQ(vm->Call("nope", "").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_P(ProgramTest, TmpIsWritableAndLivesInGuestMemory) {
+  auto vm = BootProgram();
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "tmp_read"), "");  // nothing yet
+  EXPECT_EQ(Call(*vm, "tmp_write", "hello "), "6:0");
+  EXPECT_EQ(Call(*vm, "tmp_write", std::string(20000, 'z')), "20000:0");
+  const std::string read = Call(*vm, "tmp_read");
+  EXPECT_TRUE(read == "hello " + std::string(20000, 'z') + "|x.txt")
+      << read.size() << " bytes: " << read.substr(0, 40) << "...";
+  EXPECT_EQ(Call(*vm, "tmp_rm"), "0 0");
+  EXPECT_EQ(Call(*vm, "tmp_read"), "");
+  // Only /tmp is writable.
+  EXPECT_EQ(Call(*vm, "write_file", "/etc/new"), "-1:30");  // EROFS
+}
+
 TEST_P(ProgramTest, TwoProgramsSeeDifferentRandomness) {
   auto a = BootProgram();
   auto b = BootProgram();
@@ -416,6 +431,23 @@ TEST_P(ProgramSnapshotTest, ARestoredProgramGoesOnWhereItWasSnapshotted) {
     ASSERT_TRUE((*b)->Reset().ok());
     EXPECT_EQ(Call(**b, "calls"), "4");
     EXPECT_EQ(Call(**b, "cat", "/files/held.txt"), "held open");
+  }
+}
+
+TEST_P(ProgramSnapshotTest, TmpFilesAreInTheSnapshotAndReset) {
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "tmp_write", "before the snapshot"), "19:0");
+  const std::string path = (dir_ / "p.thaw").string();
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  auto clone = Vm::Restore(path, Options());
+  ASSERT_TRUE(clone.ok()) << clone.status();
+  EXPECT_EQ(Call(**clone, "tmp_read"), "before the snapshot|x.txt");
+  EXPECT_EQ(Call(**clone, "tmp_write", ", and after"), "11:0");
+  EXPECT_EQ(Call(**clone, "tmp_read"), "before the snapshot, and after|x.txt");
+  if (engine() == RestoreEngine::kSharedBase) {
+    ASSERT_TRUE((*clone)->Reset().ok());
+    EXPECT_EQ(Call(**clone, "tmp_read"), "before the snapshot|x.txt");
   }
 }
 

@@ -80,7 +80,8 @@ absl::StatusOr<std::string> Syscalls::BaseDir(int64_t dirfd) {
   OpenFile* dir = File(dirfd);
   if (dir == nullptr) return absl::NotFoundError("dirfd");
   if (dir->kind != OpenFile::Kind::kDir &&
-      dir->kind != OpenFile::Kind::kVirtualDir) {
+      dir->kind != OpenFile::Kind::kVirtualDir &&
+      dir->kind != OpenFile::Kind::kTmpDir) {
     return absl::FailedPreconditionError("dirfd");
   }
   return dir->path;
@@ -95,7 +96,11 @@ int64_t Syscalls::OpenPath(int64_t dirfd, uint64_t path_address, int flags) {
   }
   using Kind = OpenFile::Kind;
   auto file = std::make_shared<OpenFile>();
-  const std::string absolute = FileView::Absolute(cwd_, *path);
+  auto base_dir = BaseDir(dirfd);
+  if (!base_dir.ok()) return -EBADF;
+  const std::string absolute = FileView::Absolute(*base_dir, *path);
+  file->flags = flags;
+  if (InTmp(absolute)) return OpenTmp(absolute, flags);
   // A few devices every runtime expects.
   if (absolute == "/dev/null") {
     file->kind = Kind::kNull;
@@ -169,8 +174,14 @@ backend::SyscallResult Syscalls::Read(const uint64_t* a) {
       file->offset += static_cast<uint64_t>(n);
       return Result(n);
     }
+    case Kind::kTmpFile: {
+      const int64_t n = ReadTmp(*file, a[1], out->size(), file->offset);
+      if (n > 0) file->offset += static_cast<uint64_t>(n);
+      return Result(n);
+    }
     case Kind::kDir:
     case Kind::kVirtualDir:
+    case Kind::kTmpDir:
       return Result(-EISDIR);
     case Kind::kConsole:
       return Result(-EBADF);
@@ -181,6 +192,9 @@ backend::SyscallResult Syscalls::Read(const uint64_t* a) {
 backend::SyscallResult Syscalls::Pread64(const uint64_t* a) {
   OpenFile* file = File(static_cast<int64_t>(a[0]));
   if (file == nullptr) return Result(-EBADF);
+  if (file->kind == OpenFile::Kind::kTmpFile) {
+    return Result(ReadTmp(*file, a[1], std::min(a[2], kMaxRead), a[3]));
+  }
   if (file->kind != OpenFile::Kind::kFile) return Result(-ESPIPE);
   auto out = UserSlice(a[1], std::min(a[2], kMaxRead));
   if (!out.ok()) return Result(-EFAULT);
@@ -204,9 +218,12 @@ backend::SyscallResult Syscalls::Write(const uint64_t* a) {
       return Result(host_.WriteReply(*bytes));
     case Kind::kNull:
       return Result(static_cast<int64_t>(bytes->size()));
+    case Kind::kTmpFile:
+      return Result(WriteTmp(*file, *bytes));
     case Kind::kFile:
     case Kind::kDir:
     case Kind::kVirtualDir:
+    case Kind::kTmpDir:
       return Result(-EBADF);  // opened read-only
     case Kind::kStdin:
     case Kind::kRandom:
@@ -274,9 +291,23 @@ backend::SyscallResult Syscalls::Lseek(const uint64_t* a) {
                      static_cast<int>(a[2]));
     return Result(at < 0 ? -errno : at);
   }
-  if (file->kind != OpenFile::Kind::kFile) return Result(-ESPIPE);
+  if (file->kind == OpenFile::Kind::kTmpDir) {
+    if (a[1] != 0 || static_cast<int>(a[2]) != SEEK_SET) return Result(-EINVAL);
+    file->offset = 0;
+    return Result(0);
+  }
+  if (file->kind != OpenFile::Kind::kFile &&
+      file->kind != OpenFile::Kind::kTmpFile) {
+    return Result(-ESPIPE);
+  }
   struct stat st;
-  if (fstat(file->host.get(), &st) != 0) return Result(-errno);
+  if (file->kind == OpenFile::Kind::kTmpFile) {
+    auto it = tmp_files_.find(file->path);
+    st.st_size =
+        it == tmp_files_.end() ? 0 : static_cast<off_t>(it->second.size);
+  } else if (fstat(file->host.get(), &st) != 0) {
+    return Result(-errno);
+  }
   int64_t base = 0;
   switch (static_cast<int>(a[2])) {
     case SEEK_SET:
@@ -311,6 +342,19 @@ int64_t Syscalls::StatFile(OpenFile& file, uint64_t out_address) {
     if (fstat(file.host.get(), &st) != 0) return -errno;
     // Read-only to the program, whoever owns it on the host.
     st.st_mode &= ~static_cast<mode_t>(0222);
+  } else if (file.kind == Kind::kTmpFile || file.kind == Kind::kTmpDir) {
+    st.st_nlink = 1;
+    st.st_uid = st.st_gid = 1000;
+    st.st_blksize = 4096;
+    st.st_ino = std::hash<std::string>()(file.path) | 1;
+    if (file.kind == Kind::kTmpDir) {
+      st.st_mode = S_IFDIR | 0755;
+    } else {
+      auto it = tmp_files_.find(file.path);
+      st.st_mode = S_IFREG | 0644;
+      st.st_size =
+          it == tmp_files_.end() ? 0 : static_cast<off_t>(it->second.size);
+    }
   } else {
     st.st_nlink = 1;
     st.st_uid = st.st_gid = 1000;
@@ -378,8 +422,10 @@ backend::SyscallResult Syscalls::Faccessat(const uint64_t* a) {
   if (static_cast<int>(a[2]) & W_OK) {
     const int64_t fd = OpenPath(static_cast<int32_t>(a[0]), a[1], O_RDONLY);
     if (fd < 0) return Result(fd);
+    const bool writable = fds_[fd]->kind == OpenFile::Kind::kTmpFile ||
+                          fds_[fd]->kind == OpenFile::Kind::kTmpDir;
     fds_[fd].reset();
-    return Result(-EROFS);
+    return Result(writable ? 0 : -EROFS);
   }
   const int64_t fd = OpenPath(static_cast<int32_t>(a[0]), a[1], O_RDONLY);
   if (fd < 0) return Result(fd);
@@ -414,6 +460,9 @@ backend::SyscallResult Syscalls::Getdents64(const uint64_t* a) {
   OpenFile* file = File(static_cast<int64_t>(a[0]));
   if (file == nullptr) return Result(-EBADF);
   if (file->kind == OpenFile::Kind::kVirtualDir) return Result(0);  // empty
+  if (file->kind == OpenFile::Kind::kTmpDir) {
+    return Result(TmpDents(*file, a[1], std::min<uint64_t>(a[2], 1 << 20)));
+  }
   if (file->kind != OpenFile::Kind::kDir) return Result(-ENOTDIR);
   auto out = UserSlice(a[1], std::min<uint64_t>(a[2], 1 << 20));
   if (!out.ok()) return Result(-EFAULT);

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -122,13 +123,29 @@ class Syscalls {
       kDir,
       kVirtualDir,
       kNull,
-      kRandom
+      kRandom,
+      kTmpFile,  // a file of /tmp, in guest memory
+      kTmpDir,
     };
     Kind kind;
     HostFd host;       // kFile, kDir
     std::string path;  // in the program's namespace
     uint64_t offset = 0;
+    int flags = 0;  // the open(2) flags (access mode, O_APPEND)
   };
+  // /tmp: the program's only writable files. Their bytes live in guest
+  // memory (a region among the mappings each), so a snapshot holds them
+  // and Reset puts them back; the names and sizes are this layer's state.
+  struct TmpFile {
+    uint64_t address = 0, capacity = 0, size = 0;
+  };
+  static bool InTmp(const std::string& absolute);
+  int64_t OpenTmp(const std::string& absolute, int flags);
+  // Makes room for `size` bytes in `file`; 0 or -ENOSPC / -ENOMEM.
+  int64_t GrowTmp(TmpFile& file, uint64_t size);
+  int64_t ReadTmp(OpenFile& file, uint64_t address, uint64_t size, uint64_t at);
+  int64_t WriteTmp(OpenFile& file, absl::Span<const uint8_t> bytes);
+  int64_t TmpDents(OpenFile& dir, uint64_t address, uint64_t size);
   static constexpr int kMaxFds = 64;
   // The open file behind `fd`, or null.
   OpenFile* File(int64_t fd);
@@ -179,6 +196,12 @@ class Syscalls {
   backend::SyscallResult Dup2(const uint64_t* a);
   backend::SyscallResult Dup3(const uint64_t* a);
   backend::SyscallResult Fcntl(const uint64_t* a);
+  backend::SyscallResult Mkdir(const uint64_t* a);
+  backend::SyscallResult Mkdirat(const uint64_t* a);
+  backend::SyscallResult Unlink(const uint64_t* a);
+  backend::SyscallResult Unlinkat(const uint64_t* a);
+  backend::SyscallResult Rmdir(const uint64_t* a);
+  backend::SyscallResult Rename(const uint64_t* a);
   // process_syscalls.cc
   backend::SyscallResult Exit(const uint64_t* a);
   backend::SyscallResult ArchPrctl(const uint64_t* a);
@@ -213,6 +236,9 @@ class Syscalls {
   std::shared_ptr<const FileView> view_;
   std::string cwd_;
   std::vector<std::shared_ptr<OpenFile>> fds_;
+  std::map<std::string, TmpFile> tmp_files_;
+  std::set<std::string> tmp_dirs_{"/tmp"};
+  uint64_t tmp_bytes_ = 0;  // capacity of all /tmp files
   uint64_t brk_;
   // Mappings by start address -> size; mmap_low_ is the lowest ever used,
   // so brk may grow up to it.

@@ -31,6 +31,14 @@ void Syscalls::Save(snapshot::proto::LinuxProgram& p) const {
     m->set_start(start);
     m->set_size(size);
   }
+  for (const std::string& dir : tmp_dirs_) p.add_tmp_dirs(dir);
+  for (const auto& [path, data] : tmp_files_) {
+    auto* t = p.add_tmp_files();
+    t->set_path(path);
+    t->set_address(data.address);
+    t->set_capacity(data.capacity);
+    t->set_size(data.size);
+  }
   for (int fd = 0; fd < kMaxFds; ++fd) {
     if (fds_[fd] == nullptr) continue;
     auto* f = p.add_files();
@@ -46,6 +54,7 @@ void Syscalls::Save(snapshot::proto::LinuxProgram& p) const {
     f->set_kind(static_cast<uint32_t>(file.kind));
     f->set_path(file.path);
     f->set_offset(file.offset);
+    f->set_flags(file.flags);
     struct stat st;
     if (file.host.get() >= 0 && fstat(file.host.get(), &st) == 0) {
       f->set_host_size(static_cast<uint64_t>(st.st_size));
@@ -76,11 +85,28 @@ absl::Status Syscalls::Restore(const snapshot::proto::LinuxProgram& p,
     }
     mappings_[m.start()] = m.size();
   }
+  tmp_dirs_ = {"/tmp"};
+  for (const std::string& dir : p.tmp_dirs()) {
+    if (!InTmp(dir)) return corrupt("a /tmp directory outside /tmp");
+    tmp_dirs_.insert(dir);
+  }
+  tmp_files_.clear();
+  tmp_bytes_ = 0;
+  for (const auto& t : p.tmp_files()) {
+    if (!InTmp(t.path()) || t.size() > t.capacity() ||
+        (t.capacity() > 0 &&
+         (t.address() < layout_.brk_start || t.address() >= size ||
+          t.capacity() > size - t.address()))) {
+      return corrupt("a /tmp file outside guest memory");
+    }
+    tmp_files_[t.path()] = TmpFile{t.address(), t.capacity(), t.size()};
+    tmp_bytes_ += t.capacity();
+  }
   std::vector<std::shared_ptr<OpenFile>> fds(kMaxFds);
   using Kind = OpenFile::Kind;
   for (const auto& f : p.files()) {
     if (f.fd() < 0 || f.fd() >= kMaxFds || fds[f.fd()] != nullptr ||
-        f.kind() > static_cast<uint32_t>(Kind::kRandom)) {
+        f.kind() > static_cast<uint32_t>(Kind::kTmpDir)) {
       return corrupt(absl::StrFormat("descriptor %d", f.fd()));
     }
     if (f.same_as() >= 0) {
@@ -95,6 +121,7 @@ absl::Status Syscalls::Restore(const snapshot::proto::LinuxProgram& p,
     file->kind = static_cast<Kind>(f.kind());
     file->path = f.path();
     file->offset = f.offset();
+    file->flags = f.flags();
     if (file->kind == Kind::kFile || file->kind == Kind::kDir ||
         file->kind == Kind::kVirtualDir) {
       if (view_ == nullptr) {

@@ -5,7 +5,9 @@
  * thaw answers with ENOSYS, EFAULT, EACCES or ENOMEM, and faults, exits and
  * endless loops. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +165,33 @@ int main(int argc, char** argv) {
       static int held = -1;
       held = open(input, O_RDONLY);
       snprintf(out, sizeof(out), "%d", held < 0 ? -errno : held);
+      reply_text(out);
+    } else if (!strcmp(name, "tmp_write")) {
+      /* The input into /tmp/d/x.txt (created, or appended to). */
+      mkdir("/tmp/d", 0755);
+      int fd = open("/tmp/d/x.txt", O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ssize_t n = fd < 0 ? -1 : write(fd, input, request.input_size);
+      snprintf(out, sizeof(out), "%zd:%d", n, n < 0 ? errno : 0);
+      if (fd >= 0) close(fd);
+      reply_text(out);
+    } else if (!strcmp(name, "tmp_read")) {
+      /* /tmp/d/x.txt's bytes, then the names in /tmp/d. */
+      size_t at = 0;
+      int fd = open("/tmp/d/x.txt", O_RDONLY);
+      ssize_t n;
+      while (fd >= 0 && (n = read(fd, out + at, 1000)) > 0) at += (size_t)n;
+      if (fd >= 0) close(fd);
+      DIR* dir = opendir("/tmp/d");
+      struct dirent* entry;
+      while (dir && (entry = readdir(dir)) != 0) {
+        at += (size_t)snprintf(out + at, sizeof(out) - at, "|%s", entry->d_name);
+      }
+      if (dir) closedir(dir);
+      reply(0, out, at);
+    } else if (!strcmp(name, "tmp_rm")) {
+      int a = unlink("/tmp/d/x.txt");
+      int b = rmdir("/tmp/d");
+      snprintf(out, sizeof(out), "%d %d", a, b);
       reply_text(out);
     } else if (!strcmp(name, "write_file")) {
       int fd = open(input, O_WRONLY | O_CREAT, 0644);
