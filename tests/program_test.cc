@@ -451,6 +451,35 @@ TEST_P(ProgramSnapshotTest, TmpFilesAreInTheSnapshotAndReset) {
   }
 }
 
+TEST_P(ProgramSnapshotTest, AProgramSnapshotRestoresOnTheOtherBackend) {
+  if (!CheckKvm().ok()) {
+    // The KVM instance (inside QEMU in CI) covers both directions.
+    GTEST_SKIP() << "needs both backends; runs in the KVM suite";
+  }
+  const BackendKind other = backend() == BackendKind::kKvm
+                                ? BackendKind::kEmulated
+                                : BackendKind::kKvm;
+  auto vm = Boot();
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(Call(*vm, "tmp_write", "crossing"), "8:0");
+  const std::string path = (dir_ / "p.thaw").string();
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  RestoreOptions options = Options();
+  options.backend = other;
+  auto moved = Vm::Restore(path, options);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ((*moved)->backend(), other);
+  EXPECT_EQ(Call(**moved, "tmp_read"), "crossing|x.txt");
+  EXPECT_EQ(Call(**moved, "echo", "moved"), "moved");
+  // And back.
+  const std::string back = (dir_ / "back.thaw").string();
+  ASSERT_TRUE((*moved)->Snapshot(back).ok());
+  auto again = Vm::Restore(back, Options());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Call(**again, "getpid"), "1");
+  EXPECT_EQ(Call(**again, "tmp_read"), "crossing|x.txt");
+}
+
 TEST_P(ProgramSnapshotTest, AFileChangedSinceTheSnapshotIsRefused) {
   auto vm = Boot();
   ASSERT_NE(vm, nullptr);

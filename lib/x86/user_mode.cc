@@ -37,6 +37,26 @@ Segment Flat(uint16_t selector, uint8_t type, bool code) {
   return s;
 }
 
+// SYSCALL enters kernel CS 0x08 (SS 0x10) at the KVM stub; SYSRET returns
+// to the user CS and SS derived from STAR[63:48] (see kUserCode32Selector).
+// SFMASK clears TF, IF, DF, IOPL, NT and AC on entry, as Linux does. Set on
+// every entry and resume: the emulated backend does not keep EFER.SCE, so a
+// snapshot taken there lacks it.
+void SetSyscallEntry(VcpuState& state) {
+  state.efer |= kEferSce;
+  for (size_t i = 0; i < kPortableMsrCount; ++i) {
+    const uint32_t index = kPortableMsrs[i].index;
+    if (index == kMsrStar) {
+      state.msrs[i] = (uint64_t{kUserCode32Selector & ~3} << 48) |
+                      (uint64_t{kCodeSelector} << 32);
+    } else if (index == kMsrLstar) {
+      state.msrs[i] = kSyscallEntry;
+    } else if (index == kMsrSfmask) {
+      state.msrs[i] = 0x47700;
+    }
+  }
+}
+
 }  // namespace
 
 Segment UserCodeSegment() { return Flat(kUserCodeSelector, 0xB, true); }
@@ -63,6 +83,7 @@ absl::StatusOr<VcpuState> ResumeThroughEntryPage(GuestMemory& memory,
                              kUserDataSelector};
   std::memcpy(frame_bytes->data(), frame, sizeof(frame));
   VcpuState state = user;
+  SetSyscallEntry(state);
   state.rip = kUserEntryPage;
   state.rsp = kFrame;
   state.rflags = 0x2;
@@ -111,21 +132,7 @@ absl::StatusOr<VcpuState> BuildUserModeBootState(GuestMemory& memory,
   const uint64_t frame[5] = {entry, kUserCodeSelector, kUserRflags, user_rsp,
                              kUserDataSelector};
   std::memcpy(memory.host_base() + kFrame, frame, sizeof(frame));
-  // SYSCALL enters kernel CS 0x08 (SS 0x10); SYSRET returns to user CS
-  // and SS derived from STAR[63:48] (see kUserCode32Selector). SFMASK
-  // clears TF, IF, DF, IOPL, NT and AC on entry, as Linux does.
-  state->efer |= kEferSce;
-  for (size_t i = 0; i < kPortableMsrCount; ++i) {
-    const uint32_t index = kPortableMsrs[i].index;
-    if (index == kMsrStar) {
-      state->msrs[i] = (uint64_t{kUserCode32Selector & ~3} << 48) |
-                       (uint64_t{kCodeSelector} << 32);
-    } else if (index == kMsrLstar) {
-      state->msrs[i] = kSyscallEntry;
-    } else if (index == kMsrSfmask) {
-      state->msrs[i] = 0x47700;
-    }
-  }
+  SetSyscallEntry(*state);
   state->rip = kUserEntryPage;
   state->rsp = kFrame;
   state->rflags = 0x2;
