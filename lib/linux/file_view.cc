@@ -83,7 +83,7 @@ std::string FileView::Absolute(absl::string_view cwd, absl::string_view path) {
   };
   if (!path.empty() && path[0] != '/') apply(cwd);
   apply(path);
-  return "/" + absl::StrJoin(stack, "/");
+  return absl::StrCat("/", absl::StrJoin(stack, "/"));
 }
 
 absl::StatusOr<std::unique_ptr<FileView>> FileView::Create(
@@ -126,9 +126,11 @@ const FileView::Mount* FileView::Find(const std::string& guest,
     }
   }
   if (best != nullptr) {
-    *rest = guest.substr(best->guest.size());
-    while (!rest->empty() && (*rest)[0] == '/') rest->erase(0, 1);
-    if (rest->empty()) *rest = ".";
+    // The path below the mount, without its leading slashes ("." for the
+    // mount itself). Built with find/substr: GCC 12 at -O3 warns falsely
+    // (-Wrestrict) about erase(0, 1) on a string here.
+    const size_t start = guest.find_first_not_of('/', best->guest.size());
+    *rest = start == std::string::npos ? std::string(".") : guest.substr(start);
   }
   return best;
 }
@@ -163,7 +165,7 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
       continue;
     }
     resolved.push_back(c);
-    const std::string guest = "/" + absl::StrJoin(resolved, "/");
+    const std::string guest = absl::StrCat("/", absl::StrJoin(resolved, "/"));
     std::string rest;
     const Mount* mount = Find(guest, &rest);
     if (mount == nullptr) {
@@ -197,7 +199,7 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
     if (!last && !S_ISDIR(st.st_mode)) return Errno(ENOTDIR, guest);
   }
   Resolved out;
-  out.path = "/" + absl::StrJoin(resolved, "/");
+  out.path = absl::StrCat("/", absl::StrJoin(resolved, "/"));
   std::string rest;
   const Mount* mount = Find(out.path, &rest);
   if (mount == nullptr) {

@@ -340,7 +340,9 @@ std::string LinuxProgram::ConsoleTail() const {
   std::string text = console_.Contents();
   if (text.empty()) return "";
   constexpr size_t kTail = 600;
-  if (text.size() > kTail) text = "..." + text.substr(text.size() - kTail);
+  if (text.size() > kTail) {
+    text = absl::StrCat("...", text.substr(text.size() - kTail));
+  }
   return absl::StrCat("; its last output:\n", text);
 }
 

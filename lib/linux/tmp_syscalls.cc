@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "lib/linux/syscalls.h"
 
 namespace thaw::linux_abi {
@@ -118,7 +119,7 @@ int64_t Syscalls::TmpDents(OpenFile& dir, uint64_t address, uint64_t size) {
   // linux_dirent64 records for the directory's children, from the entry
   // numbered by the descriptor's offset.
   std::vector<std::pair<std::string, bool>> children;  // name, is dir
-  const std::string prefix = dir.path + "/";
+  const std::string prefix = absl::StrCat(dir.path, "/");
   for (const std::string& d : tmp_dirs_) {
     if (d.rfind(prefix, 0) == 0 &&
         d.find('/', prefix.size()) == std::string::npos) {
@@ -188,7 +189,7 @@ backend::SyscallResult Syscalls::Unlinkat(const uint64_t* a) {
     if (absolute == "/tmp" || !tmp_dirs_.count(absolute)) {
       return Result(absolute == "/tmp" ? -EBUSY : -ENOENT);
     }
-    const std::string prefix = absolute + "/";
+    const std::string prefix = absl::StrCat(absolute, "/");
     for (const auto& [f, data] : tmp_files_) {
       if (f.rfind(prefix, 0) == 0) return Result(-ENOTEMPTY);
     }
