@@ -53,10 +53,13 @@ void Getpid(benchmark::State& state) {
 ProgramOptions PythonFunction() {
   ProgramOptions program;
   program.args = {THAW_BENCH_PYTHON, "/app/function.py"};
-  program.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1"};
+  program.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1",
+                 "OPENBLAS_NUM_THREADS=1"};
   program.files = {{"/usr", "/usr"},
                    {"/usr/lib/x86_64-linux-gnu", "/lib64"},
                    {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"},
+                   // Debian's alternatives: libblas.so.3 links through it.
+                   {"/etc/alternatives", "/etc/alternatives"},
                    {THAW_BENCH_FUNCTION_DIR, "/app"},
                    {THAW_BENCH_GUEST_PYTHON_DIR, "/thaw"}};
   return program;

@@ -121,7 +121,7 @@ def build(results):
     boot = get("program/python/boot_init_call")
     if boot is not None:
         row("programs", "python3 boot+init+first call", boot, "ms", "", None,
-            "examples/python-function: json, decimal, email, http, re, datetime, sqlite3")
+            "examples/python-function: json, decimal, email, http, re, datetime, sqlite3, numpy")
     for engine in ("eager", "lazy", "shared"):
         first = get(f"program/python/restore_first_call/{engine}")
         if first is not None:

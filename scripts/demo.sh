@@ -11,3 +11,7 @@ echo
 ./build/examples/hello
 echo
 ./build/examples/snapstart --restores 1000
+echo
+# The same for an unmodified Python function (Debian's python3 as a Linux
+# program guest, with numpy among its imports).
+./build/examples/python_function --restores 5

@@ -18,6 +18,8 @@ packages=(
   # Linux programs for the program-guest tests: static ones (musl-gcc) and
   # Debian's lua5.4 (python3 is above)
   musl-tools lua5.4
+  # numpy for examples/python-function and the Python benchmark rows
+  python3-numpy
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -1,6 +1,6 @@
 // python-function: the SnapStart case for a Python function. Boots Debian's
 // python3 with a handler whose init imports json, decimal, email, http, re,
-// datetime and sqlite3 (function.py), snapshots it after that init, then
+// datetime, sqlite3 and numpy (function.py), snapshots it after that init, then
 // serves "cold starts" by restoring instead of booting, N times per restore
 // engine, and prints boot+init against restore+first call.
 //
@@ -54,10 +54,13 @@ int main(int argc, char** argv) {
   config.call_timeout = absl::Seconds(120);
   thaw::ProgramOptions program;
   program.args = {THAW_PYTHON, "/app/function.py"};
-  program.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1"};
+  program.env = {"PYTHONPATH=/thaw", "PYTHONDONTWRITEBYTECODE=1",
+                 "OPENBLAS_NUM_THREADS=1"};
   program.files = {{"/usr", "/usr"},
                    {"/usr/lib/x86_64-linux-gnu", "/lib64"},
                    {"/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"},
+                   // Debian's alternatives: libblas.so.3 links through it.
+                   {"/etc/alternatives", "/etc/alternatives"},
                    {THAW_FUNCTION_DIR, "/app"},
                    {THAW_GUEST_PYTHON_DIR, "/thaw"}};
   const std::string input = "3 14 15 92 65";
