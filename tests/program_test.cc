@@ -118,9 +118,17 @@ TEST_P(ProgramTest, RunningOutOfMemoryIsENOMEMForTheProgram) {
 TEST_P(ProgramTest, UnsupportedCallsAnswerAndAreCounted) {
   auto vm = BootProgram();
   ASSERT_NE(vm, nullptr);
-  EXPECT_EQ(Call(*vm, "enosys"), "rc=-1 errno=38");                // ENOSYS
+  EXPECT_EQ(Call(*vm, "enosys"), "rc=-1 errno=38");  // ENOSYS
+  EXPECT_EQ(Call(*vm, "enosys"), "rc=-1 errno=38");
   EXPECT_EQ(Call(*vm, "unsupported"), "fork=-1:38 socket=-1:13");  // EACCES
   EXPECT_EQ(Call(*vm, "getpid"), "1");
+  // Counted by name: musl's fork is a clone; socket's EACCES is an answer.
+  const ProgramStats stats = vm->program_stats();
+  EXPECT_EQ(stats.unsupported.at("syscall_999"), 2u);
+  EXPECT_EQ(stats.unsupported.count("fork") + stats.unsupported.count("clone"),
+            1u);
+  EXPECT_EQ(stats.unsupported.count("socket"), 0u);
+  EXPECT_GT(stats.syscalls, 10u);
 }
 
 TEST_P(ProgramTest, WildPointersAreEFAULTNeverHostMemory) {
@@ -246,6 +254,8 @@ TEST_P(FileViewTest, AllowedFilesAreReadableAndEscapesAreRefused) {
   EXPECT_EQ(Call(*vm, "cat", std::string(5000, 'a')), "error 36");  // long
   // Nothing can be written.
   EXPECT_EQ(Call(*vm, "write_file", "/data/new.txt"), "-1:30");  // EROFS
+  // The loop and the climbs out were refused; escapes are counted.
+  EXPECT_GT(vm->program_stats().path_escapes, 0u);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "new.txt"));
 }
 

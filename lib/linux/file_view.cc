@@ -153,7 +153,11 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
                                                   bool follow_last) const {
   if (path.empty()) return Errno(ENOENT, "empty path");
   if (path.size() >= kMaxPath) return Errno(ENAMETOOLONG, "path");
-  std::vector<std::string> pending = Components(Absolute(cwd, path));
+  // Resolved step by step below: ".." is taken at the guest level, and one
+  // that would climb above "/" is an escape attempt (counted, then stopped
+  // at "/" as Linux does).
+  std::vector<std::string> pending = Components(
+      path[0] == '/' ? std::string(path) : absl::StrCat(cwd, "/", path));
   std::vector<std::string> resolved;
   int links = 0;
   while (!pending.empty()) {
@@ -161,7 +165,11 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
     pending.erase(pending.begin());
     if (c == ".") continue;
     if (c == "..") {
-      if (!resolved.empty()) resolved.pop_back();
+      if (resolved.empty()) {
+        ++escapes_;
+      } else {
+        resolved.pop_back();
+      }
       continue;
     }
     resolved.push_back(c);
