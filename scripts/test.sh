@@ -37,6 +37,6 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake --build build-tsan -j"$(nproc)" --target vm_test snapshot_test \
     snapshot_corruption_test memory_source_test >/dev/null
   (cd build-tsan &&
-   TSAN_OPTIONS="halt_on_error=1" \
+   TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/../tests/tsan.supp" \
    ctest --output-on-failure -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources)$' "$@")
 fi
