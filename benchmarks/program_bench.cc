@@ -67,18 +67,24 @@ ProgramOptions PythonFunction() {
 
 constexpr char kPythonInput[] = "3 14 15 92 65";
 
+// A Python function created, loaded and booted (its imports done).
+std::unique_ptr<Vm> BootPython() {
+  auto vm = Vm::Create(ProgramConfig(256ull << 20));
+  if (!vm.ok()) Die("create python", vm.status());
+  if (auto s = (*vm)->LoadProgram(THAW_BENCH_PYTHON, PythonFunction());
+      !s.ok()) {
+    Die("load python", s);
+  }
+  if (auto s = (*vm)->Boot(); !s.ok()) Die("boot python", s);
+  return *std::move(vm);
+}
+
 // The snapshot of a booted Python function, made once per run.
 const std::string& PythonSnapshot() {
   static std::string* path = [] {
-    auto vm = Vm::Create(ProgramConfig(256ull << 20));
-    if (!vm.ok()) Die("create python", vm.status());
-    if (auto s = (*vm)->LoadProgram(THAW_BENCH_PYTHON, PythonFunction());
-        !s.ok()) {
-      Die("load python", s);
-    }
-    if (auto s = (*vm)->Boot(); !s.ok()) Die("boot python", s);
+    std::unique_ptr<Vm> vm = BootPython();
     auto* out = new std::string(ScratchDir() + "/python-function.thaw");
-    if (auto s = (*vm)->Snapshot(*out); !s.ok()) Die("snapshot python", s);
+    if (auto s = vm->Snapshot(*out); !s.ok()) Die("snapshot python", s);
     return out;
   }();
   return *path;
@@ -87,14 +93,8 @@ const std::string& PythonSnapshot() {
 void PythonBootInit(benchmark::State& state) {
   for (auto _ : state) {
     absl::Time start = absl::Now();
-    auto vm = Vm::Create(ProgramConfig(256ull << 20));
-    if (!vm.ok()) Die("create python", vm.status());
-    if (auto s = (*vm)->LoadProgram(THAW_BENCH_PYTHON, PythonFunction());
-        !s.ok()) {
-      Die("load python", s);
-    }
-    if (auto s = (*vm)->Boot(); !s.ok()) Die("boot python", s);
-    if (auto r = (*vm)->Call("handle", kPythonInput); !r.ok()) {
+    std::unique_ptr<Vm> vm = BootPython();
+    if (auto r = vm->Call("handle", kPythonInput); !r.ok()) {
       Die("python call", r.status());
     }
     state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start));

@@ -5,23 +5,9 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "lib/elf_bytes.h"
 
 namespace thaw {
-namespace {
-
-// True if [offset, offset + size) lies inside a buffer of `total` bytes.
-bool InBounds(uint64_t offset, uint64_t size, uint64_t total) {
-  return offset <= total && size <= total - offset;
-}
-
-template <typename T>
-T ReadAt(absl::Span<const uint8_t> bytes, uint64_t offset) {
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
-  return value;
-}
-
-}  // namespace
 
 absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
                                     absl::string_view name, GuestMemory& memory,
@@ -31,7 +17,8 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
     return absl::InvalidArgumentError(
         absl::StrFormat("guest image \"%s\": %s", name, why));
   };
-  if (elf.size() < sizeof(Elf64_Ehdr)) return bad("too short for an ELF header");
+  if (elf.size() < sizeof(Elf64_Ehdr))
+    return bad("too short for an ELF header");
   auto header = ReadAt<Elf64_Ehdr>(elf, 0);
   if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
     return bad("not an ELF file (bad magic)");
@@ -41,7 +28,8 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
     return bad("not a little-endian x86-64 ELF64 file");
   }
   if (header.e_type != ET_EXEC) {
-    return bad("not a static executable (ET_EXEC); link with lib/guest/guest.ld");
+    return bad(
+        "not a static executable (ET_EXEC); link with lib/guest/guest.ld");
   }
   if (header.e_phentsize != sizeof(Elf64_Phdr) ||
       !InBounds(header.e_phoff, uint64_t{header.e_phnum} * sizeof(Elf64_Phdr),
@@ -57,7 +45,8 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
     auto ph = ReadAt<Elf64_Phdr>(elf, header.e_phoff + i * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD) continue;
     if (ph.p_filesz > ph.p_memsz) {
-      return bad(absl::StrFormat("segment %d: file size exceeds memory size", i));
+      return bad(
+          absl::StrFormat("segment %d: file size exceeds memory size", i));
     }
     if (!InBounds(ph.p_offset, ph.p_filesz, elf.size())) {
       return bad(absl::StrFormat("segment %d lies outside the file", i));
@@ -82,8 +71,8 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
   }
   if (loaded == 0) return bad("no loadable segments");
   if (!entry_loaded) {
-    return bad(absl::StrFormat("entry point 0x%x is not in an executable segment",
-                               image.entry));
+    return bad(absl::StrFormat(
+        "entry point 0x%x is not in an executable segment", image.entry));
   }
 
   // Symbols are optional (a stripped guest still runs).
@@ -91,7 +80,8 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
       InBounds(header.e_shoff, uint64_t{header.e_shnum} * sizeof(Elf64_Shdr),
                elf.size())) {
     for (int i = 0; i < header.e_shnum; ++i) {
-      auto sh = ReadAt<Elf64_Shdr>(elf, header.e_shoff + i * sizeof(Elf64_Shdr));
+      auto sh =
+          ReadAt<Elf64_Shdr>(elf, header.e_shoff + i * sizeof(Elf64_Shdr));
       if (sh.sh_type != SHT_SYMTAB || sh.sh_link >= header.e_shnum ||
           !InBounds(sh.sh_offset, sh.sh_size, elf.size())) {
         continue;

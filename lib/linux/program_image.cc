@@ -5,23 +5,12 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "lib/elf_bytes.h"
 
 namespace thaw::linux_abi {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-
-bool InBounds(uint64_t offset, uint64_t size, uint64_t total) {
-  return offset <= total && size <= total - offset;
-}
-
-template <typename T>
-T ReadAt(absl::Span<const uint8_t> bytes, uint64_t offset) {
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
-  return value;
-}
-
 uint64_t PageDown(uint64_t v) { return v & ~(kPage - 1); }
 uint64_t PageUp(uint64_t v) { return PageDown(v + kPage - 1); }
 
