@@ -29,7 +29,7 @@ absl::StatusOr<LoadedImage> LoadElf(absl::Span<const uint8_t> elf,
   }
   if (header.e_type != ET_EXEC) {
     return bad(
-        "not a static executable (ET_EXEC); link with lib/guest/guest.ld");
+        "not a static executable (ET_EXEC); link with guest/guest.ld");
   }
   if (header.e_phentsize != sizeof(Elf64_Phdr) ||
       !InBounds(header.e_phoff, uint64_t{header.e_phnum} * sizeof(Elf64_Phdr),

@@ -1,7 +1,7 @@
 // Loads a function-guest ELF image into guest memory.
 //
 // Function guests are static x86-64 executables linked at THAW_IMAGE_BASE
-// (lib/guest/guest.ld). The file is untrusted: every offset, size and address
+// (guest/guest.ld). The file is untrusted: every offset, size and address
 // in it is checked against the file and against the load window before use,
 // and any violation is InvalidArgument naming the image and what is wrong.
 #ifndef THAW_LIB_ELF_LOADER_H_

@@ -17,7 +17,7 @@
  *
  * Build with thaw_add_guest() from CMake (cmake/ThawGuest.cmake), which
  * compiles with -ffreestanding -mno-red-zone and links at THAW_IMAGE_BASE
- * with lib/guest/guest.ld. The ABI underneath is in thaw/abi.h and
+ * with guest/guest.ld. The ABI underneath is in thaw/abi.h and
  * doc/guest-abi.md.
  *
  * Threading: a guest has one vCPU and no interrupts; nothing here is

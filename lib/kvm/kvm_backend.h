@@ -5,7 +5,8 @@
 // hypercalls exit as KVM_EXIT_IO. On the hot path registers travel through
 // KVM_SYNC_X86_REGS in the shared kvm_run page instead of extra ioctls.
 // Interrupt() sets kvm_run.immediate_exit and signals the vCPU thread with
-// kInterruptSignal, which is the documented race-free way to kick a vCPU.
+// a real-time signal (SIGRTMIN + 5), the documented race-free way to kick a
+// vCPU.
 #ifndef THAW_LIB_KVM_KVM_BACKEND_H_
 #define THAW_LIB_KVM_KVM_BACKEND_H_
 
