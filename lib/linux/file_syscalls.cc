@@ -232,14 +232,21 @@ backend::SyscallResult Syscalls::Write(const uint64_t* a) {
   return Result(-EBADF);
 }
 
+absl::StatusOr<std::vector<iovec>> Syscalls::IoVectors(uint64_t address,
+                                                       uint64_t count) {
+  if (count > kMaxIov) return absl::InvalidArgumentError("iovcnt");
+  auto bytes = UserSlice(address, count * sizeof(iovec));
+  if (!bytes.ok()) return bytes.status();
+  std::vector<iovec> vectors(count);
+  if (count > 0) std::memcpy(vectors.data(), bytes->data(), bytes->size());
+  return vectors;
+}
+
 backend::SyscallResult Syscalls::Readv(const uint64_t* a) {
-  if (a[2] > kMaxIov) return Result(-EINVAL);
-  auto vectors = UserSlice(a[1], a[2] * sizeof(iovec));
-  if (!vectors.ok()) return Result(-EFAULT);
+  auto vectors = IoVectors(a[1], a[2]);
+  if (!vectors.ok()) return Result(a[2] > kMaxIov ? -EINVAL : -EFAULT);
   int64_t total = 0;
-  for (uint64_t i = 0; i < a[2]; ++i) {
-    iovec v;
-    std::memcpy(&v, vectors->data() + i * sizeof(iovec), sizeof(v));
+  for (const iovec& v : *vectors) {
     if (v.iov_len == 0) continue;
     const uint64_t args[3] = {a[0], reinterpret_cast<uint64_t>(v.iov_base),
                               v.iov_len};
@@ -257,13 +264,10 @@ backend::SyscallResult Syscalls::Readv(const uint64_t* a) {
 }
 
 backend::SyscallResult Syscalls::Writev(const uint64_t* a) {
-  if (a[2] > kMaxIov) return Result(-EINVAL);
-  auto vectors = UserSlice(a[1], a[2] * sizeof(iovec));
-  if (!vectors.ok()) return Result(-EFAULT);
+  auto vectors = IoVectors(a[1], a[2]);
+  if (!vectors.ok()) return Result(a[2] > kMaxIov ? -EINVAL : -EFAULT);
   int64_t total = 0;
-  for (uint64_t i = 0; i < a[2]; ++i) {
-    iovec v;
-    std::memcpy(&v, vectors->data() + i * sizeof(iovec), sizeof(v));
+  for (const iovec& v : *vectors) {
     if (v.iov_len == 0) continue;
     const uint64_t args[3] = {a[0], reinterpret_cast<uint64_t>(v.iov_base),
                               v.iov_len};

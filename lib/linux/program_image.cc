@@ -54,16 +54,8 @@ absl::StatusOr<ProgramImage> LoadProgram(
     return absl::InvalidArgumentError(
         absl::StrFormat("program \"%s\": %s", name, why));
   };
-  if (elf.size() < sizeof(Elf64_Ehdr))
-    return bad("too short for an ELF header");
-  auto header = ReadAt<Elf64_Ehdr>(elf, 0);
-  if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) {
-    return bad("not an ELF file (bad magic)");
-  }
-  if (header.e_ident[EI_CLASS] != ELFCLASS64 ||
-      header.e_ident[EI_DATA] != ELFDATA2LSB || header.e_machine != EM_X86_64) {
-    return bad("not a little-endian x86-64 ELF64 file");
-  }
+  Elf64_Ehdr header;
+  if (const char* problem = ReadElf64Header(elf, &header)) return bad(problem);
   if (header.e_type != ET_EXEC && header.e_type != ET_DYN) {
     return bad("not an executable (ET_EXEC or ET_DYN)");
   }

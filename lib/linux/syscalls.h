@@ -17,6 +17,8 @@
 #ifndef THAW_LIB_LINUX_SYSCALLS_H_
 #define THAW_LIB_LINUX_SYSCALLS_H_
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -154,6 +156,10 @@ class Syscalls {
   int64_t Install(std::shared_ptr<OpenFile> file, int64_t from = 0);
   // openat's work: `dirfd` AT_FDCWD or a directory descriptor.
   int64_t OpenPath(int64_t dirfd, uint64_t path_address, int flags);
+  // The iovec array of readv/writev (`count` entries at `address`), or
+  // -EINVAL / -EFAULT.
+  absl::StatusOr<std::vector<iovec>> IoVectors(uint64_t address,
+                                               uint64_t count);
   // The guest path at `address` (NUL-terminated, shorter than kMaxPath).
   absl::StatusOr<std::string> PathAt(uint64_t address);
   // The directory a relative path is taken from.
