@@ -122,7 +122,7 @@ class VmCore {
   // chunks it touched.
   bool recording_ = false;
   std::vector<uint32_t> working_set_;
-  // Reset finds changed pages from KVM's dirty log plus the host's own
+  // Reset finds changed pages from the backend's dirty log plus the host's own
   // writes (GuestMemory's journal) when set, else from the memory source.
   bool dirty_log_ = false;
 

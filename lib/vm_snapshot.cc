@@ -96,8 +96,9 @@ absl::Status VmCore::RestoreFrom(
                         absl::StrCat("restore \"", path, "\": ", s.message()));
   }
   restored_.image = std::move(image);
-  // Resets are cheapest with the hypervisor's dirty log where there is one
-  // (KVM); elsewhere the memory source finds what changed.
+  // Resets are cheapest with the backend's dirty log (KVM's; the
+  // emulator's write hook); without one the memory source finds what
+  // changed.
   if (options.engine == RestoreEngine::kSharedBase && source_->can_revert() &&
       backend_->StartDirtyLog().ok()) {
     dirty_log_ = true;
@@ -238,11 +239,13 @@ absl::Status VmCore::Snapshot(const std::string& path,
 
 absl::StatusOr<PageRuns> VmCore::ChangedPages() {
   const uint64_t page_count = memory_->size() / kPage;
+  PageRuns runs;
   if (dirty_log_) {
-    // KVM logged the guest's writes; the journal holds the host's (call
-    // input, host-function output), and the runtime rewrites its own pages
-    // at every reset. A page in none of them was not written, so it is
-    // still the image's.
+    // The backend logged the guest's writes; the journal holds the host's
+    // (call input, host-function output), and the runtime rewrites its own
+    // pages at every reset. A page in none of them was not written, so it
+    // is still the image's. The page walker never writes the page tables
+    // (their accessed and dirty bits are preset), so they need no look.
     auto log = backend_->TakeDirtyLog();
     if (!log.ok()) return log.status();
     std::vector<uint64_t>& bits = *log;
@@ -257,39 +260,28 @@ absl::StatusOr<PageRuns> VmCore::ChangedPages() {
     for (const auto& [address, length] : memory_->TakeHostWrites()) {
       mark_pages(address / kPage, (address + length + kPage - 1) / kPage);
     }
-    PageRuns runs;
-    for (uint64_t p = 0; p < page_count; ++p) {
-      if (!(bits[p / 64] >> (p % 64) & 1)) continue;
-      if (!runs.empty() && runs.back().second == p) {
-        ++runs.back().second;
-      } else {
-        runs.emplace_back(p, p + 1);
+    // Word by word: a reset after a small call costs a pass over the
+    // bitmap (1 bit per page), not one step per page of guest memory.
+    for (uint64_t w = 0; w < bits.size(); ++w) {
+      for (uint64_t word = bits[w]; word != 0; word &= word - 1) {
+        const uint64_t p = w * 64 + __builtin_ctzll(word);
+        if (p >= page_count) break;
+        if (!runs.empty() && runs.back().second == p) {
+          ++runs.back().second;
+        } else {
+          runs.emplace_back(p, p + 1);
+        }
       }
     }
-    return runs;
+  } else {
+    auto found = source_->ChangedPages(0, memory_->size());
+    if (!found.ok()) return found.status();
+    runs = *std::move(found);
   }
-  auto runs = source_->ChangedPages(0, memory_->size());
-  if (!runs.ok()) return runs.status();
-  // The emulator drops code it translated from changed pages first: finding
-  // that code walks the guest page tables and may set accessed bits in them,
-  // a write. The page tables live in the host-owned first 2 MiB, so only
-  // that stretch needs a second look.
-  bool discarded = false;
-  for (const auto& [first, end] : *runs) {
-    discarded |=
-        backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
-  }
-  if (discarded) {
-    auto low = source_->ChangedPages(0, THAW_IMAGE_BASE);
-    if (!low.ok()) return low.status();
-    PageRuns merged = *std::move(low);
-    for (const auto& run : *runs) {
-      if (run.second > THAW_IMAGE_BASE / kPage) {
-        merged.emplace_back(
-            std::max<uint64_t>(run.first, THAW_IMAGE_BASE / kPage), run.second);
-      }
-    }
-    *runs = std::move(merged);
+  // The emulator drops code it translated from the pages being put back
+  // (it notices the guest's own writes to code, not the host's).
+  for (const auto& [first, end] : runs) {
+    backend_->DiscardCachedCode(first * kPage, (end - first) * kPage);
   }
   return runs;
 }

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
@@ -23,7 +24,12 @@ absl::StatusOr<std::unique_ptr<CopyOnWriteMemory>> CopyOnWriteMemory::Map(
         errno);
   }
   return std::unique_ptr<CopyOnWriteMemory>(new CopyOnWriteMemory(
-      static_cast<uint8_t*>(base), size, std::move(keep)));
+      static_cast<uint8_t*>(base), size, fd, std::move(keep)));
+}
+
+CopyOnWriteMemory::~CopyOnWriteMemory() {
+  // Safe: the view is this object's own mapping.
+  if (image_view_ != nullptr) munmap(const_cast<uint8_t*>(image_view_), size());
 }
 
 absl::StatusOr<std::function<ChunkHint(uint64_t)>>
@@ -53,16 +59,20 @@ absl::StatusOr<PageRuns> CopyOnWriteMemory::ChangedPages(uint64_t offset,
 }
 
 absl::Status CopyOnWriteMemory::Revert(const PageRuns& runs) {
+  if (image_view_ == nullptr && !runs.empty()) {
+    // Shared and read-only: the file's own pages, never a copy of them.
+    void* view = mmap(nullptr, size(), PROT_READ, MAP_SHARED, fd_, 0);
+    if (view == MAP_FAILED) {
+      return ErrnoStatus("Reset: map the image to copy pages back", errno);
+    }
+    image_view_ = static_cast<const uint8_t*>(view);
+  }
   for (const auto& [first, end] : runs) {
     if (first >= end || end > size() / kPage) {
       return absl::OutOfRangeError("Revert: a page run outside guest memory");
     }
-    // Safe: drops this mapping's private copies of its own pages; the next
-    // touch maps the file's page again.
-    if (madvise(base() + first * kPage, (end - first) * kPage, MADV_DONTNEED) !=
-        0) {
-      return ErrnoStatus("Reset: madvise(MADV_DONTNEED)", errno);
-    }
+    std::memcpy(base() + first * kPage, image_view_ + first * kPage,
+                (end - first) * kPage);
   }
   return absl::OkStatus();
 }

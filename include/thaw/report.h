@@ -55,8 +55,9 @@ struct RestoreStats {
   // This restore decompressed the Snapshot handle's shared base (the first
   // kSharedBase restore through a handle does; later ones map it).
   bool shared_base_built = false;
-  // Reset finds what changed from KVM's dirty log (plus the host's own
-  // writes) instead of walking the page tables (/proc/self/pagemap).
+  // Reset finds what changed from the backend's dirty log (KVM's; the
+  // emulator's write hook), plus the host's own writes, instead of walking
+  // the page tables (/proc/self/pagemap).
   bool reset_uses_dirty_log = false;
 };
 

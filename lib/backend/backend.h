@@ -116,8 +116,9 @@ class Backend {
   virtual void Interrupt() = 0;
   virtual void ClearInterrupt() = 0;
 
-  // Dirty-page tracking of guest writes (KVM's dirty log), for Vm::Reset.
-  // StartDirtyLog: Unimplemented where the backend has none (the emulator);
+  // Dirty-page tracking of guest writes (KVM's dirty log; the emulator's
+  // write hook), for Vm::Reset.
+  // StartDirtyLog: Unimplemented where the backend has none;
   // TakeDirtyLog: one bit per 4 KiB guest page written since the previous
   // take (or the start), least significant bit first, then cleared.
   virtual absl::Status StartDirtyLog() {
@@ -133,13 +134,11 @@ class Backend {
   virtual absl::Status CheckNothingPending() { return absl::OkStatus(); }
 
   // Guest memory in [address, address + size) was replaced behind the
-  // vCPU's back (Vm::Reset): drop anything decoded from it. Returns whether
-  // that may have written guest memory. KVM reads memory afresh and needs
-  // nothing.
-  virtual bool DiscardCachedCode(uint64_t address, uint64_t size) {
+  // vCPU's back (Vm::Reset): drop anything decoded from it. KVM reads
+  // memory afresh and needs nothing.
+  virtual void DiscardCachedCode(uint64_t address, uint64_t size) {
     (void)address;
     (void)size;
-    return false;
   }
 };
 

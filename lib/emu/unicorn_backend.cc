@@ -17,6 +17,7 @@ namespace {
 using backend::Exit;
 
 constexpr uint32_t kMsrEfer = 0xC0000080;
+constexpr uint64_t kPage = 4096;
 // A host-owned, mapped address in the boot-info page past the structure,
 // where no guest code runs: the `until` address of every run, used to stop
 // exactly at a parking hypercall (see Park()).
@@ -113,12 +114,34 @@ class UnicornBackend final : public backend::Backend {
   void ClearInterrupt() override {
     interrupted_.store(false, std::memory_order_release);
   }
-  bool DiscardCachedCode(uint64_t address, uint64_t size) override {
+  // The emulator's dirty log: a write hook over guest memory records the
+  // pages the guest stores to. Unicorn calls it for every store the guest
+  // makes, so it is installed only for a Vm that will be reset.
+  absl::Status StartDirtyLog() override {
+    if (dirty_hook_ != 0) return absl::OkStatus();
+    dirty_.assign((memory_.size() / kPage + 63) / 64, 0);
+    if (uc_err err = uc_hook_add(uc_, &dirty_hook_, UC_HOOK_MEM_WRITE,
+                                 reinterpret_cast<void*>(&OnWrite), this, 0,
+                                 memory_.size() - 1);
+        err != UC_ERR_OK) {
+      dirty_hook_ = 0;
+      return UcStatus("add the write hook (dirty log)", err);
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() override {
+    if (dirty_hook_ == 0) {
+      return absl::FailedPreconditionError("the dirty log is not on");
+    }
+    std::vector<uint64_t> taken(dirty_.size(), 0);
+    taken.swap(dirty_);
+    return taken;
+  }
+  void DiscardCachedCode(uint64_t address, uint64_t size) override {
     // Unicorn notices guest writes to translated code, but not memory the
-    // host replaced; drop translations of the range. Finding them walks the
-    // guest page tables, which can set accessed bits: a write.
+    // host replaced; drop translations of the range. (Finding them walks the
+    // guest page tables, whose accessed bits are preset: nothing is written.)
     uc_ctl_remove_cache(uc_, address, address + size);
-    return true;
   }
 
  private:
@@ -149,6 +172,16 @@ class UnicornBackend final : public backend::Backend {
   static void OnInterrupt(uc_engine*, uint32_t vector, void* self);
   static bool OnUnmapped(uc_engine*, uc_mem_type type, uint64_t address,
                          int size, int64_t value, void* self);
+  static void OnWrite(uc_engine*, uc_mem_type, uint64_t address, int size,
+                      int64_t, void* opaque) {
+    auto* self = static_cast<UnicornBackend*>(opaque);
+    // A store of up to 16 bytes may straddle two pages.
+    const uint64_t first = address / kPage;
+    const uint64_t last = (address + size - 1) / kPage;
+    for (uint64_t p = first; p <= last && p / 64 < self->dirty_.size(); ++p) {
+      self->dirty_[p / 64] |= uint64_t{1} << (p % 64);
+    }
+  }
 
   GuestMemory& memory_;
   uc_engine* uc_;
@@ -158,6 +191,8 @@ class UnicornBackend final : public backend::Backend {
   uint64_t resume_rip_ = 0;
   bool user_mode_ = false;  // the current Run() started in ring 3
   uc_context* initial_ = nullptr;
+  uc_hook dirty_hook_ = 0;
+  std::vector<uint64_t> dirty_;  // one bit per page written (dirty log)
 };
 
 void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,

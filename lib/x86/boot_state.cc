@@ -11,7 +11,14 @@ namespace {
 constexpr uint64_t kPagePresent = 1ull << 0;
 constexpr uint64_t kPageWritable = 1ull << 1;
 constexpr uint64_t kPageUser = 1ull << 2;
+constexpr uint64_t kPageAccessed = 1ull << 5;
+constexpr uint64_t kPageDirty = 1ull << 6;
 constexpr uint64_t kPageLarge = 1ull << 7;
+// Every entry is built with its accessed bit (and every leaf with its dirty
+// bit) already set, so the CPU's page walker never writes the tables: their
+// bytes stay the snapshot's, and a reset never has to look for them.
+constexpr uint64_t kTable = kPagePresent | kPageWritable | kPageAccessed;
+constexpr uint64_t kLeaf = kTable | kPageDirty;
 constexpr uint64_t k2MiB = 2ull << 20;
 constexpr uint64_t k1GiB = 1ull << 30;
 
@@ -61,22 +68,19 @@ absl::Status WritePageTables(GuestMemory& memory, bool user) {
   }
   std::memset(tables->data(), 0, tables->size());
   uint8_t* base = memory.host_base();
-  Store<uint64_t>(base + pml4, pdpt | kPagePresent | kPageWritable | u);
+  Store<uint64_t>(base + pml4, pdpt | kTable | u);
   for (uint64_t i = 0; i < pd_count; ++i) {
-    Store<uint64_t>(base + pdpt + 8 * i,
-                    (pd0 + 0x1000 * i) | kPagePresent | kPageWritable | u);
+    Store<uint64_t>(base + pdpt + 8 * i, (pd0 + 0x1000 * i) | kTable | u);
   }
   // The first 2 MiB in 4 KiB supervisor pages; entry 0 stays not-present.
-  Store<uint64_t>(base + pd0, pt0 | kPagePresent | kPageWritable | u);
+  Store<uint64_t>(base + pd0, pt0 | kTable | u);
   for (uint64_t i = 1; i < 512; ++i) {
-    Store<uint64_t>(base + pt0 + 8 * i,
-                    (i * 0x1000) | kPagePresent | kPageWritable);
+    Store<uint64_t>(base + pt0 + 8 * i, (i * 0x1000) | kLeaf);
   }
   for (uint64_t address = k2MiB; address < memory.size(); address += k2MiB) {
     uint64_t entry =
         address / k2MiB;  // index over all PDs, which are contiguous
-    Store<uint64_t>(base + pd0 + 8 * entry,
-                    address | kPagePresent | kPageWritable | kPageLarge | u);
+    Store<uint64_t>(base + pd0 + 8 * entry, address | kLeaf | kPageLarge | u);
   }
   return absl::OkStatus();
 }
