@@ -15,11 +15,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/page_runs.h"
 
 namespace thaw {
-
-// Runs of pages [first, end), as page indices from a mapping's start.
-using PageRuns = std::vector<std::pair<uint64_t, uint64_t>>;
 
 class PageMap {
  public:

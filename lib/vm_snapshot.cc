@@ -248,31 +248,16 @@ absl::StatusOr<PageRuns> VmCore::ChangedPages() {
     // (their accessed and dirty bits are preset), so they need no look.
     auto log = backend_->TakeDirtyLog();
     if (!log.ok()) return log.status();
-    std::vector<uint64_t>& bits = *log;
-    auto mark_pages = [&](uint64_t first, uint64_t end) {
-      for (uint64_t p = first; p < std::min(end, page_count); ++p) {
-        bits[p / 64] |= uint64_t{1} << (p % 64);
-      }
-    };
+    runs = *std::move(log);
     for (const auto& [first, end] : runtime_->HostOwnedPages()) {
-      mark_pages(first, end);
+      runs.emplace_back(first, std::min(end, page_count));
     }
     for (const auto& [address, length] : memory_->TakeHostWrites()) {
-      mark_pages(address / kPage, (address + length + kPage - 1) / kPage);
+      runs.emplace_back(
+          address / kPage,
+          std::min(page_count, (address + length + kPage - 1) / kPage));
     }
-    // Word by word: a reset after a small call costs a pass over the
-    // bitmap (1 bit per page), not one step per page of guest memory.
-    for (uint64_t w = 0; w < bits.size(); ++w) {
-      for (uint64_t word = bits[w]; word != 0; word &= word - 1) {
-        const uint64_t p = w * 64 + __builtin_ctzll(word);
-        if (p >= page_count) break;
-        if (!runs.empty() && runs.back().second == p) {
-          ++runs.back().second;
-        } else {
-          runs.emplace_back(p, p + 1);
-        }
-      }
-    }
+    NormalizeRuns(runs);
   } else {
     auto found = source_->ChangedPages(0, memory_->size());
     if (!found.ok()) return found.status();
@@ -296,8 +281,7 @@ absl::Status VmCore::Reset() {
   auto runs = ChangedPages();
   if (!runs.ok()) return Failed(runs.status());
   if (absl::Status s = source_->Revert(*runs); !s.ok()) return Failed(s);
-  uint64_t pages = 0;
-  for (const auto& [first, end] : *runs) pages += end - first;
+  const uint64_t pages = CountPages(*runs);
   if (absl::Status s = runtime_->Rewind(); !s.ok()) return Failed(s);
   auto entry = runtime_->ResumeState(restored_.vcpu);
   if (!entry.ok()) return Failed(entry.status());

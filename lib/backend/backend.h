@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/page_runs.h"
 #include "base/vcpu_state.h"
 #include "lib/guest_memory.h"
 #include "thaw/vm.h"
@@ -119,12 +120,12 @@ class Backend {
   // Dirty-page tracking of guest writes (KVM's dirty log; the emulator's
   // write hook), for Vm::Reset.
   // StartDirtyLog: Unimplemented where the backend has none;
-  // TakeDirtyLog: one bit per 4 KiB guest page written since the previous
-  // take (or the start), least significant bit first, then cleared.
+  // TakeDirtyLog: the 4 KiB guest pages written since the previous take
+  // (or the start), sorted; the log is then clear.
   virtual absl::Status StartDirtyLog() {
     return absl::UnimplementedError("no dirty log on this backend");
   }
-  virtual absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() {
+  virtual absl::StatusOr<PageRuns> TakeDirtyLog() {
     return absl::UnimplementedError("no dirty log on this backend");
   }
 

@@ -2,6 +2,7 @@
 
 #include <unicorn/unicorn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <optional>
@@ -129,13 +130,22 @@ class UnicornBackend final : public backend::Backend {
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() override {
+  absl::StatusOr<PageRuns> TakeDirtyLog() override {
     if (dirty_hook_ == 0) {
       return absl::FailedPreconditionError("the dirty log is not on");
     }
-    std::vector<uint64_t> taken(dirty_.size(), 0);
-    taken.swap(dirty_);
-    return taken;
+    // Only the words the hook set are read and cleared: the cost follows
+    // what the guest wrote, not the size of its memory.
+    std::sort(dirty_words_.begin(), dirty_words_.end());
+    PageRuns runs;
+    for (uint64_t w : dirty_words_) {
+      AppendRunsFromBitmap(dirty_.data(), w, w + 1, memory_.size() / kPage,
+                           runs);
+      dirty_[w] = 0;
+    }
+    dirty_words_.clear();
+    NormalizeRuns(runs);
+    return runs;
   }
   void DiscardCachedCode(uint64_t address, uint64_t size) override {
     // Unicorn notices guest writes to translated code, but not memory the
@@ -179,7 +189,9 @@ class UnicornBackend final : public backend::Backend {
     const uint64_t first = address / kPage;
     const uint64_t last = (address + size - 1) / kPage;
     for (uint64_t p = first; p <= last && p / 64 < self->dirty_.size(); ++p) {
-      self->dirty_[p / 64] |= uint64_t{1} << (p % 64);
+      uint64_t& word = self->dirty_[p / 64];
+      if (word == 0) self->dirty_words_.push_back(p / 64);
+      word |= uint64_t{1} << (p % 64);
     }
   }
 
@@ -192,7 +204,8 @@ class UnicornBackend final : public backend::Backend {
   bool user_mode_ = false;  // the current Run() started in ring 3
   uc_context* initial_ = nullptr;
   uc_hook dirty_hook_ = 0;
-  std::vector<uint64_t> dirty_;  // one bit per page written (dirty log)
+  std::vector<uint64_t> dirty_;        // one bit per page written (dirty log)
+  std::vector<uint64_t> dirty_words_;  // indices of dirty_'s non-zero words
 };
 
 void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,

@@ -179,7 +179,7 @@ class KvmBackend final : public backend::Backend {
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<std::vector<uint64_t>> TakeDirtyLog() override {
+  absl::StatusOr<PageRuns> TakeDirtyLog() override {
     std::vector<uint64_t> bitmap((memory_.size() / 4096 + 63) / 64, 0);
     kvm_dirty_log log{};
     log.slot = 0;
@@ -188,7 +188,10 @@ class KvmBackend final : public backend::Backend {
     if (IoctlRetryingEintr(vm_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
       return ErrnoStatus("KVM_GET_DIRTY_LOG", errno);
     }
-    return bitmap;
+    PageRuns runs;
+    AppendRunsFromBitmap(bitmap.data(), 0, bitmap.size(), memory_.size() / 4096,
+                         runs);
+    return runs;
   }
 
   void Interrupt() override {
