@@ -2,6 +2,7 @@
 // restore engine to its first instruction and through its first call, the
 // Firecracker-style baseline, shared-base clones and reset.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <memory>
@@ -50,20 +51,40 @@ void ColdBoot(benchmark::State& state, uint64_t size) {
   state.counters["working_set_chunks"] = s.working_set_chunks;
 }
 
+// Page faults (minor + major) so far: of the calling thread, which runs the
+// vCPU and so waits for every fault the guest takes, and of the process.
+struct Faults {
+  double thread = 0, process = 0;
+  static Faults Now() {
+    rusage self{}, thread{};
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_THREAD, &thread);
+    return {static_cast<double>(thread.ru_minflt + thread.ru_majflt),
+            static_cast<double>(self.ru_minflt + self.ru_majflt)};
+  }
+};
+
 // One timed iteration: `restore()` and, with `first_call`, the first call
-// (checked against the booted Vm's reply); the sample goes to the CDF. The
+// (checked against the booted Vm's reply); the sample goes to the CDF, the
+// faults taken meanwhile to the counters (averaged over iterations). The
 // restored Vm is returned so its destruction is not timed.
 template <typename RestoreFn>
 std::unique_ptr<Vm> TimeRestore(benchmark::State& state,
                                 const std::string& name, const Scenario& s,
                                 bool first_call, RestoreFn restore) {
+  const Faults before = Faults::Now();
   absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Vm>> vm = restore();
   if (!vm.ok()) Die("restore", vm.status());
   if (first_call) CheckReply((*vm)->Call("work", ""), s);
   const absl::Duration took = absl::Now() - start;
+  const Faults after = Faults::Now();
   state.SetIterationTime(Seconds(took));
   RecordSample(name, absl::ToDoubleMilliseconds(took));
+  state.counters["vcpu_thread_faults"] += benchmark::Counter(
+      after.thread - before.thread, benchmark::Counter::kAvgIterations);
+  state.counters["process_faults"] += benchmark::Counter(
+      after.process - before.process, benchmark::Counter::kAvgIterations);
   return *std::move(vm);
 }
 
@@ -87,6 +108,8 @@ void Restore(benchmark::State& state, std::string name, uint64_t size,
   state.counters["prefetch_waits"] = stats.prefetch_waits;
   state.counters["chunks_read"] = stats.chunks_read;
   state.counters["MiB_read"] = stats.bytes_read / 1048576.0;
+  state.counters["populated_pages"] = stats.populated_pages;
+  state.counters["pages_made_private"] = stats.pages_made_private;
 }
 
 // The n-th shared-base clone: restored through a Snapshot handle that

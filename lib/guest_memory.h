@@ -59,6 +59,10 @@ class GuestMemory {
     journal_enabled_ = true;
     host_writes_.clear();
   }
+  void StopHostWriteJournal() {
+    journal_enabled_ = false;
+    host_writes_.clear();
+  }
   void NoteHostWrite(uint64_t address, uint64_t length) {
     if (journal_enabled_ && length > 0)
       host_writes_.emplace_back(address, length);

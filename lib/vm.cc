@@ -171,10 +171,7 @@ absl::StatusOr<std::string> VmCore::Call(absl::string_view function,
     r.last_call = d;
     r.total_calls += d;
   });
-  if (recording_) {
-    working_set_ = source_->StopRecording();
-    recording_ = false;
-  }
+  if (recording_) StopRecording();
   if (!status.ok()) return Failed(status);
   GuestRuntime::Outcome outcome = runtime_->Finish(what);
   if (!outcome.reply.ok() && !outcome.vm_usable) {

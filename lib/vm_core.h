@@ -93,6 +93,11 @@ class VmCore {
   absl::Status Failed(absl::Status error);
   // The runs of pages Reset must put back.
   absl::StatusOr<PageRuns> ChangedPages();
+  // The pages the dirty log and the host-write journal hold; both clear.
+  absl::StatusOr<PageRuns> TakeWrittenPages();
+  // Ends working-set recording after the first call: the chunks it touched
+  // and the pages it wrote.
+  void StopRecording();
   template <typename F>
   void Record(F update) {
     std::lock_guard<std::mutex> lock(report_mutex_);
@@ -122,6 +127,9 @@ class VmCore {
   // chunks it touched.
   bool recording_ = false;
   std::vector<uint32_t> working_set_;
+  // While recording, the dirty log is on for the pages the call writes.
+  bool recording_writes_ = false;
+  std::vector<uint32_t> written_pages_;
   // Reset finds changed pages from the backend's dirty log plus the host's own
   // writes (GuestMemory's journal) when set, else from the memory source.
   bool dirty_log_ = false;

@@ -103,6 +103,11 @@ absl::Status VmCore::RestoreFrom(
       backend_->StartDirtyLog().ok()) {
     dirty_log_ = true;
     memory_->StartHostWriteJournal();
+  } else if (options.record_working_set && backend_->StartDirtyLog().ok()) {
+    // The recorded call's writes too, so that a prefetching restore can make
+    // those pages private before the guest writes them.
+    memory_->StartHostWriteJournal();
+    recording_writes_ = true;
   }
   if (absl::Status s = runtime_->Restore(m, path); !s.ok()) {
     if (absl::Status damage = source_->error(); !damage.ok()) return damage;
@@ -118,8 +123,9 @@ absl::Status VmCore::RestoreFrom(
     return s;
   }
   if (absl::Status s = source_->error(); !s.ok()) return s;
-  if (dirty_log_) {
-    // Start from a clean log: only what happens from here on is undone.
+  if (dirty_log_ || recording_writes_) {
+    // Start from a clean log: only what happens from here on is undone (or
+    // recorded).
     if (auto log = backend_->TakeDirtyLog(); !log.ok()) return log.status();
     memory_->TakeHostWrites();
   }
@@ -148,6 +154,8 @@ RestoreStats VmCore::restore_stats() const {
   stats.zero_chunks = c.zero_chunks.load();
   stats.prefetched = c.prefetched.load();
   stats.mapped = c.mapped.load();
+  stats.populated_pages = c.populated_pages.load();
+  stats.pages_made_private = c.pages_made_private.load();
   stats.reads_without_io_uring = c.reads_without_io_uring.load();
   return stats;
 }
@@ -237,6 +245,37 @@ absl::Status VmCore::Snapshot(const std::string& path,
   return absl::OkStatus();
 }
 
+absl::StatusOr<PageRuns> VmCore::TakeWrittenPages() {
+  const uint64_t page_count = memory_->size() / kPage;
+  auto log = backend_->TakeDirtyLog();
+  if (!log.ok()) return log.status();
+  PageRuns runs = *std::move(log);
+  for (const auto& [address, length] : memory_->TakeHostWrites()) {
+    runs.emplace_back(
+        address / kPage,
+        std::min(page_count, (address + length + kPage - 1) / kPage));
+  }
+  NormalizeRuns(runs);
+  return runs;
+}
+
+void VmCore::StopRecording() {
+  working_set_ = source_->StopRecording();
+  recording_ = false;
+  if (!recording_writes_) return;
+  recording_writes_ = false;
+  written_pages_.clear();
+  // Without the log the working set is still good; only the pages to make
+  // private up front are unknown.
+  if (auto written = TakeWrittenPages(); written.ok()) {
+    for (const auto& [first, end] : *written) {
+      for (uint64_t p = first; p < end; ++p) written_pages_.push_back(p);
+    }
+  }
+  backend_->StopDirtyLog();
+  memory_->StopHostWriteJournal();
+}
+
 absl::StatusOr<PageRuns> VmCore::ChangedPages() {
   const uint64_t page_count = memory_->size() / kPage;
   PageRuns runs;
@@ -246,16 +285,11 @@ absl::StatusOr<PageRuns> VmCore::ChangedPages() {
     // pages at every reset. A page in none of them was not written, so it
     // is still the image's. The page walker never writes the page tables
     // (their accessed and dirty bits are preset), so they need no look.
-    auto log = backend_->TakeDirtyLog();
-    if (!log.ok()) return log.status();
-    runs = *std::move(log);
+    auto written = TakeWrittenPages();
+    if (!written.ok()) return written.status();
+    runs = *std::move(written);
     for (const auto& [first, end] : runtime_->HostOwnedPages()) {
       runs.emplace_back(first, std::min(end, page_count));
-    }
-    for (const auto& [address, length] : memory_->TakeHostWrites()) {
-      runs.emplace_back(
-          address / kPage,
-          std::min(page_count, (address + length + kPage - 1) / kPage));
     }
     NormalizeRuns(runs);
   } else {
@@ -315,7 +349,8 @@ absl::Status VmCore::WriteWorkingSet() {
         "WriteWorkingSet: nothing recorded yet (record_working_set was off, "
         "or no call has completed)");
   }
-  return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_);
+  return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_,
+                                         written_pages_);
 }
 
 SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {

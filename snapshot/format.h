@@ -18,7 +18,7 @@ namespace thaw::snapshot {
 
 inline constexpr char kMagic[8] = {'T', 'H', 'A', 'W', 'S', 'N', 'A', 'P'};
 inline constexpr uint16_t kMajorVersion = 1;
-inline constexpr uint16_t kMinorVersion = 1;
+inline constexpr uint16_t kMinorVersion = 2;
 inline constexpr uint32_t kArchX86_64 = 1;
 
 inline constexpr uint64_t kHeaderSize = 64;

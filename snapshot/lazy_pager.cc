@@ -122,6 +122,8 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
     pager->prefetcher_ =
         std::thread([p = pager.get()] { p->PrefetchWorkingSet(); });
   }
+  // Meanwhile (the other threads run on), the mapped chunks' entries.
+  pager->PopulateMapped();
   return pager;
 }
 
@@ -201,6 +203,63 @@ absl::StatusOr<std::vector<bool>> LazyPager::MapRawWorkingSet() {
     counters_.mapped += run.count;
   }
   return mapped;
+}
+
+namespace {
+
+// madvise(MADV_POPULATE_*) over [at, at + length), retried when
+// interrupted. Best effort: a range it cannot fill faults in as usual.
+bool Populate(uint8_t* at, uint64_t length, int advice) {
+  while (madvise(at, length, advice) != 0) {
+    if (errno != EINTR && errno != EAGAIN) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void LazyPager::PopulateMapped() {
+  // First the pages the recorded call wrote, each copied out of the page
+  // cache into a private page while its entry is still empty. (Made
+  // private after a read had mapped it, a page's old entry must be flushed
+  // from every CPU's TLB: an interprocessor interrupt each, dear in a VM.)
+  const auto& written = image_->manifest().working_set_written_pages();
+  const uint64_t per_chunk = chunk_size_ / kPage;
+  int i = 0;
+  while (i < written.size()) {
+    const uint64_t first = written[i];
+    uint64_t end = first + 1;
+    while (++i < written.size() && written[i] == end) ++end;
+    // Only pages mapped from the file: streamed chunks are installed
+    // private already.
+    const uint64_t chunk = first / per_chunk;
+    if (chunk >= image_->chunk_count() || !IsMapped(chunk)) continue;
+    end = std::min(end, (chunk + 1) * per_chunk);
+    if (!Populate(memory_ + first * kPage, (end - first) * kPage,
+                  MADV_POPULATE_WRITE)) {
+      break;
+    }
+    counters_.pages_made_private += end - first;
+  }
+  // Then every mapped page's entry, one call per run of chunks.
+  for (const MappedRun& run : mapped_) {
+    const uint64_t length = run.count * chunk_size_;
+    if (!Populate(memory_ + run.first * chunk_size_, length,
+                  MADV_POPULATE_READ)) {
+      return;
+    }
+    counters_.populated_pages += length / kPage;
+  }
+}
+
+bool LazyPager::IsMapped(uint64_t chunk) const {
+  // mapped_ is sorted by first chunk and never changes after Start.
+  auto it = std::upper_bound(
+      mapped_.begin(), mapped_.end(), chunk,
+      [](uint64_t c, const MappedRun& run) { return c < run.first; });
+  if (it == mapped_.begin()) return false;
+  --it;
+  return chunk < it->first + it->count;
 }
 
 namespace {

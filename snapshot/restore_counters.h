@@ -15,6 +15,10 @@ struct RestoreCounters {
   std::atomic<uint64_t> zero_chunks{0};     // zero chunks installed lazily
   std::atomic<uint64_t> prefetched{0};      // chunks installed by prefetch
   std::atomic<uint64_t> mapped{0};          // chunks mapped from the file
+  // Pages of mapped chunks whose entries were filled in bulk, and written
+  // pages made private up front (lazy+prefetch).
+  std::atomic<uint64_t> populated_pages{0};
+  std::atomic<uint64_t> pages_made_private{0};
   // Reads done with pread because io_uring could not be set up here.
   std::atomic<uint64_t> reads_without_io_uring{0};
 };

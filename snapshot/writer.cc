@@ -303,13 +303,15 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
 }
 
 absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
-                                   const std::vector<uint32_t>& working_set) {
+                                   const std::vector<uint32_t>& working_set,
+                                   const std::vector<uint32_t>& written_pages) {
   proto::Manifest manifest = source.manifest();
   const uint64_t chunks = source.chunk_count();
   auto file = CreateWithHeaderSpace(source.path());
   if (!file.ok()) return file.status();
   manifest.clear_frames();
   manifest.clear_working_set();
+  manifest.clear_working_set_written_pages();
   FrameWriter frames(**file, *manifest.mutable_frames(), source.chunk_size(),
                      manifest.compression_level());
   std::vector<uint32_t> table(chunks, SnapshotFile::kZero);
@@ -364,6 +366,10 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   SetChunkTable(*manifest.mutable_memory(), table, SnapshotFile::kZero);
   for (uint32_t c : working_set) {
     if (c < chunks) manifest.add_working_set(c);
+  }
+  const uint64_t pages = chunks * (source.chunk_size() / 4096);
+  for (uint32_t p : written_pages) {
+    if (p < pages) manifest.add_working_set_written_pages(p);
   }
   return Finish(**file, manifest);
 }

@@ -55,8 +55,11 @@ absl::Status WriteSnapshot(const WriteRequest& request);
 // not a parent) are stored raw at 4 KiB-aligned offsets, so that a
 // prefetching restore maps them from the file instead of decompressing
 // them; the other frames are copied, not recompressed.
+// `written_pages` (ascending page numbers the recorded call wrote) is
+// recorded beside it.
 absl::Status RewriteWithWorkingSet(const SnapshotFile& file,
-                                   const std::vector<uint32_t>& working_set);
+                                   const std::vector<uint32_t>& working_set,
+                                   const std::vector<uint32_t>& written_pages);
 
 }  // namespace thaw::snapshot
 

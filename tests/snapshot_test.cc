@@ -326,6 +326,39 @@ TEST_P(SnapshotTest, PrefetchOfARecordedWorkingSetTakesFewerFaults) {
   EXPECT_LT(prefetch_stats.chunks_read, lazy_stats.chunks_read);
 }
 
+TEST_P(SnapshotTest, PrefetchMakesThePagesTheRecordedCallWrotePrivateUpFront) {
+  auto vm = Boot(Config());
+  ASSERT_NE(vm, nullptr);
+  const std::string path = Path("fn.thaw");
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
+  ASSERT_NE(recorder, nullptr);
+  EXPECT_EQ(AsU64(Call(*recorder, "dirty", "16")), 16u);
+  ASSERT_TRUE(recorder->WriteWorkingSet().ok());
+  ASSERT_TRUE(VerifySnapshot(path).ok());
+
+  auto lazy = Restore(path, RestoreEngine::kLazy);
+  auto prefetch = Restore(path, RestoreEngine::kLazyPrefetch);
+  ASSERT_NE(lazy, nullptr);
+  ASSERT_NE(prefetch, nullptr);
+  // Filled in before the guest ran: the written pages made private, the
+  // rest of the mapped working set's entries present...
+  const RestoreStats stats = prefetch->restore_stats();
+  EXPECT_GE(stats.pages_made_private, 16u);
+  EXPECT_GE(stats.populated_pages, stats.pages_made_private);
+  EXPECT_EQ(stats.faults, 0u);
+  // ... and still the snapshot's bytes, as a lazy restore serves them.
+  EXPECT_TRUE(SameMemory(MemoryWithoutBootInfo(*prefetch),
+                         MemoryWithoutBootInfo(*lazy)));
+  EXPECT_EQ(AsU64(Call(*prefetch, "dirty", "16")), 16u);
+  EXPECT_EQ(AsU64(Call(*prefetch, "counter")), 1u);
+  // The file was never written through the private pages.
+  auto again = Restore(path, RestoreEngine::kLazyPrefetch);
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(
+      SameMemory(MemoryWithoutBootInfo(*again), MemoryWithoutBootInfo(*lazy)));
+}
+
 TEST_P(SnapshotTest, HundredSharedBaseClonesEachKeepTheirOwnWrites) {
   const std::string path = BootAndSnapshot();
   ASSERT_FALSE(path.empty());

@@ -109,6 +109,8 @@ py::dict StatsDict(const RestoreStats& s) {
   d["zero_chunks"] = s.zero_chunks;
   d["prefetched"] = s.prefetched;
   d["mapped"] = s.mapped;
+  d["populated_pages"] = s.populated_pages;
+  d["pages_made_private"] = s.pages_made_private;
   d["reads_without_io_uring"] = s.reads_without_io_uring;
   d["resets"] = s.resets;
   d["pages_reset"] = s.pages_reset;

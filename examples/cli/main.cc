@@ -163,14 +163,17 @@ int Restore(const thaw::cli::Args& args) {
   const thaw::RestoreStats stats = (*vm)->restore_stats();
   std::fprintf(stderr,
                "restore: engine %s, %llu faults (+%llu waiting on prefetch), "
-               "%llu chunks read (%llu bytes), %llu prefetched, %llu mapped\n",
+               "%llu chunks read (%llu bytes), %llu prefetched, %llu mapped "
+               "(%llu pages populated, %llu made private)\n",
                std::string(thaw::RestoreEngineName(stats.engine)).c_str(),
                static_cast<unsigned long long>(stats.faults),
                static_cast<unsigned long long>(stats.prefetch_waits),
                static_cast<unsigned long long>(stats.chunks_read),
                static_cast<unsigned long long>(stats.bytes_read),
                static_cast<unsigned long long>(stats.prefetched),
-               static_cast<unsigned long long>(stats.mapped));
+               static_cast<unsigned long long>(stats.mapped),
+               static_cast<unsigned long long>(stats.populated_pages),
+               static_cast<unsigned long long>(stats.pages_made_private));
   if (code == 0 && args.record_working_set) {
     if (absl::Status s = (*vm)->WriteWorkingSet(); !s.ok()) return Fail(s);
     std::fprintf(stderr, "thaw: working set written into %s\n",

@@ -47,6 +47,11 @@ struct RestoreStats {
   // Working-set chunks mapped straight from the file (stored raw by
   // Vm::WriteWorkingSet), checked in the background.
   uint64_t mapped = 0;
+  // Pages of those chunks whose page-table entries were filled in bulk
+  // before the guest touched them, and pages the recorded first call wrote
+  // that were made private up front (so the guest takes no fault on them).
+  uint64_t populated_pages = 0;
+  uint64_t pages_made_private = 0;
   // Reads done with plain pread because io_uring is unavailable here (a
   // seccomp filter, kernel.io_uring_disabled): restores still work.
   uint64_t reads_without_io_uring = 0;

@@ -128,6 +128,8 @@ class Backend {
   virtual absl::StatusOr<PageRuns> TakeDirtyLog() {
     return absl::UnimplementedError("no dirty log on this backend");
   }
+  // Turns the log off (the guest runs at full speed again); idempotent.
+  virtual void StopDirtyLog() {}
 
   // OK if the vCPU has nothing in flight that VcpuState does not hold (a
   // pending or injected exception, interrupt or NMI; a halted or

@@ -130,6 +130,13 @@ class UnicornBackend final : public backend::Backend {
     }
     return absl::OkStatus();
   }
+  void StopDirtyLog() override {
+    if (dirty_hook_ == 0) return;
+    uc_hook_del(uc_, dirty_hook_);
+    dirty_hook_ = 0;
+    dirty_.clear();
+    dirty_words_.clear();
+  }
   absl::StatusOr<PageRuns> TakeDirtyLog() override {
     if (dirty_hook_ == 0) {
       return absl::FailedPreconditionError("the dirty log is not on");

@@ -164,17 +164,21 @@ class KvmBackend final : public backend::Backend {
   }
   absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
 
-  absl::Status StartDirtyLog() override {
+  absl::Status StartDirtyLog() override { return SetDirtyLogging(true); }
+  void StopDirtyLog() override { (void)SetDirtyLogging(false); }
+  absl::Status SetDirtyLogging(bool on) {
     kvm_userspace_memory_region region{};
     region.slot = 0;
-    region.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    region.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0;
     region.guest_phys_addr = 0;
     region.memory_size = memory_.size();
     region.userspace_addr = reinterpret_cast<uint64_t>(memory_.host_base());
     // Safe: the same slot over the same mapping, now with dirty logging.
     if (IoctlRetryingEintr(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) <
         0) {
-      return ErrnoStatus("KVM_SET_USER_MEMORY_REGION with dirty logging",
+      return ErrnoStatus(absl::StrCat("KVM_SET_USER_MEMORY_REGION with dirty "
+                                      "logging ",
+                                      on ? "on" : "off"),
                          errno);
     }
     return absl::OkStatus();
