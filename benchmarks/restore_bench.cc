@@ -88,16 +88,29 @@ std::unique_ptr<Vm> TimeRestore(benchmark::State& state,
   return *std::move(vm);
 }
 
+// Drops `path` from the page cache, as on a host that never read it: what a
+// restore then needs comes from the disk.
+void EvictFromPageCache(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die("open to evict", absl::InternalError(path));
+  // Safe: written back first, so DONTNEED really drops every page.
+  fdatasync(fd);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  close(fd);
+}
+
 // One engine, timed to the first instruction (Restore returns) or through
-// the first call.
+// the first call; `cold`: with the snapshot file evicted from the page cache
+// before each restore.
 void Restore(benchmark::State& state, std::string name, uint64_t size,
-             RestoreEngine engine, bool first_call) {
+             RestoreEngine engine, bool first_call, bool cold) {
   const Scenario& s = GetScenario(size);
   const std::string& path =
       engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
   const RestoreOptions options = Options(size, engine);
   RestoreStats stats;
   for (auto _ : state) {
+    if (cold) EvictFromPageCache(path);
     // Vm::Restore opens the file each time and keeps no shared base: a
     // cold restore of every engine, as a process restoring once would see.
     std::unique_ptr<Vm> vm = TimeRestore(
@@ -128,14 +141,19 @@ void SharedNth(benchmark::State& state, std::string name, uint64_t size,
   }
 }
 
-// Firecracker's way: the raw memory file mapped MAP_PRIVATE.
+// Firecracker's way: the raw memory file mapped MAP_PRIVATE; `cold`: with
+// the memory file and the snapshot (its vCPU state) evicted first.
 void Firecracker(benchmark::State& state, std::string name, uint64_t size,
-                 bool first_call) {
+                 bool first_call, bool cold) {
   const Scenario& s = GetScenario(size);
   int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
   const RestoreOptions options = Options(size, RestoreEngine::kEager);
   for (auto _ : state) {
+    if (cold) {
+      EvictFromPageCache(s.raw_memory);
+      EvictFromPageCache(s.snapshot);
+    }
     TimeRestore(state, name, s, first_call,
                 [&]() -> absl::StatusOr<std::unique_ptr<Vm>> {
                   // Like Vm::Restore: the snapshot's state is read each time.
@@ -239,7 +257,8 @@ void RegisterRestoreBenchmarks() {
                                    : 30;
         const std::string bench =
             absl::StrCat("restore/", name, "/", phase, "/", n);
-        RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call)
+        RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call,
+                          /*cold=*/false)
             ->Iterations(Iterations(iterations))
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
@@ -252,11 +271,31 @@ void RegisterRestoreBenchmarks() {
           ->Unit(benchmark::kMillisecond);
       const std::string fc =
           absl::StrCat("restore/firecracker/", phase, "/", n);
-      RegisterBenchmark(fc.c_str(), Firecracker, fc, size, call)
+      RegisterBenchmark(fc.c_str(), Firecracker, fc, size, call,
+                        /*cold=*/false)
           ->Iterations(Iterations(10))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
+    // Cold page cache: the files come from the disk.
+    for (const auto& [name, engine] :
+         {std::pair{"lazy", RestoreEngine::kLazy},
+          std::pair{"prefetch", RestoreEngine::kLazyPrefetch}}) {
+      const std::string bench =
+          absl::StrCat("restore_cold/", name, "/first_call/", n);
+      RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
+                        /*first_call=*/true, /*cold=*/true)
+          ->Iterations(Iterations(10))
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+    const std::string fc_cold =
+        absl::StrCat("restore_cold/firecracker/first_call/", n);
+    RegisterBenchmark(fc_cold.c_str(), Firecracker, fc_cold, size,
+                      /*first_call=*/true, /*cold=*/true)
+        ->Iterations(Iterations(10))
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
     RegisterBenchmark(("reset/dirty16/" + n).c_str(), Reset, size)
         ->Iterations(Iterations(200))
         ->UseManualTime()

@@ -48,6 +48,38 @@ void Write(benchmark::State& state, uint64_t size, int level, uint32_t chunk) {
   std::filesystem::remove(path);
 }
 
+// Dense memory: a guest whose memory is mostly non-zero, compressible data
+// (bench_fn's `densify`), written at the default level with `threads`
+// compressing threads (1: the single-threaded writer; 0: every core).
+void WriteDense(benchmark::State& state, uint64_t size, unsigned threads) {
+  static std::unique_ptr<Vm> vm;
+  if (!vm) {
+    auto created = Vm::Create(BenchConfig(size));
+    if (!created.ok()) Die("create", created.status());
+    if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok())
+      Die("load", s);
+    if (auto s = (*created)->Boot(); !s.ok()) Die("boot", s);
+    if (auto r = (*created)->Call("densify", ""); !r.ok())
+      Die("densify", r.status());
+    vm = *std::move(created);
+  }
+  const std::string path = ScratchDir() + "/dense.thaw";
+  SnapshotOptions options;
+  options.threads = threads;
+  for (auto _ : state) {
+    absl::Time start = absl::Now();
+    if (auto s = vm->Snapshot(path, options); !s.ok()) Die("snapshot", s);
+    state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  auto info = InspectSnapshot(path);
+  if (!info.ok()) Die("inspect", info.status());
+  state.SetBytesProcessed(state.iterations() * size);
+  state.counters["memory_over_file"] = info->compression_ratio();
+  state.counters["dense_fraction"] =
+      static_cast<double>(info->chunks - info->zero_chunks) / info->chunks;
+  std::filesystem::remove(path);
+}
+
 }  // namespace
 
 void RegisterSnapshotBenchmarks() {
@@ -64,6 +96,16 @@ void RegisterSnapshotBenchmarks() {
   };
   for (int level : {1, 3, 9, 19}) add(level, 64u << 10, level >= 19 ? 1 : 3);
   for (uint32_t chunk : {16u << 10, 256u << 10, 1u << 20}) add(3, chunk, 3);
+  for (unsigned threads : {1u, 0u}) {
+    benchmark::RegisterBenchmark(
+        absl::StrCat("snapshot_write_dense/threads:",
+                     threads == 0 ? "all" : "1", "/", SizeName(size))
+            .c_str(),
+        WriteDense, size, threads)
+        ->Iterations(Iterations(3))
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
+  }
 }
 
 }  // namespace thaw::bench

@@ -181,6 +181,7 @@ absl::Status VmCore::Snapshot(const std::string& path,
   request.chunk_size = options.chunk_size;
   request.source = restored_.image;
   request.progress = options.progress;
+  request.threads = options.threads;
   // A working set this Vm recorded goes first in the new file too (its
   // chunk numbers hold only for the chunk size they were recorded in).
   if (!recording_ && restored_.image != nullptr &&

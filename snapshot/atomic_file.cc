@@ -59,8 +59,14 @@ absl::Status AtomicFile::Error(absl::string_view what, int error_number) const {
 
 absl::Status AtomicFile::Flush() {
   if (buffer_.empty()) return absl::OkStatus();
-  absl::Status s =
-      WriteFull(fd_, buffer_.data(), buffer_.size(), size_ - buffer_.size());
+  const uint64_t offset = size_ - buffer_.size();
+  absl::Status s = WriteFull(fd_, buffer_.data(), buffer_.size(), offset);
+  if (s.ok()) {
+    // Start writing these bytes to the disk now, in the background, so
+    // that Commit's fsync waits for the tail only, not the whole file.
+    (void)sync_file_range(fd_, offset, buffer_.size(),
+                          SYNC_FILE_RANGE_WRITE);
+  }
   buffer_.clear();
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,

@@ -4,9 +4,11 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
@@ -14,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "base/errno_status.h"
 #include "base/little_endian.h"
+#include "base/parallel_for.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/format.h"
 
@@ -93,34 +96,58 @@ absl::Status Finish(AtomicFile& file, const proto::Manifest& manifest) {
   return file.Commit();
 }
 
-class FrameWriter {
- public:
-  FrameWriter(AtomicFile& file, proto::Frames& frames, uint32_t chunk_size,
-              int level)
-      : file_(file),
-        frames_(frames),
-        chunk_size_(chunk_size),
-        level_(level),
-        cctx_(ZSTD_createCCtx(), ZSTD_freeCCtx),
-        compressed_(ZSTD_compressBound(chunk_size)) {}
+// Chunks handled per window of the writer's loop: enough to keep every core
+// busy, few enough that the compressed frames waiting to be appended stay
+// small (256 x 64 KiB chunks is 16 MiB of memory).
+constexpr uint64_t kWindow = 256;
 
-  // Compresses `chunk` (raw when that is not smaller) and appends it.
-  absl::StatusOr<uint32_t> Add(const uint8_t* chunk) {
-    size_t n =
-        ZSTD_compressCCtx(cctx_.get(), compressed_.data(), compressed_.size(),
-                          chunk, chunk_size_, level_);
+// One thread's zstd context and output buffer.
+class Compressor {
+ public:
+  Compressor(uint32_t chunk_size, int level)
+      : chunk_size_(chunk_size),
+        level_(level),
+        cctx_(ZSTD_createCCtx(), ZSTD_freeCCtx) {}
+  // Compresses `chunk` into `out`; returns the bytes to store: `out`, or
+  // the chunk itself when compression does not make it smaller.
+  absl::StatusOr<absl::Span<const uint8_t>> Compress(
+      const uint8_t* chunk, std::vector<uint8_t>& out) {
+    out.resize(ZSTD_compressBound(chunk_size_));
+    size_t n = ZSTD_compressCCtx(cctx_.get(), out.data(), out.size(), chunk,
+                                 chunk_size_, level_);
     if (ZSTD_isError(n)) {
       return absl::InternalError(
           absl::StrCat("zstd compression failed: ", ZSTD_getErrorName(n)));
     }
-    const uint8_t* stored = compressed_.data();
-    if (n >= chunk_size_) {
-      stored = chunk;
-      n = chunk_size_;
-    }
-    ContentHash content = HashContent(absl::MakeConstSpan(chunk, chunk_size_));
-    return AddStored(absl::MakeConstSpan(stored, n), content);
+    if (n >= chunk_size_) return absl::MakeConstSpan(chunk, chunk_size_);
+    return absl::MakeConstSpan(out.data(), n);
   }
+
+ private:
+  uint32_t chunk_size_;
+  int level_;
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx_;
+};
+
+// What the writer does with one chunk of a window.
+struct ChunkWork {
+  enum Action { kNothing, kParent, kSameAs, kCopySource, kCompress };
+  uint32_t chunk = 0;
+  ChunkHint hint = ChunkHint::kRead;
+  const uint8_t* bytes = nullptr;
+  bool zero = false;
+  ContentHash hash;
+  Action action = kNothing;
+  uint32_t same_as = 0;  // kSameAs: the chunk stored with this content
+  std::vector<uint8_t> compressed;
+  absl::StatusOr<absl::Span<const uint8_t>> stored =
+      absl::Span<const uint8_t>();
+};
+
+class FrameWriter {
+ public:
+  FrameWriter(AtomicFile& file, proto::Frames& frames)
+      : file_(file), frames_(frames) {}
 
   // Appends frame `frame` of `from` as it is stored (no decompression, no
   // recompression), after checking its stored hash.
@@ -151,10 +178,6 @@ class FrameWriter {
  private:
   AtomicFile& file_;
   proto::Frames& frames_;
-  uint32_t chunk_size_;
-  int level_;
-  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx_;
-  std::vector<uint8_t> compressed_;
 };
 
 // Chunks in writing order: the working set first, then the rest.
@@ -235,64 +258,138 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
   const uint64_t chunks = r.memory_size / chunk_size;
   constexpr uint32_t kZeroEntry = SnapshotFile::kZero;
   std::vector<uint32_t> table(chunks, kZeroEntry);
-  FrameWriter frames(**file, *manifest.mutable_frames(), chunk_size, r.level);
+  FrameWriter frames(**file, *manifest.mutable_frames());
+  const unsigned threads = r.threads != 0 ? r.threads : UsableCores();
+  std::vector<Compressor> compressors;
+  for (unsigned t = 0; t < threads; ++t) {
+    compressors.emplace_back(chunk_size, r.level);
+  }
   // Identical chunks are stored once: by content in memory (confirmed with
   // memcmp, so a crafted hash collision cannot merge different chunks), and
   // by their frame in the source image.
   absl::flat_hash_map<HashKey, uint32_t> by_content;  // -> first chunk
   absl::flat_hash_map<uint64_t, uint32_t> by_source;  // (file,frame) -> frame
   std::vector<uint32_t> order = WritingOrder(chunks, r.working_set);
-  uint64_t done = 0;
-  for (uint32_t c : order) {
-    if (r.progress && (++done % 256 == 0 || done == chunks)) {
-      r.progress(done, chunks);
-    }
-    ChunkHint hint = r.hint ? r.hint(c) : ChunkHint::kRead;
-    if (hint == ChunkHint::kUnchanged && !same_chunks) hint = ChunkHint::kRead;
-    if (hint == ChunkHint::kZero) continue;
-    if (hint == ChunkHint::kUnchanged) {
-      if (r.diff) {
-        table[c] = kParentChunk;
-        continue;
+  // The chunks go in windows: what costs (the zero test, the content hash,
+  // compression) runs on every core; the decisions and the appends run in
+  // writing order, so the file does not depend on how many threads wrote
+  // it. With more than one thread, a window's frames are appended (by one
+  // thread at a time) while the next window is hashed and compressed.
+  auto append = [&](std::vector<ChunkWork>& work,
+                    uint64_t count) -> absl::Status {
+    for (uint64_t i = 0; i < count; ++i) {
+      ChunkWork& w = work[i];
+      const uint32_t c = w.chunk;
+      switch (w.action) {
+        case ChunkWork::kNothing:
+          break;
+        case ChunkWork::kParent:
+          table[c] = kParentChunk;
+          break;
+        case ChunkWork::kSameAs:
+          table[c] = table[w.same_as];
+          break;
+        case ChunkWork::kCopySource: {
+          SnapshotImage::Location where = r.source->Locate(c);
+          if (where.zero()) break;
+          const uint64_t key = (uint64_t{where.file} << 32) | where.frame;
+          if (auto it = by_source.find(key); it != by_source.end()) {
+            table[c] = it->second;
+            break;
+          }
+          auto frame =
+              frames.CopyFrom(*r.source->files()[where.file], where.frame);
+          if (!frame.ok()) return frame.status();
+          by_source[key] = table[c] = *frame;
+          break;
+        }
+        case ChunkWork::kCompress: {
+          if (!w.stored.ok()) return w.stored.status();
+          auto frame = frames.AddStored(*w.stored, w.hash);
+          if (!frame.ok()) return frame.status();
+          table[c] = *frame;
+          break;
+        }
       }
-      SnapshotImage::Location where = r.source->Locate(c);
-      if (where.zero()) continue;
-      const uint64_t key = (uint64_t{where.file} << 32) | where.frame;
-      if (auto it = by_source.find(key); it != by_source.end()) {
-        table[c] = it->second;
-        continue;
-      }
-      auto frame = frames.CopyFrom(*r.source->files()[where.file], where.frame);
-      if (!frame.ok()) return frame.status();
-      by_source[key] = table[c] = *frame;
-      continue;
     }
-    const uint8_t* bytes = r.memory + uint64_t{c} * chunk_size;
-    if (AllZero(bytes, chunk_size)) {
-      if (r.diff && !r.source->Locate(c).zero()) {
-        // Zero now but not in the parent: store a zero frame.
+    return absl::OkStatus();
+  };
+  const uint64_t window = std::min<uint64_t>(kWindow, chunks);
+  std::vector<ChunkWork> buffers[2] = {std::vector<ChunkWork>(window),
+                                       std::vector<ChunkWork>(window)};
+  std::thread appender;
+  absl::Status appended;  // the appender's result, read after joining it
+  uint64_t windows = 0;
+  for (uint64_t start = 0; start < chunks; start += kWindow, ++windows) {
+    const uint64_t count = std::min<uint64_t>(kWindow, chunks - start);
+    std::vector<ChunkWork>& work = buffers[windows % 2];
+    for (uint64_t i = 0; i < count; ++i) {
+      ChunkWork& w = work[i];  // its buffer is kept from window to window
+      w.chunk = order[start + i];
+      w.zero = false;
+      w.hash = ContentHash{};
+      w.action = ChunkWork::kNothing;
+      w.hint = r.hint ? r.hint(w.chunk) : ChunkHint::kRead;
+      if (w.hint == ChunkHint::kUnchanged && !same_chunks) {
+        w.hint = ChunkHint::kRead;
+      }
+      w.bytes = r.memory + uint64_t{w.chunk} * chunk_size;
+    }
+    ParallelFor(count, threads, [&](uint64_t i, unsigned) {
+      ChunkWork& w = work[i];
+      if (w.hint != ChunkHint::kRead) return;
+      w.zero = AllZero(w.bytes, chunk_size);
+      // A zero chunk is hashed only where it may be stored: in a diff.
+      if (!w.zero || r.diff) {
+        w.hash = HashContent(absl::MakeConstSpan(w.bytes, chunk_size));
+      }
+    });
+    // In order: what each chunk becomes.
+    std::vector<uint64_t> to_compress;
+    for (uint64_t i = 0; i < count; ++i) {
+      ChunkWork& w = work[i];
+      const uint32_t c = w.chunk;
+      if (w.hint == ChunkHint::kZero) {
+        w.action = ChunkWork::kNothing;
+      } else if (w.hint == ChunkHint::kUnchanged) {
+        w.action = r.diff ? ChunkWork::kParent : ChunkWork::kCopySource;
+      } else if (w.zero && !(r.diff && !r.source->Locate(c).zero())) {
+        w.action = ChunkWork::kNothing;  // zero (and zero in any parent)
+      } else if (r.diff && w.hash == r.source->ChunkContentHash(c)) {
+        w.action = ChunkWork::kParent;
+      } else if (auto it = by_content.find(HashKey{w.hash.low, w.hash.high});
+                 it != by_content.end() &&
+                 std::memcmp(r.memory + uint64_t{it->second} * chunk_size,
+                             w.bytes, chunk_size) == 0) {
+        w.action = ChunkWork::kSameAs;
+        w.same_as = it->second;
       } else {
-        continue;
+        // New content (a zero chunk of a diff whose parent is not zero
+        // lands here too: it is stored as a zero frame).
+        w.action = ChunkWork::kCompress;
+        by_content.emplace(HashKey{w.hash.low, w.hash.high}, c);
+        to_compress.push_back(i);
       }
     }
-    ContentHash hash = HashContent(absl::MakeConstSpan(bytes, chunk_size));
-    if (r.diff && hash == r.source->ChunkContentHash(c)) {
-      table[c] = kParentChunk;
+    ParallelFor(to_compress.size(), threads, [&](uint64_t k, unsigned t) {
+      ChunkWork& w = work[to_compress[k]];
+      w.stored = compressors[t].Compress(w.bytes, w.compressed);
+    });
+    if (appender.joinable()) appender.join();
+    if (!appended.ok()) return appended;
+    if (r.progress && start > 0) r.progress(start, chunks);
+    if (threads == 1) {
+      // The single-threaded writer: everything on the caller's thread.
+      if (absl::Status s = append(work, count); !s.ok()) return s;
       continue;
     }
-    HashKey key{hash.low, hash.high};
-    if (auto it = by_content.find(key);
-        it != by_content.end() &&
-        std::memcmp(r.memory + uint64_t{it->second} * chunk_size, bytes,
-                    chunk_size) == 0) {
-      table[c] = table[it->second];
-      continue;
-    }
-    auto frame = frames.Add(bytes);
-    if (!frame.ok()) return frame.status();
-    table[c] = *frame;
-    by_content.emplace(key, c);
+    std::vector<ChunkWork>* batch = &work;
+    appender =
+        std::thread([&, batch, count] { appended = append(*batch, count); });
   }
+  if (appender.joinable()) appender.join();
+  if (!appended.ok()) return appended;
+  if (r.progress) r.progress(chunks, chunks);
   SetChunkTable(memory, table, kZeroEntry);
   // Record the working set as chunk indices (all of them, so that prefetch
   // also covers chunks held by a parent).
@@ -312,8 +409,7 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   manifest.clear_frames();
   manifest.clear_working_set();
   manifest.clear_working_set_written_pages();
-  FrameWriter frames(**file, *manifest.mutable_frames(), source.chunk_size(),
-                     manifest.compression_level());
+  FrameWriter frames(**file, *manifest.mutable_frames());
   std::vector<uint32_t> table(chunks, SnapshotFile::kZero);
   std::vector<bool> in_working_set(chunks, false);
   for (uint32_t c : working_set) {

@@ -35,6 +35,9 @@ struct WriteRequest {
   uint64_t memory_size = 0;
   uint32_t chunk_size = 0;
   int level = 3;
+  // Threads that compress (0: one per core this process may run on). The
+  // file is the same whatever the number.
+  unsigned threads = 0;
   std::function<ChunkHint(uint64_t chunk)> hint;
   // The image the Vm was restored from, if any (for kUnchanged chunks).
   std::shared_ptr<const SnapshotImage> source;

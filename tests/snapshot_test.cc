@@ -660,6 +660,32 @@ TEST_P(SnapshotEngineTest, OtherChunkSizesAndLevelsRoundTrip) {
   }
 }
 
+TEST_P(SnapshotTest, TheNumberOfWriterThreadsDoesNotChangeTheFile) {
+  auto vm = Boot(Config(32ull << 20));
+  ASSERT_NE(vm, nullptr);
+  const std::string sum = Call(*vm, "table_sum");
+  std::vector<SnapshotInfo> infos;
+  for (unsigned threads : {1u, 3u, 0u}) {
+    SnapshotOptions options;
+    options.threads = threads;
+    const std::string path = Path(absl::StrCat("t", threads, ".thaw"));
+    ASSERT_TRUE(vm->Snapshot(path, options).ok());
+    auto info = InspectSnapshot(path);
+    ASSERT_TRUE(info.ok());
+    infos.push_back(*info);
+    ASSERT_TRUE(VerifySnapshot(path).ok());
+    auto restored = Restore(path, RestoreEngine::kEager);
+    ASSERT_NE(restored, nullptr);
+    EXPECT_EQ(Call(*restored, "table_sum"), sum);
+  }
+  // Same frames in the same order: same sizes (the id and time differ).
+  for (const SnapshotInfo& info : infos) {
+    EXPECT_EQ(info.frames, infos[0].frames);
+    EXPECT_EQ(info.stored_bytes, infos[0].stored_bytes);
+    EXPECT_EQ(info.file_size, infos[0].file_size);
+  }
+}
+
 // A damaged chunk holding the guest's code. A lazy restore starts (the
 // manifest is intact), and the first call, which touches the chunk, fails
 // with DataLoss naming the file; the Vm then refuses further calls (on KVM

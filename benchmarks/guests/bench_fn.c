@@ -8,7 +8,10 @@
  *  - `work` touches 6% of guest memory (one read per page, a write to every
  *    eighth page) and returns a hash: the first call after a restore;
  *  - `empty` does nothing (call overhead); `ping_host` calls the host's
- *    `ping` function N times; `dirty` writes N pages (for Reset).
+ *    `ping` function N times; `dirty` writes N pages (for Reset);
+ *  - `densify` fills most of the rest of memory with compressible,
+ *    non-zero content (tables, text, code), for the dense snapshot-write
+ *    benchmark.
  */
 #include "thaw/guest.h"
 
@@ -134,5 +137,17 @@ THAW_FUNCTION(dirty) {
   uint64_t n = parse(input, input_size);
   if (n > 64) n = 64;
   for (uint64_t p = 0; p < n; ++p) g_scratch[p * PAGE] += 1;
+  return 0;
+}
+
+THAW_FUNCTION(densify) {
+  const uint64_t memory = thaw_boot_info()->memory_size;
+  const uint64_t bytes = (memory * 6 / 10) & ~(uint64_t)(REGION - 1);
+  uint8_t* dense = thaw_malloc(bytes + REGION);
+  if (!dense) return 1;
+  dense = (uint8_t*)(((uint64_t)dense + REGION - 1) & ~(uint64_t)(REGION - 1));
+  for (uint64_t r = 0; r < bytes / REGION; ++r) {
+    fill_region(dense + r * REGION, 1 + (uint32_t)(next_random() % 3));
+  }
   return 0;
 }

@@ -297,10 +297,12 @@ class PyVm {
         [&](Vm& v) { return v.RegisterHostFunction(name, std::move(host)); }));
   }
   void Snapshot(const std::string& path, int compression_level,
-                uint32_t chunk_size, std::optional<std::string> parent) {
+                uint32_t chunk_size, std::optional<std::string> parent,
+                unsigned threads) {
     SnapshotOptions options;
     options.compression_level = compression_level;
     options.chunk_size = chunk_size;
+    options.threads = threads;
     if (parent) options.parent = *parent;
     Check(Exclusive([&](Vm& v) { return v.Snapshot(path, options); }));
   }
@@ -549,9 +551,10 @@ PYBIND11_MODULE(_thaw, m) {
            "(THAW_ERR_HOST with the message); the host goes on.")
       .def("snapshot", &PyVm::Snapshot, py::arg("path"),
            py::arg("compression_level") = 3, py::arg("chunk_size") = 64u << 10,
-           py::arg("parent") = py::none(),
+           py::arg("parent") = py::none(), py::arg("threads") = 0,
            "Writes a snapshot of this parked Vm atomically. parent: the "
-           "snapshot this Vm was restored from, for a diff snapshot.")
+           "snapshot this Vm was restored from, for a diff snapshot. "
+           "threads: compressing threads (0: one per core).")
       .def("reset", &PyVm::Reset,
            "Returns a Vm restored with engine='shared' to its snapshot.")
       .def("write_working_set", &PyVm::WriteWorkingSet,

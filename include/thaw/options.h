@@ -83,6 +83,10 @@ struct SnapshotOptions {
   // Diff snapshot: the path of the snapshot this Vm was restored from.
   // Only chunks that differ from it are stored; a restore needs it too.
   std::string parent;
+  // Threads that hash and compress chunks: 0 for one per core this process
+  // may run on (its CPU affinity), 1 for the caller's thread alone. The
+  // file's contents do not depend on it.
+  unsigned threads = 0;
   // Called now and then with (chunks written, chunks in all).
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
