@@ -66,25 +66,31 @@ struct Faults {
 
 // One timed iteration: `restore()` and, with `first_call`, the first call
 // (checked against the booted Vm's reply); the sample goes to the CDF, the
-// faults taken meanwhile to the counters (averaged over iterations). The
-// restored Vm is returned so its destruction is not timed.
+// faults the first call took to the counters (averaged over iterations).
+// The restored Vm is returned so its destruction is not timed.
 template <typename RestoreFn>
 std::unique_ptr<Vm> TimeRestore(benchmark::State& state,
                                 const std::string& name, const Scenario& s,
                                 bool first_call, RestoreFn restore) {
-  const Faults before = Faults::Now();
   absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Vm>> vm = restore();
   if (!vm.ok()) Die("restore", vm.status());
+  const Faults before = Faults::Now();
   if (first_call) CheckReply((*vm)->Call("work", ""), s);
-  const absl::Duration took = absl::Now() - start;
   const Faults after = Faults::Now();
+  const absl::Duration took = absl::Now() - start;
   state.SetIterationTime(Seconds(took));
   RecordSample(name, absl::ToDoubleMilliseconds(took));
-  state.counters["vcpu_thread_faults"] += benchmark::Counter(
-      after.thread - before.thread, benchmark::Counter::kAvgIterations);
-  state.counters["process_faults"] += benchmark::Counter(
-      after.process - before.process, benchmark::Counter::kAvgIterations);
+  if (first_call) {
+    // Summed here; divided by the iterations when reported.
+    auto add = [&](const char* name, double faults) {
+      benchmark::Counter& c = state.counters[name];
+      c = benchmark::Counter(c.value + faults,
+                             benchmark::Counter::kAvgIterations);
+    };
+    add("call_faults_vcpu_thread", after.thread - before.thread);
+    add("call_faults_process", after.process - before.process);
+  }
   return *std::move(vm);
 }
 
