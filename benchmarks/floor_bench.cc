@@ -66,7 +66,11 @@ void RawUffd(benchmark::State& state, bool zero, uint64_t unit) {
         uffd_msg msg;
         if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) continue;
         if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
-        const uint64_t page = msg.arg.pagefault.address & ~(unit - 1);
+        // The unit holding the address, counted from the area's start (which
+        // mmap aligns to 4 KiB only).
+        const uint64_t base = reinterpret_cast<uint64_t>(area);
+        const uint64_t page =
+            base + (msg.arg.pagefault.address - base) / unit * unit;
         if (zero) {
           uffdio_zeropage z{{page, unit}, 0, 0};
           ioctl(uffd, UFFDIO_ZEROPAGE, &z);
