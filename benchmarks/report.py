@@ -99,6 +99,17 @@ def build(results):
                                  f"({results[name].get('call_faults_process', 0):.0f} in the process)")
                 row(f"restore {size}", label, ms, "ms",
                     "cold boot + init", cold / ms if ms else None, "; ".join(notes))
+        for engine in ("eager", "lazy", "prefetch"):
+            name = f"restore_huge/{engine}/first_call/{size}"
+            ms = get(name)
+            if ms is None:
+                continue
+            r = results[name]
+            row(f"restore {size}", f"{engine}: restore to first call, 2 MiB pages",
+                ms, "ms", "the same engine in 4 KiB pages",
+                (get(f"restore/{engine}/first_call/{size}") or 0) / ms if ms else None,
+                f"{r.get('label', '')}; {r.get('call_faults_vcpu_thread', 0):.0f} faults in the call, "
+                f"{r.get('faults', 0):.0f} served by the pager")
         fc_cold = get(f"restore_cold/firecracker/first_call/{size}")
         for engine in ("lazy", "prefetch", "firecracker"):
             ms = get(f"restore_cold/{engine}/first_call/{size}")

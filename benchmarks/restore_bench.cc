@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -105,15 +107,42 @@ void EvictFromPageCache(const std::string& path) {
   close(fd);
 }
 
+// Reserves `pages` more 2 MiB huge pages (vm.nr_hugepages) while it lives,
+// where the process may (root); puts the setting back.
+class HugePageReservation {
+ public:
+  explicit HugePageReservation(uint64_t pages) {
+    std::ifstream in(kPath);
+    if (!(in >> old_)) return;
+    std::ofstream out(kPath);
+    out << old_ + pages << "\n";
+    changed_ = true;
+  }
+  ~HugePageReservation() {
+    if (!changed_) return;
+    std::ofstream out(kPath);
+    out << old_ << "\n";
+  }
+
+ private:
+  static constexpr const char* kPath = "/proc/sys/vm/nr_hugepages";
+  uint64_t old_ = 0;
+  bool changed_ = false;
+};
+
 // One engine, timed to the first instruction (Restore returns) or through
 // the first call; `cold`: with the snapshot file evicted from the page cache
-// before each restore.
+// before each restore; `huge`: guest memory in 2 MiB pages (reserved ones
+// where this process may reserve them, else transparent).
 void Restore(benchmark::State& state, std::string name, uint64_t size,
-             RestoreEngine engine, bool first_call, bool cold) {
+             RestoreEngine engine, bool first_call, bool cold, bool huge) {
   const Scenario& s = GetScenario(size);
   const std::string& path =
       engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
-  const RestoreOptions options = Options(size, engine);
+  RestoreOptions options = Options(size, engine);
+  options.huge_pages = huge;
+  std::optional<HugePageReservation> reservation;
+  if (huge && geteuid() == 0) reservation.emplace(size / (2ull << 20) + 8);
   RestoreStats stats;
   for (auto _ : state) {
     if (cold) EvictFromPageCache(path);
@@ -129,6 +158,9 @@ void Restore(benchmark::State& state, std::string name, uint64_t size,
   state.counters["MiB_read"] = stats.bytes_read / 1048576.0;
   state.counters["populated_pages"] = stats.populated_pages;
   state.counters["pages_made_private"] = stats.pages_made_private;
+  if (huge) {
+    state.SetLabel(stats.memory_pages);
+  }
 }
 
 // The n-th shared-base clone: restored through a Snapshot handle that
@@ -264,7 +296,7 @@ void RegisterRestoreBenchmarks() {
         const std::string bench =
             absl::StrCat("restore/", name, "/", phase, "/", n);
         RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call,
-                          /*cold=*/false)
+                          /*cold=*/false, /*huge=*/false)
             ->Iterations(Iterations(iterations))
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
@@ -283,6 +315,19 @@ void RegisterRestoreBenchmarks() {
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
+    // Guest memory in 2 MiB pages.
+    for (const auto& [name, engine] :
+         {std::pair{"eager", RestoreEngine::kEager},
+          std::pair{"lazy", RestoreEngine::kLazy},
+          std::pair{"prefetch", RestoreEngine::kLazyPrefetch}}) {
+      const std::string bench =
+          absl::StrCat("restore_huge/", name, "/first_call/", n);
+      RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
+                        /*first_call=*/true, /*cold=*/false, /*huge=*/true)
+          ->Iterations(Iterations(engine == RestoreEngine::kEager ? 5 : 10))
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
     // Cold page cache: the files come from the disk.
     for (const auto& [name, engine] :
          {std::pair{"lazy", RestoreEngine::kLazy},
@@ -290,7 +335,7 @@ void RegisterRestoreBenchmarks() {
       const std::string bench =
           absl::StrCat("restore_cold/", name, "/first_call/", n);
       RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
-                        /*first_call=*/true, /*cold=*/true)
+                        /*first_call=*/true, /*cold=*/true, /*huge=*/false)
           ->Iterations(Iterations(10))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);

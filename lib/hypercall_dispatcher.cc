@@ -26,9 +26,7 @@ void HypercallDispatcher::Register(std::string name, HostFunction fn) {
   host_functions_[std::move(name)] = std::move(fn);
 }
 
-std::string HypercallDispatcher::console() const {
-  return console_.Contents();
-}
+std::string HypercallDispatcher::console() const { return console_.Contents(); }
 
 backend::HypercallResult HypercallDispatcher::Fail(absl::Status error,
                                                    bool vm_usable) {
@@ -67,8 +65,8 @@ backend::HypercallResult HypercallDispatcher::ConsoleWrite(uint64_t address,
   auto bytes = memory_.Slice(address, size, "console_write hypercall");
   if (!bytes.ok())
     return Fail(absl::InvalidArgumentError(bytes.status().message()));
-  console_.Write(absl::string_view(
-      reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+  console_.Write(absl::string_view(reinterpret_cast<const char*>(bytes->data()),
+                                   bytes->size()));
   return {0, false};
 }
 

@@ -12,15 +12,22 @@ absl::StatusOr<std::unique_ptr<snapshot::MemorySource>> RestoreMemory(
   const snapshot::SnapshotImage& image = *state.image();
   switch (options.engine) {
     case RestoreEngine::kEager:
-      return snapshot::AnonymousMemory::RestoreEagerly(image);
+      return snapshot::AnonymousMemory::RestoreEagerly(image,
+                                                       options.huge_pages);
     case RestoreEngine::kLazy:
     case RestoreEngine::kLazyPrefetch: {
       snapshot::LazyMemory::Options lazy;
       lazy.prefetch = options.engine == RestoreEngine::kLazyPrefetch;
       lazy.record = options.record_working_set;
+      lazy.huge_pages = options.huge_pages;
       return snapshot::LazyMemory::Start(state.image(), lazy);
     }
     case RestoreEngine::kSharedBase: {
+      if (options.huge_pages) {
+        return absl::InvalidArgumentError(
+            "RestoreOptions.huge_pages: the shared-base engine maps one base "
+            "in 4 KiB pages for all its clones; use kEager or kLazy");
+      }
       snapshot::RestoreCounters build;
       auto base = state.SharedBase(build, built_base);
       if (!base.ok()) return base.status();

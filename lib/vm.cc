@@ -208,7 +208,8 @@ Vm::~Vm() = default;
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   absl::Time start = absl::Now();
   if (absl::Status s = internal::CheckConfig(config); !s.ok()) return s;
-  auto memory = snapshot::AnonymousMemory::Create(config.memory_size);
+  auto memory =
+      snapshot::AnonymousMemory::Create(config.memory_size, config.huge_pages);
   if (!memory.ok()) return memory.status();
   auto core = std::make_unique<internal::VmCore>(config, *std::move(memory));
   if (absl::Status s = core->Start(start); !s.ok()) return s;

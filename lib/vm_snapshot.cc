@@ -155,6 +155,8 @@ RestoreStats VmCore::restore_stats() const {
   stats.prefetched = c.prefetched.load();
   stats.mapped = c.mapped.load();
   stats.populated_pages = c.populated_pages.load();
+  stats.memory_pages =
+      std::string(snapshot::PageBackingName(source_->backing()));
   stats.pages_made_private = c.pages_made_private.load();
   stats.reads_without_io_uring = c.reads_without_io_uring.load();
   return stats;

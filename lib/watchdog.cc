@@ -18,7 +18,9 @@ Watchdog& Watchdog::Global() {
   return *watchdog;
 }
 
-Watchdog::Watchdog() { std::thread([this] { Loop(); }).detach(); }
+Watchdog::Watchdog() {
+  std::thread([this] { Loop(); }).detach();
+}
 
 uint64_t Watchdog::Arm(absl::Time deadline, std::function<void()> fire) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -4,15 +4,16 @@
 
 namespace thaw::snapshot {
 absl::StatusOr<std::unique_ptr<AnonymousMemory>> AnonymousMemory::Create(
-    uint64_t size) {
-  auto base = MapAnonymous(size, "guest memory");
-  if (!base.ok()) return base.status();
-  return std::unique_ptr<AnonymousMemory>(new AnonymousMemory(*base, size));
+    uint64_t size, bool huge_pages) {
+  auto mapping = MapGuestMemory(size, huge_pages, "guest memory");
+  if (!mapping.ok()) return mapping.status();
+  return std::unique_ptr<AnonymousMemory>(
+      new AnonymousMemory(mapping->base, size, mapping->backing));
 }
 
 absl::StatusOr<std::unique_ptr<AnonymousMemory>>
-AnonymousMemory::RestoreEagerly(const SnapshotImage& image) {
-  auto memory = Create(image.memory_size());
+AnonymousMemory::RestoreEagerly(const SnapshotImage& image, bool huge_pages) {
+  auto memory = Create(image.memory_size(), huge_pages);
   if (!memory.ok()) return memory.status();
   if (absl::Status s = snapshot::RestoreEagerly(image, (*memory)->base(),
                                                 (*memory)->counters_);

@@ -19,11 +19,13 @@ namespace thaw::snapshot {
 
 class AnonymousMemory final : public MemorySource {
  public:
-  // `size` bytes of zeros.
-  static absl::StatusOr<std::unique_ptr<AnonymousMemory>> Create(uint64_t size);
+  // `size` bytes of zeros, in huge pages if `huge_pages`
+  // (snapshot/guest_mapping.h).
+  static absl::StatusOr<std::unique_ptr<AnonymousMemory>> Create(
+      uint64_t size, bool huge_pages = false);
   // The eager engine: `image`'s memory, read and decompressed in full.
   static absl::StatusOr<std::unique_ptr<AnonymousMemory>> RestoreEagerly(
-      const SnapshotImage& image);
+      const SnapshotImage& image, bool huge_pages = false);
 
   absl::StatusOr<std::function<ChunkHint(uint64_t chunk)>> ChunkHints(
       uint32_t chunk_size) override;

@@ -64,8 +64,7 @@ absl::Status AtomicFile::Flush() {
   if (s.ok()) {
     // Start writing these bytes to the disk now, in the background, so
     // that Commit's fsync waits for the tail only, not the whole file.
-    (void)sync_file_range(fd_, offset, buffer_.size(),
-                          SYNC_FILE_RANGE_WRITE);
+    (void)sync_file_range(fd_, offset, buffer_.size(), SYNC_FILE_RANGE_WRITE);
   }
   buffer_.clear();
   if (!s.ok()) {

@@ -5,12 +5,14 @@ namespace thaw::snapshot {
 absl::StatusOr<std::unique_ptr<LazyMemory>> LazyMemory::Start(
     std::shared_ptr<const SnapshotImage> image, Options options) {
   const uint64_t size = image->memory_size();
-  auto base = MapAnonymous(size, "guest memory");
-  if (!base.ok()) return base.status();
-  std::unique_ptr<LazyMemory> memory(new LazyMemory(*base, size, image));
+  auto mapping = MapGuestMemory(size, options.huge_pages, "guest memory");
+  if (!mapping.ok()) return mapping.status();
+  std::unique_ptr<LazyMemory> memory(
+      new LazyMemory(mapping->base, size, mapping->backing, image));
   LazyPager::Options pager_options;
   pager_options.prefetch = options.prefetch;
   pager_options.record = options.record;
+  pager_options.huge_pages = options.huge_pages;
   LazyMemory* self = memory.get();
   pager_options.on_error = [self](const absl::Status&) { self->NotifyError(); };
   auto pager = LazyPager::Start(std::move(image), memory->base(),

@@ -25,8 +25,9 @@ namespace thaw::snapshot {
 class LazyMemory final : public MemorySource {
  public:
   struct Options {
-    bool prefetch = false;  // bring the recorded working set in first
-    bool record = false;    // record chunks in first-touch order
+    bool prefetch = false;    // bring the recorded working set in first
+    bool record = false;      // record chunks in first-touch order
+    bool huge_pages = false;  // 2 MiB pages (snapshot/guest_mapping.h)
   };
   static absl::StatusOr<std::unique_ptr<LazyMemory>> Start(
       std::shared_ptr<const SnapshotImage> image, Options options);
@@ -41,9 +42,9 @@ class LazyMemory final : public MemorySource {
   std::vector<uint32_t> StopRecording() override;
 
  private:
-  LazyMemory(uint8_t* base, uint64_t size,
+  LazyMemory(uint8_t* base, uint64_t size, PageBacking backing,
              std::shared_ptr<const SnapshotImage> image)
-      : MemorySource(base, size), image_(std::move(image)) {}
+      : MemorySource(base, size, backing), image_(std::move(image)) {}
   void NotifyError();
 
   std::shared_ptr<const SnapshotImage> image_;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
 #include "snapshot/format.h"
+#include "snapshot/guest_mapping.h"
 #include "snapshot/uring_reader.h"
 
 namespace thaw::snapshot {
@@ -70,6 +71,9 @@ LazyPager::LazyPager(std::shared_ptr<const SnapshotImage> image,
       state_(new std::atomic<uint8_t>[image_->chunk_count()]),
       recording_(options_.record) {
   for (uint64_t c = 0; c < image_->chunk_count(); ++c) state_[c] = kAbsent;
+  if (options_.huge_pages && chunk_size_ < kHugePage) {
+    chunks_per_unit_ = kHugePage / chunk_size_;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
@@ -90,17 +94,20 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
   if (ioctl(pager->uffd_, UFFDIO_REGISTER, &reg) != 0) {
     return ErrnoStatus("UFFDIO_REGISTER guest memory", errno);
   }
-  constexpr uint64_t kNeeded =
-      (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
-  if ((reg.ioctls & kNeeded) != kNeeded) {
+  // Huge pages are filled by UFFDIO_COPY alone (hugetlbfs has no
+  // UFFDIO_ZEROPAGE).
+  const uint64_t needed =
+      (1ull << _UFFDIO_COPY) |
+      (pager->options_.huge_pages ? 0 : (1ull << _UFFDIO_ZEROPAGE));
+  if ((reg.ioctls & needed) != needed) {
     return absl::UnavailableError(
         "userfaultfd: this kernel lacks UFFDIO_COPY or UFFDIO_ZEROPAGE for "
-        "anonymous memory");
+        "this guest memory");
   }
   // Mapped after registering, in one ioctl: the file mappings replace those
   // parts of the registered range (and are not registered themselves).
   std::vector<bool> mapped(pager->image_->chunk_count(), false);
-  if (pager->options_.prefetch) {
+  if (pager->options_.prefetch && !pager->options_.huge_pages) {
     auto raw = pager->MapRawWorkingSet();
     if (!raw.ok()) return raw.status();
     mapped = *std::move(raw);
@@ -426,6 +433,84 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
   state_[chunk].store(kInstalled, std::memory_order_release);
 }
 
+bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
+  const uint64_t first = chunk / chunks_per_unit_ * chunks_per_unit_;
+  const uint64_t count =
+      std::min<uint64_t>(chunks_per_unit_, image_->chunk_count() - first);
+  // The unit's first chunk is its lock: every path claims that one.
+  if (!Claim(first)) return false;
+  thread_local AlignedBuffer unit;
+  thread_local AlignedBuffer stored;
+  thread_local uint64_t unit_bytes = 0;
+  const uint64_t bytes = count * chunk_size_;
+  if (unit_bytes < bytes) {
+    unit = NewAligned(bytes);
+    stored = NewAligned(bytes);
+    unit_bytes = bytes;
+  }
+  // Read every stored frame of the unit in one batch.
+  std::vector<FileRead> reads;
+  std::vector<uint64_t> read_chunks;
+  uint64_t stored_at = 0;
+  for (uint64_t c = first; c < first + count; ++c) {
+    SnapshotImage::Location where = image_->Locate(c);
+    uint8_t* out = unit.get() + (c - first) * chunk_size_;
+    if (where.zero()) {
+      std::memset(out, 0, chunk_size_);
+      ++counters_.zero_chunks;
+      continue;
+    }
+    const SnapshotFile& file = *image_->files()[where.file];
+    reads.push_back({file.fd(), file.FrameOffset(where.frame),
+                     file.FrameSize(where.frame), stored.get() + stored_at});
+    read_chunks.push_back(c);
+    stored_at += file.FrameSize(where.frame);
+  }
+  absl::Status status = reader.ReadAll(reads, image_->top().path());
+  for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
+    const uint64_t c = read_chunks[i];
+    SnapshotImage::Location where = image_->Locate(c);
+    status = image_->files()[where.file]->DecodeFrame(
+        where.frame, absl::MakeConstSpan(reads[i].buffer, reads[i].size),
+        absl::MakeSpan(unit.get() + (c - first) * chunk_size_, chunk_size_));
+    ++counters_.chunks_read;
+    counters_.bytes_read += reads[i].size;
+  }
+  if (!status.ok()) {
+    Fail(status);
+    std::memset(unit.get(), 0, bytes);  // never bytes that failed a check
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (recording_) {
+      for (uint64_t c = first; c < first + count; ++c) touched_.push_back(c);
+    }
+  }
+  const uint64_t dst =
+      reinterpret_cast<uint64_t>(memory_) + first * chunk_size_;
+  uint64_t done = 0;
+  while (done < bytes) {
+    uffdio_copy copy{};
+    copy.dst = dst + done;
+    copy.src = reinterpret_cast<uint64_t>(unit.get()) + done;
+    copy.len = bytes - done;
+    if (ioctl(uffd_, UFFDIO_COPY, &copy) == 0) break;
+    if (copy.copy > 0) {
+      done += copy.copy;
+    } else if (errno != EAGAIN) {
+      Fail(ErrnoStatus(
+          absl::StrFormat("userfaultfd install of huge page at chunk %d",
+                          first),
+          errno));
+      break;
+    }
+  }
+  for (uint64_t c = first; c < first + count; ++c) {
+    state_[c].store(kInstalled, std::memory_order_release);
+  }
+  return true;
+}
+
 void LazyPager::ServeFaults() {
   UringReader reader(4, &counters_.reads_without_io_uring);
   AlignedBuffer stored = NewAligned(chunk_size_);
@@ -450,6 +535,17 @@ void LazyPager::ServeFaults() {
       const uint64_t offset = address - reinterpret_cast<uint64_t>(memory_);
       if (offset >= size_) continue;
       const uint64_t chunk = offset / chunk_size_;
+      if (chunks_per_unit_ > 1) {
+        if (InstallUnit(chunk, reader)) {
+          ++counters_.faults;
+        } else if (installed(chunk)) {
+          uffdio_range range{address & ~(kPage - 1), kPage};
+          ioctl(uffd_, UFFDIO_WAKE, &range);
+        } else {
+          ++counters_.prefetch_waits;
+        }
+        continue;
+      }
       if (!Claim(chunk)) {
         if (state_[chunk].load(std::memory_order_acquire) == kInstalled) {
           // Installed after the thread faulted: a stale message; make sure
@@ -492,6 +588,16 @@ void LazyPager::ServeFaults() {
 void LazyPager::PrefetchWorkingSet() {
   UringReader reader(kPrefetchBatch, &counters_.reads_without_io_uring);
   const auto& working_set = image_->manifest().working_set();
+  if (chunks_per_unit_ > 1) {
+    // Huge pages: whole units, in the order their first chunk was touched.
+    for (uint32_t c : working_set) {
+      if (stopping_.load()) return;
+      if (c < image_->chunk_count() && InstallUnit(c, reader)) {
+        counters_.prefetched += chunks_per_unit_;
+      }
+    }
+    return;
+  }
   // Not zero-filled: every byte is read into before use.
   std::unique_ptr<uint8_t[]> buffer(
       new uint8_t[kPrefetchBatch * size_t{chunk_size_}]);

@@ -47,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "snapshot/restore_counters.h"
 #include "snapshot/snapshot_file.h"
+#include "snapshot/uring_reader.h"
 
 namespace thaw::snapshot {
 
@@ -55,6 +56,10 @@ class LazyPager {
   struct Options {
     bool prefetch = false;  // stream the recorded working set in
     bool record = false;    // record chunks in first-touch order
+    // Memory in huge pages: every fault (and the prefetcher) fills a whole
+    // 2 MiB page at once (hugetlbfs accepts nothing smaller), and nothing
+    // is mapped from the file (a file mapping would split the huge pages).
+    bool huge_pages = false;
     std::function<void(const absl::Status&)> on_error;
   };
 
@@ -88,6 +93,9 @@ class LazyPager {
   // a zero chunk); on a bad frame installs zeros and records the error.
   void Install(uint64_t chunk, const uint8_t* stored);
   void ServeFaults();
+  // Huge pages: claims, reads, decodes and installs the 2 MiB unit holding
+  // `chunk`; false if another thread holds it.
+  bool InstallUnit(uint64_t chunk, UringReader& reader);
   void PrefetchWorkingSet();
   // Maps the raw, aligned working-set frames; returns which chunks it mapped.
   absl::StatusOr<std::vector<bool>> MapRawWorkingSet();
@@ -102,6 +110,7 @@ class LazyPager {
   uint8_t* memory_;
   uint64_t size_;
   uint32_t chunk_size_;
+  uint64_t chunks_per_unit_ = 1;  // chunks a fault installs at once
   RestoreCounters& counters_;
   Options options_;
   int uffd_ = -1;

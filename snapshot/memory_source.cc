@@ -42,14 +42,4 @@ MemorySource::HintsFromPageMap(uint32_t chunk_size,
   };
 }
 
-absl::StatusOr<uint8_t*> MapAnonymous(uint64_t size, absl::string_view what) {
-  // MAP_NORESERVE: guest memory is touched sparsely; commit it page by page.
-  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) {
-    return ErrnoStatus(absl::StrCat("mmap ", size, " bytes of ", what), errno);
-  }
-  return static_cast<uint8_t*>(base);
-}
-
 }  // namespace thaw::snapshot

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/page_map.h"
+#include "snapshot/guest_mapping.h"
 #include "snapshot/restore_counters.h"
 #include "snapshot/writer.h"
 
@@ -45,6 +46,8 @@ class MemorySource {
   // Guest-physical address 0 is base()[0]; size() bytes, page-aligned.
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
+  // The pages behind the mapping (4 KiB, or 2 MiB huge pages).
+  PageBacking backing() const { return backing_; }
 
   // Called (from any thread) when the source finds damaged bytes it cannot
   // serve, so the monitor can stop the vCPU at once. Set before the guest
@@ -85,7 +88,9 @@ class MemorySource {
 
  protected:
   // Takes ownership of the mapping [base, base + size).
-  MemorySource(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+  MemorySource(uint8_t* base, uint64_t size,
+               PageBacking backing = PageBacking::kSmall)
+      : base_(base), size_(size), backing_(backing) {}
 
   // Hints from /proc/self/pagemap: kRead for a chunk holding a page for
   // which `written(map, page)` holds, `otherwise` for every other chunk.
@@ -98,11 +103,8 @@ class MemorySource {
  private:
   uint8_t* base_;
   uint64_t size_;
+  PageBacking backing_;
 };
-
-// Maps `size` bytes of fresh anonymous memory (zero until written, committed
-// page by page); `what` names the mapping in errors.
-absl::StatusOr<uint8_t*> MapAnonymous(uint64_t size, absl::string_view what);
 
 }  // namespace thaw::snapshot
 

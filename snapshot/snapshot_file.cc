@@ -145,8 +145,8 @@ absl::Status SnapshotFile::CheckManifest() {
         path_, m.abi().abi_version(), THAW_ABI_VERSION));
   }
   if (m.config().guest_kind() > 1) {
-    return Corrupt(absl::StrFormat("unknown guest kind %d",
-                                   m.config().guest_kind()));
+    return Corrupt(
+        absl::StrFormat("unknown guest kind %d", m.config().guest_kind()));
   }
   const proto::Memory& mem = m.memory();
   const uint32_t chunk = mem.chunk_size();

@@ -686,6 +686,134 @@ TEST_P(SnapshotTest, TheNumberOfWriterThreadsDoesNotChangeTheFile) {
   }
 }
 
+// A kernel setting (a /proc/sys or /sys file) changed for one test and put
+// back afterwards. Files that list choices ("always [madvise] never") are
+// put back to the bracketed one.
+class KernelSetting {
+ public:
+  explicit KernelSetting(std::string path) : path_(std::move(path)) {
+    std::ifstream in(path_);
+    std::getline(in, old_);
+    const size_t open = old_.find('['), close = old_.find(']');
+    if (open != std::string::npos && close > open) {
+      old_ = old_.substr(open + 1, close - open - 1);
+    }
+  }
+  ~KernelSetting() {
+    if (!old_.empty()) Write(old_);
+  }
+  bool Write(const std::string& value) {
+    std::ofstream out(path_);
+    out << value << "\n";
+    out.close();
+    return out.good();
+  }
+  const std::string& old() const { return old_; }
+
+ private:
+  std::string path_;
+  std::string old_;
+};
+
+// Reserved huge pages no mapping holds or was promised.
+uint64_t FreeHugePages() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0, free = 0, promised = 0;
+  while (meminfo >> key >> value) {
+    if (key == "HugePages_Free:") free = value;
+    if (key == "HugePages_Rsvd:") promised = value;
+    meminfo.ignore(256, '\n');
+  }
+  return free - promised;
+}
+
+TEST_P(SnapshotTest, ReservedHugePagesBackBootAndTheEnginesThatTakeThem) {
+  if (geteuid() != 0) GTEST_SKIP() << "reserving huge pages needs root";
+  KernelSetting reserved("/proc/sys/vm/nr_hugepages");
+  const uint64_t before = FreeHugePages();
+  ASSERT_TRUE(reserved.Write(std::to_string(std::stoull(reserved.old()) + 64)));
+  const uint64_t free = FreeHugePages();
+  ASSERT_GE(free, before + 48) << "the kernel reserved too few huge pages";
+
+  VmConfig config = Config(32ull << 20);
+  config.huge_pages = true;
+  auto vm = Boot(config);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(vm->restore_stats().memory_pages, "2 MiB reserved (hugetlbfs)");
+  EXPECT_EQ(FreeHugePages(), free - 16);  // all 32 MiB, reserved up front
+  const std::string sum = Call(*vm, "table_sum");
+  const std::string path = Path("fn.thaw");
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+
+  for (RestoreEngine engine : {RestoreEngine::kEager, RestoreEngine::kLazy}) {
+    RestoreOptions options = Options(engine);
+    options.huge_pages = true;
+    options.record_working_set = engine == RestoreEngine::kLazy;
+    auto restored = Vm::Restore(path, options);
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ((*restored)->restore_stats().memory_pages,
+              "2 MiB reserved (hugetlbfs)");
+    EXPECT_EQ(Call(**restored, "table_sum"), sum);
+    if (engine == RestoreEngine::kLazy) {
+      // One fault fills a whole 2 MiB page: at most 16 for 32 MiB.
+      const RestoreStats stats = (*restored)->restore_stats();
+      EXPECT_GT(stats.faults, 0u);
+      EXPECT_LE(stats.faults, 16u);
+      ASSERT_TRUE((*restored)->WriteWorkingSet().ok());
+    }
+  }
+  // Prefetch streams the recorded huge pages in (nothing is mapped from
+  // the file, which would split them).
+  RestoreOptions prefetch = Options(RestoreEngine::kLazyPrefetch);
+  prefetch.huge_pages = true;
+  auto prefetched = Vm::Restore(path, prefetch);
+  ASSERT_TRUE(prefetched.ok()) << prefetched.status();
+  EXPECT_EQ(Call(**prefetched, "table_sum"), sum);
+  EXPECT_GT((*prefetched)->restore_stats().prefetched, 0u);
+  EXPECT_EQ((*prefetched)->restore_stats().mapped, 0u);
+  prefetched->reset();
+
+  RestoreOptions shared = Options(RestoreEngine::kSharedBase);
+  shared.huge_pages = true;
+  EXPECT_EQ(Vm::Restore(path, shared).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  vm.reset();
+  EXPECT_EQ(FreeHugePages(), free);  // every huge page given back
+}
+
+TEST_P(SnapshotTest, HugePagesFallBackToTransparentOnesAndFailClearly) {
+  if (geteuid() != 0) GTEST_SKIP() << "changing kernel settings needs root";
+  KernelSetting reserved("/proc/sys/vm/nr_hugepages");
+  KernelSetting transparent("/sys/kernel/mm/transparent_hugepage/enabled");
+  ASSERT_TRUE(reserved.Write("0"));
+  ASSERT_TRUE(transparent.Write("madvise"));
+  VmConfig config = Config(32ull << 20);
+  config.huge_pages = true;
+  auto vm = Boot(config);
+  ASSERT_NE(vm, nullptr);
+  EXPECT_EQ(vm->restore_stats().memory_pages, "2 MiB transparent");
+  const std::string sum = Call(*vm, "table_sum");
+  const std::string path = Path("fn.thaw");
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  RestoreOptions lazy = Options(RestoreEngine::kLazy);
+  lazy.huge_pages = true;
+  auto restored = Vm::Restore(path, lazy);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(Call(**restored, "table_sum"), sum);
+  EXPECT_LE((*restored)->restore_stats().faults, 16u);
+
+  // Neither kind: a clear error naming what to set, and nothing else lost.
+  ASSERT_TRUE(transparent.Write("never"));
+  auto refused = Vm::Create(config);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("vm.nr_hugepages"));
+  EXPECT_EQ(Vm::Restore(path, lazy).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Call(**restored, "table_sum"), sum);
+}
+
 // A damaged chunk holding the guest's code. A lazy restore starts (the
 // manifest is intact), and the first call, which touches the chunk, fails
 // with DataLoss naming the file; the Vm then refuses further calls (on KVM

@@ -110,6 +110,7 @@ py::dict StatsDict(const RestoreStats& s) {
   d["prefetched"] = s.prefetched;
   d["mapped"] = s.mapped;
   d["populated_pages"] = s.populated_pages;
+  d["memory_pages"] = s.memory_pages;
   d["pages_made_private"] = s.pages_made_private;
   d["reads_without_io_uring"] = s.reads_without_io_uring;
   d["resets"] = s.resets;
@@ -378,10 +379,12 @@ VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
                     double call_timeout, uint64_t input_buffer_size,
                     uint64_t output_buffer_size, uint64_t stack_size,
                     uint64_t console_limit, py::object console_sink,
-                    const std::string& guest_kind, bool trace_syscalls) {
+                    const std::string& guest_kind, bool trace_syscalls,
+                    bool huge_pages) {
   VmConfig c;
   c.guest_kind = Kind(guest_kind);
   c.trace_syscalls = trace_syscalls;
+  c.huge_pages = huge_pages;
   c.console_sink = ConsoleSink(std::move(console_sink));
   c.memory_size = memory_size;
   c.backend = Backend(backend);
@@ -466,12 +469,14 @@ PYBIND11_MODULE(_thaw, m) {
           py::arg("console_limit") = 1ull << 20,
           py::arg("console_sink") = py::none(),
           py::arg("guest_kind") = "function", py::arg("trace_syscalls") = false,
+          py::arg("huge_pages") = false,
           "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
           "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
           "call; console_sink: called with each piece of console output "
           "(bytes) as the guest writes it; guest_kind: 'function' (load_guest) "
           "or 'program' (load_program, an unmodified Linux program); "
-          "trace_syscalls: write a program's system calls to the console.")
+          "trace_syscalls: write a program's system calls to the console; "
+          "huge_pages: back guest memory with 2 MiB pages.")
       .def_property_readonly(
           "guest_kind",
           [](const VmConfig& c) {

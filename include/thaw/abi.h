@@ -59,9 +59,9 @@ enum thaw_request {
 #endif /* __ASSEMBLER__ */
 
 #define THAW_OK 0
-#define THAW_ERR_NOT_FOUND (-2)  /* no such host function */
-#define THAW_ERR_TOO_LARGE (-3)  /* the reply does not fit the guest buffer */
-#define THAW_ERR_HOST (-4)       /* the host function returned an error */
+#define THAW_ERR_NOT_FOUND (-2) /* no such host function */
+#define THAW_ERR_TOO_LARGE (-3) /* the reply does not fit the guest buffer */
+#define THAW_ERR_HOST (-4)      /* the host function returned an error */
 
 /* Reply status a guest SDK sends when asked for a function it lacks. */
 #define THAW_REPLY_NO_SUCH_FUNCTION 0x7FFFFFFFu

@@ -55,14 +55,14 @@ typedef struct thaw_function_entry {
 } thaw_function_entry;
 
 /* Defines and registers a guest function callable by the host as `name`. */
-#define THAW_FUNCTION(name)                                                  \
-  static int thaw_fn_##name(const uint8_t* input, size_t input_size,         \
-                            thaw_output* out);                               \
-  static const thaw_function_entry thaw_entry_##name                         \
-      __attribute__((used, section("thaw_functions"), aligned(16))) = {      \
-          #name, thaw_fn_##name};                                            \
-  static int thaw_fn_##name(const uint8_t* input __attribute__((unused)),    \
-                            size_t input_size __attribute__((unused)),       \
+#define THAW_FUNCTION(name)                                               \
+  static int thaw_fn_##name(const uint8_t* input, size_t input_size,      \
+                            thaw_output* out);                            \
+  static const thaw_function_entry thaw_entry_##name                      \
+      __attribute__((used, section("thaw_functions"), aligned(16))) = {   \
+          #name, thaw_fn_##name};                                         \
+  static int thaw_fn_##name(const uint8_t* input __attribute__((unused)), \
+                            size_t input_size __attribute__((unused)),    \
                             thaw_output* out __attribute__((unused)))
 
 /* Defines the guest's init, run once before it parks (the snapshot point). */

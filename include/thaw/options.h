@@ -30,6 +30,13 @@ struct VmSettings {
   // Optional: receives console output as the guest writes it, on the thread
   // running the guest.
   std::function<void(absl::string_view)> console_sink;
+  // Back guest memory with 2 MiB pages: reserved huge pages (hugetlbfs)
+  // when enough are free (sysctl vm.nr_hugepages), else transparent huge
+  // pages; ResourceExhausted naming both when neither can be had. Fewer,
+  // larger pages: a lazy restore fills 2 MiB per fault. The eager and lazy
+  // engines take it; the shared base (whose clones share 4 KiB pages of
+  // one base) refuses it. RestoreStats::memory_pages says what was used.
+  bool huge_pages = false;
   // Linux programs: write every system call to the console, strace-style
   // ("openat(AT_FDCWD, "/etc/x", 0x0) = -2 ENOENT"), to see what a program
   // needs.

@@ -55,6 +55,9 @@ struct RestoreStats {
   // Reads done with plain pread because io_uring is unavailable here (a
   // seccomp filter, kernel.io_uring_disabled): restores still work.
   uint64_t reads_without_io_uring = 0;
+  // The pages behind guest memory: "4 KiB", "2 MiB reserved (hugetlbfs)"
+  // or "2 MiB transparent" (VmSettings::huge_pages).
+  std::string memory_pages = "4 KiB";
   uint64_t resets = 0;       // Vm::Reset() calls
   uint64_t pages_reset = 0;  // pages the last Reset() restored
   // This restore decompressed the Snapshot handle's shared base (the first
