@@ -157,6 +157,43 @@ void DecodeChunk(benchmark::State& state) {
   state.SetLabel("per 64 KiB chunk: checksums + zstd");
 }
 
+// A cold read of the prefetch file's raw working set (what a cold
+// prefetch restore must bring in, as the Firecracker-style restore must
+// bring in the same pages of its memory file): evicted from the page
+// cache, then read once, sequentially, in 1 MiB reads. The floor of a
+// cold restore that reads raw bytes.
+void ColdReadWorkingSet(benchmark::State& state, uint64_t size) {
+  const Scenario& s = GetScenario(size);
+  auto image = snapshot::SnapshotImage::Open(s.prefetch);
+  if (!image.ok()) Die("open", image.status());
+  const snapshot::SnapshotFile& file = (*image)->top();
+  uint64_t begin = UINT64_MAX, end = 0;
+  for (uint32_t c : file.manifest().working_set()) {
+    snapshot::SnapshotImage::Location where = (*image)->Locate(c);
+    if (where.zero() || where.file != 0) continue;
+    begin = std::min(begin, file.FrameOffset(where.frame));
+    end = std::max(end,
+                   file.FrameOffset(where.frame) + file.FrameSize(where.frame));
+  }
+  if (begin >= end) Die("working set", absl::InternalError("none recorded"));
+  std::vector<uint8_t> buffer(1 << 20);
+  for (auto _ : state) {
+    int fd = open(s.prefetch.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) Die("open", absl::InternalError(s.prefetch));
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    absl::Time start = absl::Now();
+    for (uint64_t at = begin; at < end; at += buffer.size()) {
+      const uint64_t n = std::min<uint64_t>(buffer.size(), end - at);
+      if (pread(fd, buffer.data(), n, at) != static_cast<ssize_t>(n)) {
+        Die("read", absl::InternalError(s.prefetch));
+      }
+    }
+    state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start));
+    close(fd);
+  }
+  state.counters["MiB"] = (end - begin) / 1048576.0;
+}
+
 void IoUringRead(benchmark::State& state) {
   const Scenario& s = GetScenario(ScenarioSizes().front());
   int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
@@ -211,6 +248,11 @@ void RegisterFloorBenchmarks() {
       ->Iterations(Iterations(5000))
       ->Unit(benchmark::kMicrosecond);
   for (uint64_t size : ScenarioSizes()) {
+    RegisterBenchmark(("floor/cold_read_working_set/" + SizeName(size)).c_str(),
+                      ColdReadWorkingSet, size)
+        ->Iterations(Iterations(5))
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
     RegisterBenchmark(
         ("fault_service/lazy_per_chunk/" + SizeName(size)).c_str(),
         LazyFaultService, size)

@@ -523,6 +523,15 @@ TEST_P(SnapshotTest, ResetAfterACallRestoresExactlyTheSnapshotsBytes) {
   // hook), not from a walk over guest memory.
   EXPECT_TRUE(clone->restore_stats().reset_uses_dirty_log);
   EXPECT_EQ(AsU64(Call(*clone, "counter")), 1u);
+  // Pages written in resets in a row (on KVM they then stay writable and
+  // logged) come back whether or not the next request writes them again.
+  ASSERT_TRUE(clone->Reset().ok());
+  for (const char* pages : {"7", "16", "0", "3"}) {
+    EXPECT_EQ(AsU64(Call(*clone, "dirty", pages)), std::stoull(pages));
+    EXPECT_EQ(AsU64(Call(*clone, "counter")), 1u);
+    ASSERT_TRUE(clone->Reset().ok());
+    EXPECT_TRUE(SameMemory(MemoryWithoutBootInfo(*clone), before)) << pages;
+  }
 
   auto lazy = Restore(path, RestoreEngine::kLazy);
   ASSERT_NE(lazy, nullptr);

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -164,7 +165,26 @@ class KvmBackend final : public backend::Backend {
   }
   absl::StatusOr<Exit> Run(backend::HypercallHandler& handler) override;
 
-  absl::Status StartDirtyLog() override { return SetDirtyLogging(true); }
+  // The dirty log protects a page again when it is taken, so a page a
+  // request writes every time takes a write-protection exit every time.
+  // With manual protection (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, Linux 5.3+)
+  // thaw protects only pages written for the first time; a page written in
+  // two takes in a row stays writable and logged ("hot"): every take
+  // returns it (so every reset copies it back) and the guest writes it
+  // with no exit. Every kRelearnTakes takes, all are protected again, so a
+  // page that went cold stops being copied.
+  absl::Status StartDirtyLog() override {
+    kvm_enable_cap cap{};
+    cap.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2;
+    cap.args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
+    manual_protect_ =
+        IoctlRetryingEintr(vm_.get(), KVM_CHECK_EXTENSION,
+                           KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0 &&
+        IoctlRetryingEintr(vm_.get(), KVM_ENABLE_CAP, &cap) == 0;
+    previous_.assign((memory_.size() / 4096 + 63) / 64, 0);
+    takes_ = 0;
+    return SetDirtyLogging(true);
+  }
   void StopDirtyLog() override { (void)SetDirtyLogging(false); }
   absl::Status SetDirtyLogging(bool on) {
     kvm_userspace_memory_region region{};
@@ -184,13 +204,32 @@ class KvmBackend final : public backend::Backend {
     return absl::OkStatus();
   }
   absl::StatusOr<PageRuns> TakeDirtyLog() override {
-    std::vector<uint64_t> bitmap((memory_.size() / 4096 + 63) / 64, 0);
+    const uint64_t pages = memory_.size() / 4096;
+    std::vector<uint64_t> bitmap((pages + 63) / 64, 0);
     kvm_dirty_log log{};
     log.slot = 0;
     log.dirty_bitmap = bitmap.data();
     // Safe: the bitmap holds one bit per page of slot 0, rounded up to 64.
     if (IoctlRetryingEintr(vm_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
       return ErrnoStatus("KVM_GET_DIRTY_LOG", errno);
+    }
+    if (manual_protect_) {
+      const bool relearn = ++takes_ % kRelearnTakes == 0;
+      for (uint64_t w = 0; w < bitmap.size(); ++w) {
+        uint64_t protect = relearn ? bitmap[w] : bitmap[w] & ~previous_[w];
+        previous_[w] = bitmap[w];
+        if (protect == 0) continue;
+        kvm_clear_dirty_log clear{};
+        clear.slot = 0;
+        clear.first_page = w * 64;
+        clear.num_pages =
+            static_cast<uint32_t>(std::min<uint64_t>(64, pages - w * 64));
+        clear.dirty_bitmap = &protect;
+        // Safe: one 64-page word of slot 0, 64-aligned as KVM requires.
+        if (IoctlRetryingEintr(vm_.get(), KVM_CLEAR_DIRTY_LOG, &clear) < 0) {
+          return ErrnoStatus("KVM_CLEAR_DIRTY_LOG", errno);
+        }
+      }
     }
     PageRuns runs;
     AppendRunsFromBitmap(bitmap.data(), 0, bitmap.size(), memory_.size() / 4096,
@@ -262,6 +301,11 @@ class KvmBackend final : public backend::Backend {
   bool sync_regs_;
   std::atomic<bool> interrupted_{false};
   std::mutex thread_mutex_;
+  // Dirty log with manual protection (see StartDirtyLog).
+  static constexpr uint64_t kRelearnTakes = 64;
+  bool manual_protect_ = false;
+  std::vector<uint64_t> previous_;  // the last take's bitmap
+  uint64_t takes_ = 0;
   bool vcpu_thread_running_ = false;
   pthread_t vcpu_thread_{};
 };
