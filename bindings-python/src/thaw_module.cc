@@ -400,8 +400,9 @@ RestoreOptions MakeRestoreOptions(const std::string& engine,
                                   const std::string& backend,
                                   double call_timeout, bool record_working_set,
                                   uint64_t console_limit,
-                                  py::object console_sink) {
+                                  py::object console_sink, bool huge_pages) {
   RestoreOptions options;
+  options.huge_pages = huge_pages;
   options.console_sink = ConsoleSink(std::move(console_sink));
   options.engine = Value(ParseRestoreEngine(engine));
   options.backend = Backend(backend);
@@ -632,17 +633,17 @@ PYBIND11_MODULE(_thaw, m) {
           [](const Snapshot& self, const std::string& engine,
              const std::string& backend, double call_timeout,
              bool record_working_set, uint64_t console_limit,
-             py::object console_sink) {
+             py::object console_sink, bool huge_pages) {
             RestoreOptions options = MakeRestoreOptions(
                 engine, backend, call_timeout, record_working_set,
-                console_limit, std::move(console_sink));
+                console_limit, std::move(console_sink), huge_pages);
             return std::make_unique<PyVm>(
                 Value(WithoutGil([&] { return self.Restore(options); })));
           },
           py::arg("engine") = "prefetch", py::arg("backend") = "auto",
           py::arg("call_timeout") = 10.0, py::arg("record_working_set") = false,
           py::arg("console_limit") = 1ull << 20,
-          py::arg("console_sink") = py::none(),
+          py::arg("console_sink") = py::none(), py::arg("huge_pages") = false,
           "A new Vm restored from this snapshot. engine: 'eager', 'lazy', "
           "'prefetch' or 'shared'.")
       .def_property_readonly(
@@ -666,10 +667,10 @@ PYBIND11_MODULE(_thaw, m) {
       [](const std::string& path, const std::string& engine,
          const std::string& backend, double call_timeout,
          bool record_working_set, uint64_t console_limit,
-         py::object console_sink) {
+         py::object console_sink, bool huge_pages) {
         RestoreOptions options = MakeRestoreOptions(
             engine, backend, call_timeout, record_working_set, console_limit,
-            std::move(console_sink));
+            std::move(console_sink), huge_pages);
         return std::make_unique<PyVm>(
             Value(WithoutGil([&] { return Vm::Restore(path, options); })));
       },
@@ -677,7 +678,7 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
       py::arg("record_working_set") = false,
       py::arg("console_limit") = 1ull << 20,
-      py::arg("console_sink") = py::none(),
+      py::arg("console_sink") = py::none(), py::arg("huge_pages") = false,
       "Restores a snapshot into a new Vm (thaw.Snapshot(path).restore(...) "
       "without keeping the handle). engine: 'eager', 'lazy', 'prefetch' or "
       "'shared'. Raises CorruptSnapshot for a damaged file.");

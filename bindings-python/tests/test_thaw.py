@@ -160,6 +160,24 @@ def test_working_set_then_prefetch(tmp_path, snapshot_guest):
         assert clone.restore_stats["mapped"] > 0
 
 
+def test_huge_pages(tmp_path, snapshot_guest):
+    """2 MiB pages: reserved ones where the host has them free, else
+    transparent ones (this test changes no kernel setting)."""
+    path = str(tmp_path / "fn.thaw")
+    huge = ("2 MiB reserved (hugetlbfs)", "2 MiB transparent")
+    with booted(snapshot_guest, huge_pages=True) as vm:
+        assert vm.restore_stats["memory_pages"] in huge
+        table = vm.call("table_sum")
+        vm.snapshot(path, threads=1)
+    with thaw.restore(path, engine="lazy", backend=BACKEND,
+                      huge_pages=True) as clone:
+        assert clone.call("table_sum") == table
+        assert clone.restore_stats["memory_pages"] in huge
+        assert clone.restore_stats["faults"] <= 16  # 2 MiB per fault
+    with pytest.raises(thaw.Error, match="shared-base"):
+        thaw.restore(path, engine="shared", backend=BACKEND, huge_pages=True)
+
+
 def test_clones_differ_and_reset_restores_the_snapshot(tmp_path, snapshot_guest):
     path = str(tmp_path / "fn.thaw")
     with booted(snapshot_guest, memory_size=64 << 20) as vm:
