@@ -19,13 +19,18 @@ def load_results(path):
     with open(path) as f:
         raw = json.load(f)
     results = {}
+    medians = {}
     for b in raw["benchmarks"]:
-        if b.get("run_type") == "aggregate":
-            continue
         name = re.sub(r"/iterations:\d+.*$", "", b["name"])
         entry = dict(b)
         entry["ms"] = b["real_time"] * UNIT_TO_MS[b["time_unit"]]
+        if b.get("run_type") == "aggregate":
+            # A benchmark run several times is reported by its median.
+            if b.get("aggregate_name") == "median":
+                medians[name] = entry
+            continue
         results[name] = entry
+    results.update(medians)
     return raw.get("context", {}), results
 
 
@@ -300,11 +305,11 @@ def targets(results, sizes):
     raw64 = get("floor/uffd_copy_64KiB")
     uring = get("floor/io_uring_read_64KiB")
     decode = get("floor/decode_64KiB_chunk")
-    chunk_floor = raw64 + uring + decode if raw64 and uring and decode else None
     target("lazy fault service per 64 KiB chunk <= 1.5x a raw 64 KiB UFFDIO_COPY",
            lazy, 1.5 * raw64 if raw64 else None, "lower",
-           "read (io_uring) + checksums + zstd + install, against a copy from memory",
-           (chunk_floor, "raw 64 KiB UFFDIO_COPY + io_uring read + decoding one chunk"))
+           "read (io_uring) + checksums + zstd + install, against a copy from memory; "
+           "decoding alone costs more than the limit",
+           (decode, "decoding one stored chunk: its checksums and zstd, which a raw copy does not do"))
     dense1 = next((r for n, r in results.items() if n.startswith("snapshot_write_dense/threads:1/")), None)
     dense_all = next((r for n, r in results.items() if n.startswith("snapshot_write_dense/threads:all/")), None)
     if dense1 and dense_all:
