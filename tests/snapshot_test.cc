@@ -4,6 +4,11 @@
 // the right bytes.
 #include "thaw/snapshot.h"
 
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -357,6 +362,67 @@ TEST_P(SnapshotTest, PrefetchMakesThePagesTheRecordedCallWrotePrivateUpFront) {
   ASSERT_NE(again, nullptr);
   EXPECT_TRUE(
       SameMemory(MemoryWithoutBootInfo(*again), MemoryWithoutBootInfo(*lazy)));
+}
+
+// Drops `path` from the page cache (as on a host that never read it) and
+// returns the fraction of its pages still cached afterwards.
+double EvictFromPageCache(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1.0;
+  fdatasync(fd);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  struct stat st {};
+  fstat(fd, &st);
+  const size_t pages = (st.st_size + 4095) / 4096;
+  void* view = mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (view == MAP_FAILED) return 1.0;
+  std::vector<unsigned char> resident(pages);
+  mincore(view, st.st_size, resident.data());
+  munmap(view, st.st_size);
+  size_t cached = 0;
+  for (unsigned char r : resident) cached += r & 1;
+  return static_cast<double>(cached) / pages;
+}
+
+TEST_P(SnapshotTest, RestoresFromAColdPageCacheReadTheFileAndAnswerTheSame) {
+  auto vm = Boot(Config());
+  ASSERT_NE(vm, nullptr);
+  const std::string path = Path("fn.thaw");
+  ASSERT_TRUE(vm->Snapshot(path).ok());
+  const std::string input = std::to_string(8u << 20);
+  const std::string expected = Call(*vm, "touch", input);
+  auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
+  ASSERT_NE(recorder, nullptr);
+  EXPECT_EQ(Call(*recorder, "touch", input), expected);
+  ASSERT_TRUE(recorder->WriteWorkingSet().ok());
+  recorder.reset();
+  struct statfs fs {};
+  ASSERT_EQ(statfs(path.c_str(), &fs), 0);
+  if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) {
+    // The QEMU harness's root file system lives in memory: nothing there
+    // can be evicted. The emulated run covers the page cache, which the
+    // backend does not change.
+    GTEST_SKIP() << path << " is on a file system held in memory";
+  }
+
+  for (RestoreEngine engine :
+       {RestoreEngine::kLazyPrefetch, RestoreEngine::kLazy,
+        RestoreEngine::kEager, RestoreEngine::kSharedBase}) {
+    // The premise: the file really is out of the page cache.
+    ASSERT_LT(EvictFromPageCache(path), 0.5) << RestoreEngineName(engine);
+    auto restored = Restore(path, engine);
+    ASSERT_NE(restored, nullptr);
+    EXPECT_EQ(Call(*restored, "touch", input), expected)
+        << RestoreEngineName(engine);
+    if (engine == RestoreEngine::kLazyPrefetch) {
+      // Mapped from the file, read ahead and filled before the guest ran.
+      const RestoreStats stats = restored->restore_stats();
+      EXPECT_GE(stats.mapped, (8u << 20) / (64u << 10));
+      EXPECT_GE(stats.populated_pages, (8u << 20) / 4096);
+      EXPECT_EQ(stats.faults, 0u);
+    }
+  }
 }
 
 TEST_P(SnapshotTest, HundredSharedBaseClonesEachKeepTheirOwnWrites) {
