@@ -132,6 +132,29 @@ class SnapshotHelpers {
     return s.ok() ? path : "";
   }
 
+  // Boots, snapshots to `path`, and records into it the working set of
+  // `function(input)` on a lazy restore; returns the booted Vm's reply to
+  // that call, or "" after reporting what failed.
+  std::string SnapshotWithWorkingSet(const std::string& path,
+                                     const std::string& function,
+                                     const std::string& input) {
+    auto vm = Boot(Config());
+    if (vm == nullptr) return "";
+    if (absl::Status s = vm->Snapshot(path); !s.ok()) {
+      ADD_FAILURE() << s;
+      return "";
+    }
+    const std::string expected = Call(*vm, function, input);
+    auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
+    if (recorder == nullptr) return "";
+    EXPECT_EQ(Call(*recorder, function, input), expected);
+    if (absl::Status s = recorder->WriteWorkingSet(); !s.ok()) {
+      ADD_FAILURE() << s;
+      return "";
+    }
+    return expected;
+  }
+
   RestoreOptions Options(RestoreEngine engine) {
     RestoreOptions options;
     options.engine = engine;
@@ -300,17 +323,10 @@ TEST_P(SnapshotTest, LazyRestoreOfA1GiBGuestReadsOnlyTheChunksItsCallTouches) {
 }
 
 TEST_P(SnapshotTest, PrefetchOfARecordedWorkingSetTakesFewerFaults) {
-  auto vm = Boot(Config());
-  ASSERT_NE(vm, nullptr);
   const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
   const std::string input = std::to_string(8u << 20);
-  const std::string expected = Call(*vm, "touch", input);
-
-  auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
-  ASSERT_NE(recorder, nullptr);
-  EXPECT_EQ(Call(*recorder, "touch", input), expected);
-  ASSERT_TRUE(recorder->WriteWorkingSet().ok());
+  const std::string expected = SnapshotWithWorkingSet(path, "touch", input);
+  ASSERT_FALSE(expected.empty());
   auto info = InspectSnapshot(path);
   ASSERT_TRUE(info.ok());
   EXPECT_GE(info->working_set_chunks, (8u << 20) / info->chunk_size);
@@ -386,17 +402,10 @@ double EvictFromPageCache(const std::string& path) {
 }
 
 TEST_P(SnapshotTest, RestoresFromAColdPageCacheReadTheFileAndAnswerTheSame) {
-  auto vm = Boot(Config());
-  ASSERT_NE(vm, nullptr);
   const std::string path = Path("fn.thaw");
-  ASSERT_TRUE(vm->Snapshot(path).ok());
   const std::string input = std::to_string(8u << 20);
-  const std::string expected = Call(*vm, "touch", input);
-  auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
-  ASSERT_NE(recorder, nullptr);
-  EXPECT_EQ(Call(*recorder, "touch", input), expected);
-  ASSERT_TRUE(recorder->WriteWorkingSet().ok());
-  recorder.reset();
+  const std::string expected = SnapshotWithWorkingSet(path, "touch", input);
+  ASSERT_FALSE(expected.empty());
   struct statfs fs {};
   ASSERT_EQ(statfs(path.c_str(), &fs), 0);
   if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC) {
