@@ -427,6 +427,7 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
       uffdio_zeropage z{};
       z.range.start = dst + done;
       z.range.len = chunk_size_ - done;
+      z.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE;
       rc = ioctl(uffd_, UFFDIO_ZEROPAGE, &z);
       progressed = z.zeropage;
     } else {
@@ -434,6 +435,7 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
       copy.dst = dst + done;
       copy.src = reinterpret_cast<uint64_t>(buffer.get()) + done;
       copy.len = chunk_size_ - done;
+      copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
       rc = ioctl(uffd_, UFFDIO_COPY, &copy);
       progressed = copy.copy;
     }
@@ -448,7 +450,19 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
       break;
     }
   }
-  state_[chunk].store(kInstalled, std::memory_order_release);
+  MarkInstalledAndWake(chunk, 1);
+}
+
+void LazyPager::MarkInstalledAndWake(uint64_t first, uint64_t count) {
+  // Installed first, woken second: a thread that faulted on these chunks
+  // must find them installed when it runs again (Vm::Snapshot asks
+  // installed() which chunks are still the image's).
+  for (uint64_t c = first; c < first + count; ++c) {
+    state_[c].store(kInstalled, std::memory_order_release);
+  }
+  uffdio_range range{reinterpret_cast<uint64_t>(memory_) + first * chunk_size_,
+                     count * chunk_size_};
+  ioctl(uffd_, UFFDIO_WAKE, &range);
 }
 
 bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
@@ -512,6 +526,7 @@ bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
     copy.dst = dst + done;
     copy.src = reinterpret_cast<uint64_t>(unit.get()) + done;
     copy.len = bytes - done;
+    copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
     if (ioctl(uffd_, UFFDIO_COPY, &copy) == 0) break;
     if (copy.copy > 0) {
       done += copy.copy;
@@ -523,9 +538,7 @@ bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
       break;
     }
   }
-  for (uint64_t c = first; c < first + count; ++c) {
-    state_[c].store(kInstalled, std::memory_order_release);
-  }
+  MarkInstalledAndWake(first, count);
   return true;
 }
 

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -770,6 +771,23 @@ TEST_P(SnapshotTest, TheNumberOfWriterThreadsDoesNotChangeTheFile) {
   }
 }
 
+// Held by every test that changes kernel settings, across processes (an
+// flock), so that two test runs on one host never change them at once.
+class KernelSettingsLock {
+ public:
+  KernelSettingsLock()
+      : fd_(open("/tmp/thaw-test-kernel-settings.lock",
+                 O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0) flock(fd_, LOCK_EX);
+  }
+  ~KernelSettingsLock() {
+    if (fd_ >= 0) close(fd_);  // releases the lock
+  }
+
+ private:
+  int fd_;
+};
+
 // A kernel setting (a /proc/sys or /sys file) changed for one test and put
 // back afterwards. Files that list choices ("always [madvise] never") are
 // put back to the bracketed one.
@@ -814,6 +832,7 @@ uint64_t FreeHugePages() {
 
 TEST_P(SnapshotTest, ReservedHugePagesBackBootAndTheEnginesThatTakeThem) {
   if (geteuid() != 0) GTEST_SKIP() << "reserving huge pages needs root";
+  KernelSettingsLock lock;
   KernelSetting reserved("/proc/sys/vm/nr_hugepages");
   const uint64_t before = FreeHugePages();
   ASSERT_TRUE(reserved.Write(std::to_string(std::stoull(reserved.old()) + 64)));
@@ -868,6 +887,7 @@ TEST_P(SnapshotTest, ReservedHugePagesBackBootAndTheEnginesThatTakeThem) {
 
 TEST_P(SnapshotTest, HugePagesFallBackToTransparentOnesAndFailClearly) {
   if (geteuid() != 0) GTEST_SKIP() << "changing kernel settings needs root";
+  KernelSettingsLock lock;
   KernelSetting reserved("/proc/sys/vm/nr_hugepages");
   KernelSetting transparent("/sys/kernel/mm/transparent_hugepage/enabled");
   ASSERT_TRUE(reserved.Write("0"));
