@@ -347,17 +347,30 @@ void PrefetchAgainstFirecracker(benchmark::State& state, uint64_t size) {
     vm->reset();  // not timed
     return took;
   };
+  auto time_firecracker = [&] {
+    return time_first_call([&]() -> absl::StatusOr<std::unique_ptr<Vm>> {
+      auto snapshot = Snapshot::Open(s.snapshot);
+      if (!snapshot.ok()) return snapshot.status();
+      return internal::VmAccess::RestoreOverMemoryFile(*snapshot, fd, eager);
+    });
+  };
+  auto time_prefetch = [&] {
+    return time_first_call([&] { return Vm::Restore(s.prefetch, prefetch); });
+  };
+  // The order alternates (ABBA), so that neither side always follows the
+  // other's teardown.
   std::vector<double> firecracker;
+  bool firecracker_first = true;
   for (auto _ : state) {
-    firecracker.push_back(absl::ToDoubleMilliseconds(
-        time_first_call([&]() -> absl::StatusOr<std::unique_ptr<Vm>> {
-          auto snapshot = Snapshot::Open(s.snapshot);
-          if (!snapshot.ok()) return snapshot.status();
-          return internal::VmAccess::RestoreOverMemoryFile(*snapshot, fd,
-                                                           eager);
-        })));
-    const absl::Duration took =
-        time_first_call([&] { return Vm::Restore(s.prefetch, prefetch); });
+    absl::Duration took;
+    if (firecracker_first) {
+      firecracker.push_back(absl::ToDoubleMilliseconds(time_firecracker()));
+      took = time_prefetch();
+    } else {
+      took = time_prefetch();
+      firecracker.push_back(absl::ToDoubleMilliseconds(time_firecracker()));
+    }
+    firecracker_first = !firecracker_first;
     state.SetIterationTime(Seconds(took));
     RecordSample(
         absl::StrCat("paired/prefetch_vs_firecracker/", SizeName(size)),
