@@ -54,6 +54,13 @@ for engine in eager lazy prefetch shared; do
   expect "restore $engine report" "$tmp/err" "engine $engine"
 done
 check "restore --record-working-set" 0 "$thaw" restore "$tmp/fn.thaw" --call crc32 --input "$tmp/in" --engine lazy --record-working-set --backend emulated
+# One compressing thread writes the same frames as every core; huge pages
+# (transparent ones where none are reserved) hold a restored guest.
+check "snapshot --threads 1" 0 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/one.thaw" --threads 1 --backend emulated
+check "restore --huge-pages" 0 "$thaw" restore "$tmp/one.thaw" --call crc32 --input "$tmp/in" --engine lazy --huge-pages --backend emulated
+[ "$(cat "$tmp/out")" = "57020b8e" ] || { echo "FAIL restore --huge-pages output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+expect "restore --huge-pages report" "$tmp/err" "memory in 2 MiB"
+check "usage: bad --threads" 2 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/x.thaw" --threads many
 check "inspect" 0 "$thaw" inspect "$tmp/fn.thaw"
 expect "inspect ratio" "$tmp/out" "compression ratio"
 expect "inspect working set" "$tmp/out" "working set: [1-9]"

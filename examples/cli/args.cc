@@ -18,17 +18,18 @@ std::vector<std::string> OptionsOf(const std::string& command) {
     return options;
   };
   if (command == "run") {
-    return with_program(
-        {"--call", "--input", "--backend", "--memory", "--timeout-ms"});
+    return with_program({"--call", "--input", "--backend", "--memory",
+                         "--timeout-ms", "--huge-pages"});
   }
   if (command == "snapshot") {
-    return with_program({"-o", "--level", "--chunk-size", "--backend",
-                         "--memory", "--timeout-ms"});
+    return with_program({"-o", "--level", "--chunk-size", "--threads",
+                         "--backend", "--memory", "--timeout-ms",
+                         "--huge-pages"});
   }
   if (command == "restore") {
-    return {"--call",          "--input",      "--engine",
-            "--backend",       "--timeout-ms", "--record-working-set",
-            "--trace-syscalls"};
+    return {"--call",           "--input",      "--engine",
+            "--backend",        "--timeout-ms", "--record-working-set",
+            "--trace-syscalls", "--huge-pages"};
   }
   return {};  // inspect, verify
 }
@@ -75,6 +76,11 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     }
     if (arg == "--program") {
       out.program = true;
+      continue;
+    }
+    if (arg == "--huge-pages") {
+      out.config.huge_pages = true;
+      out.restore.huge_pages = true;
       continue;
     }
     if (arg == "--trace-syscalls") {
@@ -137,6 +143,10 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       if (!n.ok()) return n.status();
       out.config.call_timeout = absl::Milliseconds(*n);
       out.restore.call_timeout = absl::Milliseconds(*n);
+    } else if (arg == "--threads") {
+      auto n = number(0, 1024);
+      if (!n.ok()) return n.status();
+      out.snapshot.threads = static_cast<unsigned>(*n);
     } else if (arg == "--level") {
       auto n = number(1, 19);
       if (!n.ok()) return n.status();

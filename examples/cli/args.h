@@ -19,7 +19,7 @@ struct Args {
   std::string input_file;    // --input: empty, a path, or "-" for stdin
   std::string output;        // -o FILE (snapshot)
   VmConfig config;           // --backend --memory --timeout-ms
-  SnapshotOptions snapshot;  // --level --chunk-size
+  SnapshotOptions snapshot;  // --level --chunk-size --threads
   RestoreOptions restore;    // --engine --backend --timeout-ms
   bool record_working_set = false;
   // A Linux program instead of a function guest: --program, or implied by

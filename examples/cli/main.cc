@@ -39,12 +39,15 @@ constexpr char kUsage[] =
     "ARGS...]\n"
     "       thaw snapshot GUEST.elf|PROGRAM -o FILE [--level 1-19] "
     "[--chunk-size BYTES]\n"
-    "                [--backend B] [--memory MIB] [--timeout-ms N]\n"
+    "                [--threads N] [--backend B] [--memory MIB] "
+    "[--timeout-ms N]\n"
     "                [program options as for run]\n"
     "       thaw restore FILE --call NAME [--input FILE|-]\n"
     "                [--engine eager|lazy|prefetch|shared] [--backend B]\n"
     "                [--timeout-ms N] [--record-working-set] "
     "[--trace-syscalls]\n"
+    "       (run, snapshot and restore take --huge-pages: guest memory in "
+    "2 MiB pages)\n"
     "       thaw inspect FILE\n"
     "       thaw verify FILE\n";
 
@@ -164,7 +167,8 @@ int Restore(const thaw::cli::Args& args) {
   std::fprintf(stderr,
                "restore: engine %s, %llu faults (+%llu waiting on prefetch), "
                "%llu chunks read (%llu bytes), %llu prefetched, %llu mapped "
-               "(%llu pages populated, %llu made private)\n",
+               "(%llu pages populated, %llu made private), memory in %s "
+               "pages\n",
                std::string(thaw::RestoreEngineName(stats.engine)).c_str(),
                static_cast<unsigned long long>(stats.faults),
                static_cast<unsigned long long>(stats.prefetch_waits),
@@ -173,7 +177,8 @@ int Restore(const thaw::cli::Args& args) {
                static_cast<unsigned long long>(stats.prefetched),
                static_cast<unsigned long long>(stats.mapped),
                static_cast<unsigned long long>(stats.populated_pages),
-               static_cast<unsigned long long>(stats.pages_made_private));
+               static_cast<unsigned long long>(stats.pages_made_private),
+               stats.memory_pages.c_str());
   if (code == 0 && args.record_working_set) {
     if (absl::Status s = (*vm)->WriteWorkingSet(); !s.ok()) return Fail(s);
     std::fprintf(stderr, "thaw: working set written into %s\n",
