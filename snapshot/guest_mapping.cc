@@ -13,16 +13,24 @@
 namespace thaw::snapshot {
 namespace {
 
-// The value of `key` in /proc/meminfo (kB or a count), or 0.
-uint64_t MemInfo(absl::string_view key) {
+// The huge-page lines of /proc/meminfo, read in one pass.
+struct HugePageInfo {
+  uint64_t size_kib = 0;  // Hugepagesize
+  uint64_t free = 0;      // HugePages_Free
+  uint64_t promised = 0;  // HugePages_Rsvd: free, but promised to a mapping
+};
+HugePageInfo ReadHugePageInfo() {
+  HugePageInfo info;
   std::ifstream meminfo("/proc/meminfo");
   std::string name;
   uint64_t value = 0;
   while (meminfo >> name >> value) {
-    if (name == key) return value;
+    if (name == "Hugepagesize:") info.size_kib = value;
+    if (name == "HugePages_Free:") info.free = value;
+    if (name == "HugePages_Rsvd:") info.promised = value;
     meminfo.ignore(256, '\n');
   }
-  return 0;
+  return info;
 }
 
 bool TransparentHugePagesOffered() {
@@ -84,11 +92,9 @@ absl::StatusOr<GuestMapping> MapTransparentHuge(uint64_t size,
 }  // namespace
 
 uint64_t FreeReservedHugePages() {
-  if (MemInfo("Hugepagesize:") != kHugePage / 1024) return 0;
-  // Free pages not yet promised to a mapping (HugePages_Rsvd).
-  const uint64_t free = MemInfo("HugePages_Free:");
-  const uint64_t promised = MemInfo("HugePages_Rsvd:");
-  return free > promised ? free - promised : 0;
+  const HugePageInfo info = ReadHugePageInfo();
+  if (info.size_kib != kHugePage / 1024) return 0;
+  return info.free > info.promised ? info.free - info.promised : 0;
 }
 
 absl::StatusOr<GuestMapping> MapGuestMemory(uint64_t size, bool huge_pages,

@@ -227,6 +227,7 @@ bool Populate(uint8_t* at, uint64_t length, int advice) {
 }  // namespace
 
 void LazyPager::PopulateMapped() {
+  if (mapped_.empty()) return;  // nothing mapped from the file
   // A file not in the page cache (a host that never ran this function) is
   // read ahead in large sequential requests, all at once, before single
   // pages are asked for; on a cached file this finds every page present.
@@ -402,8 +403,6 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
     buffer = NewAligned(chunk_size_);
     buffer_size = chunk_size_;
   }
-  const uint64_t dst =
-      reinterpret_cast<uint64_t>(memory_) + chunk * chunk_size_;
   bool zero = stored == nullptr;
   if (!zero) {
     SnapshotImage::Location where = image_->Locate(chunk);
@@ -416,25 +415,34 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
       zero = true;  // never hand the guest bytes that failed their checksum
     }
   }
+  Fill(chunk, 1, zero ? nullptr : buffer.get());
+}
+
+void LazyPager::Fill(uint64_t first, uint64_t count, const uint8_t* source) {
+  const uint64_t dst =
+      reinterpret_cast<uint64_t>(memory_) + first * chunk_size_;
+  const uint64_t bytes = count * chunk_size_;
   // Both ioctls may stop early (EAGAIN while the address space changes);
-  // pages already present (EEXIST) cannot happen for a claimed chunk but are
-  // skipped rather than retried forever.
+  // pages already present (EEXIST) cannot happen for claimed chunks but are
+  // skipped rather than retried forever. Neither wakes anyone: the chunks
+  // are marked installed first.
+  const uint64_t page = options_.huge_pages ? kHugePage : kPage;
   uint64_t done = 0;
-  while (done < chunk_size_) {
+  while (done < bytes) {
     long rc;
     int64_t progressed;
-    if (zero) {
+    if (source == nullptr) {
       uffdio_zeropage z{};
       z.range.start = dst + done;
-      z.range.len = chunk_size_ - done;
+      z.range.len = bytes - done;
       z.mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE;
       rc = ioctl(uffd_, UFFDIO_ZEROPAGE, &z);
       progressed = z.zeropage;
     } else {
       uffdio_copy copy{};
       copy.dst = dst + done;
-      copy.src = reinterpret_cast<uint64_t>(buffer.get()) + done;
-      copy.len = chunk_size_ - done;
+      copy.src = reinterpret_cast<uint64_t>(source) + done;
+      copy.len = bytes - done;
       copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
       rc = ioctl(uffd_, UFFDIO_COPY, &copy);
       progressed = copy.copy;
@@ -443,14 +451,14 @@ void LazyPager::Install(uint64_t chunk, const uint8_t* stored) {
     if (progressed > 0) {
       done += progressed;
     } else if (errno == EEXIST) {
-      done += kPage;
+      done += page;
     } else if (errno != EAGAIN) {
       Fail(ErrnoStatus(
-          absl::StrFormat("userfaultfd install of chunk %d", chunk), errno));
+          absl::StrFormat("userfaultfd install of chunk %d", first), errno));
       break;
     }
   }
-  MarkInstalledAndWake(chunk, 1);
+  MarkInstalledAndWake(first, count);
 }
 
 void LazyPager::MarkInstalledAndWake(uint64_t first, uint64_t count) {
@@ -518,27 +526,8 @@ bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
       for (uint64_t c = first; c < first + count; ++c) touched_.push_back(c);
     }
   }
-  const uint64_t dst =
-      reinterpret_cast<uint64_t>(memory_) + first * chunk_size_;
-  uint64_t done = 0;
-  while (done < bytes) {
-    uffdio_copy copy{};
-    copy.dst = dst + done;
-    copy.src = reinterpret_cast<uint64_t>(unit.get()) + done;
-    copy.len = bytes - done;
-    copy.mode = UFFDIO_COPY_MODE_DONTWAKE;
-    if (ioctl(uffd_, UFFDIO_COPY, &copy) == 0) break;
-    if (copy.copy > 0) {
-      done += copy.copy;
-    } else if (errno != EAGAIN) {
-      Fail(ErrnoStatus(
-          absl::StrFormat("userfaultfd install of huge page at chunk %d",
-                          first),
-          errno));
-      break;
-    }
-  }
-  MarkInstalledAndWake(first, count);
+  // Always a copy: hugetlbfs has no UFFDIO_ZEROPAGE.
+  Fill(first, count, unit.get());
   return true;
 }
 
@@ -566,28 +555,24 @@ void LazyPager::ServeFaults() {
       const uint64_t offset = address - reinterpret_cast<uint64_t>(memory_);
       if (offset >= size_) continue;
       const uint64_t chunk = offset / chunk_size_;
-      if (chunks_per_unit_ > 1) {
-        if (InstallUnit(chunk, reader)) {
-          ++counters_.faults;
-        } else if (installed(chunk)) {
-          uffdio_range range{address & ~(kPage - 1), kPage};
-          ioctl(uffd_, UFFDIO_WAKE, &range);
-        } else {
-          ++counters_.prefetch_waits;
-        }
-        continue;
-      }
-      if (!Claim(chunk)) {
+      // Huge pages: the whole unit is read and installed by the claim.
+      const bool mine =
+          chunks_per_unit_ > 1 ? InstallUnit(chunk, reader) : Claim(chunk);
+      if (!mine) {
         if (state_[chunk].load(std::memory_order_acquire) == kInstalled) {
           // Installed after the thread faulted: a stale message; make sure
           // the thread is not left waiting.
           uffdio_range range{address & ~(kPage - 1), kPage};
           ioctl(uffd_, UFFDIO_WAKE, &range);
         } else {
-          // The prefetcher holds it; its UFFDIO_COPY wakes the thread.
-          // Waking it now would only make it fault again.
+          // Another thread holds it; its install wakes the thread. Waking
+          // it now would only make it fault again.
           ++counters_.prefetch_waits;
         }
+        continue;
+      }
+      if (chunks_per_unit_ > 1) {
+        ++counters_.faults;
         continue;
       }
       ++counters_.faults;

@@ -92,6 +92,9 @@ class LazyPager {
   // Installs a claimed chunk whose stored bytes are in `stored` (nullptr for
   // a zero chunk); on a bad frame installs zeros and records the error.
   void Install(uint64_t chunk, const uint8_t* stored);
+  // Installs `count` claimed chunks from `first` with the bytes at `source`
+  // (zeros where null), marks them installed, then wakes their waiters.
+  void Fill(uint64_t first, uint64_t count, const uint8_t* source);
   // Marks `count` chunks from `first` installed, then wakes every thread
   // waiting on them (the installs ran with DONTWAKE).
   void MarkInstalledAndWake(uint64_t first, uint64_t count);

@@ -142,7 +142,8 @@ class UnicornBackend final : public backend::Backend {
       return absl::FailedPreconditionError("the dirty log is not on");
     }
     // Only the words the hook set are read and cleared: the cost follows
-    // what the guest wrote, not the size of its memory.
+    // what the guest wrote, not the size of its memory. Sorted (each word
+    // is listed once), they give the runs in order, joined across words.
     std::sort(dirty_words_.begin(), dirty_words_.end());
     PageRuns runs;
     for (uint64_t w : dirty_words_) {
@@ -151,7 +152,6 @@ class UnicornBackend final : public backend::Backend {
       dirty_[w] = 0;
     }
     dirty_words_.clear();
-    NormalizeRuns(runs);
     return runs;
   }
   void DiscardCachedCode(uint64_t address, uint64_t size) override {

@@ -232,8 +232,7 @@ class KvmBackend final : public backend::Backend {
       }
     }
     PageRuns runs;
-    AppendRunsFromBitmap(bitmap.data(), 0, bitmap.size(), memory_.size() / 4096,
-                         runs);
+    AppendRunsFromBitmap(bitmap.data(), 0, bitmap.size(), pages, runs);
     return runs;
   }
 
