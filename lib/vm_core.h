@@ -68,6 +68,7 @@ class VmCore {
   absl::Status Snapshot(const std::string& path,
                         const SnapshotOptions& options);
   absl::Status Reset();
+  const absl::Status& failure() const { return failure_; }
   absl::Status WriteWorkingSet();
   absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size) const;
   // Brings this Vm to `image`'s parked state; its memory is in place.

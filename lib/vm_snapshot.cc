@@ -417,6 +417,12 @@ absl::Status Vm::WriteWorkingSet() {
 
 RestoreStats Vm::restore_stats() const { return core_->restore_stats(); }
 
+absl::Status Vm::failure() const {
+  internal::VmCore::Turn turn(*core_, "failure");
+  if (!turn.status().ok()) return turn.status();
+  return core_->failure();
+}
+
 ProgramStats Vm::program_stats() const {
   internal::VmCore::Turn turn(*core_, "program_stats");
   if (!turn.status().ok()) return {};

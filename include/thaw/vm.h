@@ -137,6 +137,10 @@ class Vm {
   // [operation]
   absl::Status WriteWorkingSet();
 
+  // OK while the Vm accepts calls; otherwise the error that stopped it (a
+  // guest exception, an abort, a timeout, a damaged chunk), as its failed
+  // call returned it. Reset() clears it. [operation]
+  absl::Status failure() const;
   // What the restore did, counted so far. [any thread]
   RestoreStats restore_stats() const;
 
