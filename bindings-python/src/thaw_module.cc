@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "thaw/errors.h"
+#include "thaw/pool.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
@@ -26,7 +28,7 @@ namespace {
 
 // The exception classes, created at import (see PYBIND11_MODULE below).
 struct Exceptions {
-  py::object error, corrupt, timeout, guest_fault, invalid_argument;
+  py::object error, corrupt, timeout, guest_fault, invalid_argument, throttled;
 };
 Exceptions& Classes() {
   static auto* classes = new Exceptions;  // lives as long as the module
@@ -44,6 +46,9 @@ Exceptions& Classes() {
     type = c.corrupt;
   } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {
     type = c.timeout;
+  } else if (status.code() == absl::StatusCode::kResourceExhausted &&
+             absl::StartsWith(status.message(), "throttled")) {
+    type = c.throttled;  // Pool.acquire at its deadline (thaw/pool.h)
   } else if (status.code() == absl::StatusCode::kInvalidArgument ||
              status.code() == absl::StatusCode::kOutOfRange) {
     type = c.invalid_argument;
@@ -412,6 +417,110 @@ RestoreOptions MakeRestoreOptions(const std::string& engine,
   return options;
 }
 
+// thaw.Lease: one Vm of a Pool, held until release() (or the end of a
+// `with` block). A call holds `release_mutex_` shared, so release() from
+// another thread waits for it instead of freeing the Vm under it.
+class PyLease {
+ public:
+  explicit PyLease(Lease lease) : lease_(std::move(lease)) {}
+  ~PyLease() {
+    py::gil_scoped_release release;
+    std::unique_lock<std::shared_mutex> lock(release_mutex_);
+    lease_.reset();
+  }
+
+  py::bytes Call(const std::string& function, py::bytes data) {
+    std::string input = data;
+    absl::StatusOr<std::string> reply;
+    {
+      py::gil_scoped_release release;
+      std::shared_lock<std::shared_mutex> lock(release_mutex_);
+      reply = lease_ ? (*lease_)->Call(function, input)
+                     : absl::StatusOr<std::string>(Released());
+    }
+    return py::bytes(Value(std::move(reply)));
+  }
+  void Discard() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    if (lease_) lease_->Discard();
+  }
+  void Release() {
+    absl::Status status;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock<std::shared_mutex> lock(release_mutex_);
+      if (lease_) status = lease_->Release();
+      lease_.reset();
+    }
+    Check(status);
+  }
+  std::string Start() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    if (!lease_) RaiseStatus(Released());
+    return std::string(StartKindName(lease_->start()));
+  }
+  double StartSeconds() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    if (!lease_) RaiseStatus(Released());
+    return absl::ToDoubleSeconds(lease_->start_time());
+  }
+  double QueueWaitSeconds() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    if (!lease_) RaiseStatus(Released());
+    return absl::ToDoubleSeconds(lease_->queue_wait());
+  }
+  std::string Console() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    if (!lease_) RaiseStatus(Released());
+    return (*lease_)->console();
+  }
+  bool released() {
+    std::shared_lock<std::shared_mutex> lock(release_mutex_);
+    return !lease_.has_value();
+  }
+
+ private:
+  static absl::Status Released() {
+    return absl::FailedPreconditionError("this lease was released");
+  }
+  std::shared_mutex release_mutex_;
+  std::optional<Lease> lease_;
+};
+
+PoolPolicy MakePolicy(int max_concurrency, int provisioned,
+                      const std::string& isolation, double idle_reclaim,
+                      const std::string& engine, const std::string& backend,
+                      double call_timeout) {
+  PoolPolicy policy;
+  policy.max_concurrency = max_concurrency;
+  policy.provisioned = provisioned;
+  policy.isolation = Value(ParseIsolation(isolation));
+  policy.idle_reclaim = Seconds(idle_reclaim);
+  policy.restore.engine = Value(ParseRestoreEngine(engine));
+  policy.restore.backend = Backend(backend);
+  policy.restore.call_timeout = Seconds(call_timeout);
+  return policy;
+}
+
+py::dict PoolStatsDict(const PoolStats& s) {
+  py::dict d;
+  d["warm_starts"] = s.warm_starts;
+  d["restored_starts"] = s.restored_starts;
+  d["cold_starts"] = s.cold_starts;
+  d["background_restores"] = s.background_restores;
+  d["queue_waits"] = s.queue_waits;
+  d["queue_wait_s"] = absl::ToDoubleSeconds(s.queue_wait_time);
+  d["throttles"] = s.throttles;
+  d["resets"] = s.resets;
+  d["discards"] = s.discards;
+  d["reclaimed"] = s.reclaimed;
+  d["start_failures"] = s.start_failures;
+  d["idle"] = s.idle;
+  d["leased"] = s.leased;
+  d["starting"] = s.starting;
+  return d;
+}
+
 }  // namespace
 }  // namespace thaw::python
 
@@ -454,6 +563,10 @@ PYBIND11_MODULE(_thaw, m) {
       "GuestFault", py::make_tuple(c.error),
       "The guest took a CPU exception. Attributes: vector (14 = page fault), "
       "rip, cr2, error_code, triple_fault. The Vm refuses further calls.");
+  c.throttled =
+      make("Throttled", py::make_tuple(c.error),
+           "Pool.acquire found every sandbox of the pool in use until its "
+           "timeout (max_concurrency reached).");
   c.invalid_argument = make(
       "InvalidArgument", py::make_tuple(c.error, builtins.attr("ValueError")),
       "An argument was out of range or malformed (including guest addresses "
@@ -682,6 +795,104 @@ PYBIND11_MODULE(_thaw, m) {
       "Restores a snapshot into a new Vm (thaw.Snapshot(path).restore(...) "
       "without keeping the handle). engine: 'eager', 'lazy', 'prefetch' or "
       "'shared'. Raises CorruptSnapshot for a damaged file.");
+  py::class_<PyLease>(m, "Lease",
+                      "One sandbox of a Pool, held until release() or the "
+                      "end of a `with` block, when the pool's isolation "
+                      "applies (reset, reuse, or drop).")
+      .def("call", &PyLease::Call, py::arg("function"),
+           py::arg("input") = py::bytes(),
+           "Calls the guest function; raises like Vm.call. A lease whose "
+           "call faulted or timed out is dropped by the pool, never reused.")
+      .def("discard", &PyLease::Discard,
+           "Drop this sandbox when the lease ends, whatever the policy.")
+      .def("release", &PyLease::Release,
+           "Returns the sandbox to the pool now. Idempotent.")
+      .def_property_readonly("start", &PyLease::Start,
+                             "'warm' (was idle), 'restored' (restored for "
+                             "this lease) or 'cold' (booted for it).")
+      .def_property_readonly("start_seconds", &PyLease::StartSeconds,
+                             "Time spent restoring or booting for this "
+                             "lease (0 for a warm start).")
+      .def_property_readonly("queue_wait_seconds", &PyLease::QueueWaitSeconds,
+                             "Time acquire() waited for a returned sandbox.")
+      .def_property_readonly("console", &PyLease::Console,
+                             "The sandbox's console output so far.")
+      .def_property_readonly("released", &PyLease::released)
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "Returns the lease; the `with` block releases it.")
+      .def(
+          "__exit__", [](PyLease& self, py::args) { self.Release(); },
+          "Releases the lease.");
+  m.attr("Lease").attr("__module__") = "thaw";
+
+  py::class_<Pool>(
+      m, "Pool",
+      "Sandboxes of one snapshot kept ready and leased one request at a "
+      "time (include/thaw/pool.h). isolation: 'reset' (Vm.reset after each "
+      "lease; engine 'shared'), 'reuse' (kept as it is), 'restore' (a fresh "
+      "restore per lease) or 'boot' (Pool.boot only).")
+      .def(py::init([](const Snapshot& snapshot, int max_concurrency,
+                       int provisioned, const std::string& isolation,
+                       double idle_reclaim, const std::string& engine,
+                       const std::string& backend, double call_timeout) {
+             PoolPolicy policy =
+                 MakePolicy(max_concurrency, provisioned, isolation,
+                            idle_reclaim, engine, backend, call_timeout);
+             return Value(
+                 WithoutGil([&] { return Pool::Create(snapshot, policy); }));
+           }),
+           py::arg("snapshot"), py::arg("max_concurrency") = 8,
+           py::arg("provisioned") = 0, py::arg("isolation") = "reset",
+           py::arg("idle_reclaim") = 600.0, py::arg("engine") = "shared",
+           py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
+           "A pool restoring from `snapshot` (a thaw.Snapshot); the "
+           "provisioned sandboxes are restored before it returns.")
+      .def_static(
+          "boot",
+          [](const std::string& guest, const std::string& snapshot_path,
+             std::optional<VmConfig> config, int max_concurrency,
+             int provisioned, const std::string& isolation, double idle_reclaim,
+             const std::string& engine, const std::string& backend,
+             double call_timeout) {
+            GuestRecipe recipe;
+            if (config) recipe.config = *config;
+            recipe.path = guest;
+            PoolPolicy policy =
+                MakePolicy(max_concurrency, provisioned, isolation,
+                           idle_reclaim, engine, backend, call_timeout);
+            return Value(WithoutGil(
+                [&] { return Pool::Boot(recipe, snapshot_path, policy); }));
+          },
+          py::arg("guest"), py::arg("snapshot_path"),
+          py::arg("config") = py::none(), py::arg("max_concurrency") = 8,
+          py::arg("provisioned") = 0, py::arg("isolation") = "reset",
+          py::arg("idle_reclaim") = 600.0, py::arg("engine") = "shared",
+          py::arg("backend") = "auto", py::arg("call_timeout") = 10.0,
+          "Boots the function guest `guest` once (its init runs), snapshots "
+          "it to snapshot_path and makes a pool from it. A failed init "
+          "raises with the guest's console in the message.")
+      .def(
+          "acquire",
+          [](Pool& self, double timeout) {
+            if (!(timeout >= 0)) {
+              RaiseStatus(absl::InvalidArgumentError(
+                  absl::StrCat("timeout must be >= 0 seconds, not ", timeout)));
+            }
+            return std::make_unique<PyLease>(Value(WithoutGil([&] {
+              return self.Acquire(absl::Now() + absl::Seconds(timeout));
+            })));
+          },
+          py::arg("timeout") = 0.0,
+          "A sandbox for one request, waiting up to `timeout` seconds for "
+          "one when max_concurrency are in use; raises thaw.Throttled then.")
+      .def_property_readonly(
+          "stats", [](const Pool& self) { return PoolStatsDict(self.stats()); },
+          "Counters since the pool was made (warm/restored/cold starts, "
+          "queue waits, throttles, resets, discards, reclaimed) and the "
+          "idle/leased/starting sandboxes now.");
+  m.attr("Pool").attr("__module__") = "thaw";
+
   m.def(
       "inspect",
       [](const std::string& path) {

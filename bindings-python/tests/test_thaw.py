@@ -402,3 +402,73 @@ def test_a_linux_program_serves_calls_and_snapshots(tmp_path):
         assert clone.call("echo", b"restored") == b"restored"
     with pytest.raises(thaw.InvalidArgument, match="guest_kind"):
         thaw.VmConfig(guest_kind="kernel")
+
+
+def test_pool_leases_throttles_isolates_and_replaces(tmp_path, test_guest):
+    pool = thaw.Pool.boot(test_guest, str(tmp_path / "fn.thaw"),
+                          config=config(), max_concurrency=2, provisioned=1,
+                          isolation="reset", backend=BACKEND, call_timeout=0.5)
+    with pool.acquire() as lease:
+        assert lease.start == "warm"  # the provisioned one
+        assert lease.call("count") == b"1"
+        assert lease.call("count") == b"2"
+    with pool.acquire() as lease:  # reset: the last request's writes are gone
+        assert lease.call("count") == b"1"
+
+    first, second = pool.acquire(), pool.acquire(timeout=1)
+    assert {first.start, second.start} == {"warm", "restored"}
+    with pytest.raises(thaw.Throttled, match="throttled"):
+        pool.acquire(timeout=0.05)
+    threading.Timer(0.05, first.release).start()
+    third = pool.acquire(timeout=5)  # gets the returned one
+    assert third.start == "warm" and third.queue_wait_seconds > 0
+
+    with pytest.raises(thaw.GuestFault):
+        third.call("null_deref")
+    third.release()
+    second.release()
+    with pool.acquire(timeout=5) as lease:  # never the faulted one
+        assert lease.call("echo", b"fine") == b"fine"
+    stats = pool.stats
+    assert stats["throttles"] == 1 and stats["discards"] == 1
+    assert stats["resets"] >= 3 and stats["leased"] == 0
+
+
+def test_pool_rejects_a_bad_policy(tmp_path, test_guest):
+    snapshot_path = str(tmp_path / "fn.thaw")
+    with pytest.raises(thaw.InvalidArgument, match="max_concurrency"):
+        thaw.Pool.boot(test_guest, snapshot_path, config=config(),
+                       max_concurrency=0, backend=BACKEND)
+    with pytest.raises(thaw.InvalidArgument, match="isolation"):
+        thaw.Pool.boot(test_guest, snapshot_path, config=config(),
+                       isolation="sometimes", backend=BACKEND)
+    with pytest.raises(thaw.InvalidArgument, match="engine"):
+        thaw.Pool.boot(test_guest, snapshot_path, config=config(),
+                       isolation="reset", engine="lazy", backend=BACKEND)
+
+
+def test_pool_threads_never_share_a_lease(tmp_path, test_guest):
+    pool = thaw.Pool.boot(test_guest, str(tmp_path / "fn.thaw"),
+                          config=config(), max_concurrency=3,
+                          isolation="reuse", engine="lazy", backend=BACKEND)
+    held, shared, lock = set(), [], threading.Lock()
+
+    def worker():
+        for _ in range(20):
+            with pool.acquire(timeout=5) as lease:
+                with lock:
+                    if id(lease) in held:
+                        shared.append(lease)
+                    held.add(id(lease))
+                lease.call("echo", b"x")
+                with lock:
+                    held.discard(id(lease))
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not shared
+    stats = pool.stats
+    assert stats["warm_starts"] + stats["restored_starts"] == 120
+    assert stats["idle"] + stats["leased"] <= 3

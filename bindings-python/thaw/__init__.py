@@ -10,8 +10,12 @@ init and restore it far faster than it boots.
     with snapshot.restore(engine="shared") as clone:
         print(clone.call("echo", b"hi"))
 
+    pool = thaw.Pool(snapshot, max_concurrency=4, provisioned=1)
+    with pool.acquire(timeout=0.5) as lease:  # thaw.Throttled when all busy
+        print(lease.call("echo", b"hi"), lease.start)
+
 Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, GuestFault
-(with vector, rip, cr2), InvalidArgument. Calls release the GIL while the
+(with vector, rip, cr2), InvalidArgument, Throttled. Calls release the GIL while the
 guest runs. The C++ library underneath is documented in include/thaw/.
 """
 from ._thaw import (  # noqa: F401
@@ -19,7 +23,10 @@ from ._thaw import (  # noqa: F401
     Error,
     GuestFault,
     InvalidArgument,
+    Lease,
+    Pool,
     Snapshot,
+    Throttled,
     Timeout,
     Vm,
     VmConfig,
@@ -30,6 +37,6 @@ from ._thaw import (  # noqa: F401
 )
 
 __all__ = [
-    "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Snapshot",
-    "Timeout", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
+    "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Lease",
+    "Pool", "Snapshot", "Throttled", "Timeout", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
 ]

@@ -16,6 +16,7 @@ class GuestFault(Error):
     triple_fault: bool
 
 class InvalidArgument(Error, ValueError): ...
+class Throttled(Error): ...
 
 class VmConfig:
     memory_size: int
@@ -96,7 +97,53 @@ class Vm:
 
 class Snapshot:
     def __init__(self, path: str) -> None: ...
-    def restore(
+    class Lease:
+    def call(self, function: str, input: bytes = ...) -> bytes: ...
+    def discard(self) -> None: ...
+    def release(self) -> None: ...
+    @property
+    def start(self) -> str: ...
+    @property
+    def start_seconds(self) -> float: ...
+    @property
+    def queue_wait_seconds(self) -> float: ...
+    @property
+    def console(self) -> str: ...
+    @property
+    def released(self) -> bool: ...
+    def __enter__(self) -> "Lease": ...
+    def __exit__(self, *args: Any) -> None: ...
+
+class Pool:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        max_concurrency: int = 8,
+        provisioned: int = 0,
+        isolation: str = "reset",
+        idle_reclaim: float = 600.0,
+        engine: str = "shared",
+        backend: str = "auto",
+        call_timeout: float = 10.0,
+    ) -> None: ...
+    @staticmethod
+    def boot(
+        guest: str,
+        snapshot_path: str,
+        config: Optional[VmConfig] = None,
+        max_concurrency: int = 8,
+        provisioned: int = 0,
+        isolation: str = "reset",
+        idle_reclaim: float = 600.0,
+        engine: str = "shared",
+        backend: str = "auto",
+        call_timeout: float = 10.0,
+    ) -> "Pool": ...
+    def acquire(self, timeout: float = 0.0) -> Lease: ...
+    @property
+    def stats(self) -> Dict[str, Any]: ...
+
+
         self,
         engine: str = "prefetch",
         backend: str = "auto",
