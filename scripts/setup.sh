@@ -20,6 +20,8 @@ packages=(
   musl-tools lua5.4
   # numpy for examples/python-function and the Python benchmark rows
   python3-numpy
+  # examples/faas: its HTTP server and JSON (and its load test's client)
+  libcpp-httplib-dev nlohmann-json3-dev
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )
