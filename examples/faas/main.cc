@@ -221,7 +221,11 @@ int Serve(const Flags& flags) {
         "application/json");
   });
 
-  if (!server.bind_to_port(flags.host, flags.port)) {
+  // Port 0: any free port (the "listening on" line says which).
+  const int port = flags.port == 0 ? server.bind_to_any_port(flags.host)
+                   : server.bind_to_port(flags.host, flags.port) ? flags.port
+                                                                 : -1;
+  if (port <= 0) {
     std::fprintf(stderr, "thaw-faas: cannot listen on %s:%d\n",
                  flags.host.c_str(), flags.port);
     return 1;
@@ -234,7 +238,7 @@ int Serve(const Flags& flags) {
     server.stop();
   });
   log.Write(absl::StrCat("thaw-faas: listening on http://", flags.host, ":",
-                         flags.port, " (state in ", flags.state, ")"));
+                         port, " (state in ", flags.state, ")"));
   server.listen_after_bind();  // returns once stop() ran and calls finished
   queue.Stop();
   log.Write(absl::StrCat("thaw-faas: stopped; ", queue.pending(),
