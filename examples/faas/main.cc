@@ -131,6 +131,7 @@ int Serve(const Flags& flags) {
   server.new_task_queue = [] { return new httplib::ThreadPool(128); };
   server.set_payload_max_length(64ull << 20);
   server.set_read_timeout(30, 0);
+  server.set_tcp_nodelay(true);  // replies are small: no Nagle delay
 
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
