@@ -9,6 +9,7 @@ usage: report.py --raw RAW.json --samples SAMPLES.json --out PREFIX
 """
 import argparse
 import json
+import os
 import re
 import sys
 
@@ -361,6 +362,55 @@ def targets(results, sizes):
     return out
 
 
+def faas_targets(faas):
+    """The load test's targets (benchmarks/faas_load.py), from its JSON."""
+    out = []
+    modes = faas["modes"]
+
+    def target(what, ok, detail):
+        out.append({"target": what, "pass": bool(ok), "detail": detail})
+
+    errors = {m: r["errors"] for m, r in modes.items()}
+    target(f"FaaS load: zero errors at the provisioned concurrency ({faas['clients']} clients)",
+           all(e == 0 for e in errors.values()),
+           ", ".join(f"{m}: {e} errors of {modes[m]['requests']}" for m, e in errors.items()))
+    reset, restore, boot = (modes[m]["p99_ms"] for m in ("reset", "restore", "boot"))
+    target("FaaS load: reset-per-request p99 <= 1/10 of restore-per-request p99",
+           reset <= restore / 10,
+           f"{reset:.3g} vs {restore:.3g} ms ({restore / reset:.0f}x below)")
+    target("FaaS load: reset-per-request p99 <= 1/100 of boot-per-request p99",
+           reset <= boot / 100,
+           f"{reset:.3g} vs {boot:.4g} ms ({boot / reset:.0f}x below)")
+    start, end, peak = faas["rss_start_mib"], faas["rss_end_mib"], faas["rss_max_mib"]
+    n = modes["reset"]["requests"]
+    fds = (modes["reset"]["fds_before"], modes["reset"]["fds_after"])
+    target(f"FaaS load: server memory flat over {n} requests (reset mode)",
+           n >= 100000 and end <= start * 1.05 + 8 and fds[1] <= fds[0] + 2,
+           f"resident {start:.1f} MiB in the first tenth of the run, {end:.1f} MiB in the "
+           f"last (peak {peak:.1f}); descriptors {fds[0]:.0f} -> {fds[1]:.0f}"
+           + ("" if n >= 100000 else "; fewer than 100k requests in this run"))
+    return out
+
+
+def faas_rows(faas):
+    rows = []
+    for mode, r in faas["modes"].items():
+        starts = ", ".join(f"{k} {v}" for k, v in sorted(r["starts"].items()))
+        rows.append({"section": "FaaS load test", "name": f"{mode} per request" if mode in
+                     ("boot", "restore", "reset") else "warm reuse",
+                     "value": r["p50_ms"], "unit": "ms", "baseline": "", "ratio": None,
+                     "note": f"p99 {r['p99_ms']:.3g} ms, p99.9 {r['p999_ms']:.3g} ms; "
+                             f"{r['throughput_rps']:.0f} req/s; {r['requests']} requests, "
+                             f"{r['errors']} errors; starts: {starts}"})
+    b = faas["burst"]
+    rows.append({"section": "FaaS load test", "name": "burst: 18 clients, 2 provisioned, 6 reserved",
+                 "value": b["p50_ms"], "unit": "ms", "baseline": "", "ratio": None,
+                 "note": f"p99 {b['p99_ms']:.3g} ms; statuses "
+                         + ", ".join(f"{k}: {v}" for k, v in sorted(b["statuses"].items()))
+                         + "; starts " + ", ".join(f"{k} {v}" for k, v in sorted(b["starts"].items()))})
+    return rows
+
+
 def write_markdown(path, context, sizes, rows, goals, smoke):
     lines = ["# thaw benchmarks", ""]
     lines.append(f"Run {context.get('date', '?')} on {context.get('host_name', '?')}, "
@@ -432,6 +482,7 @@ def main():
     parser.add_argument("--samples", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--faas", help="benchmarks/faas_load.py's JSON, if run")
     args = parser.parse_args()
     context, results = load_results(args.raw)
     CPUS["n"] = context.get("num_cpus")
@@ -449,6 +500,11 @@ def main():
             results[name]["ms"] = median
     sizes, rows = build(results)
     goals = targets(results, sizes)
+    if args.faas and os.path.exists(args.faas):
+        with open(args.faas) as f:
+            faas = json.load(f)
+        goals += faas_targets(faas)
+        rows += faas_rows(faas)
     with open(args.out + ".json", "w") as f:
         json.dump({"context": context, "smoke": args.smoke, "sizes": sizes,
                    "rows": rows, "targets": goals, "benchmarks": results,

@@ -341,6 +341,7 @@ TEST_P(VmTest, GuestExceptionsNameVectorRipAndCr2) {
       {"null_deref", 14, false},    {"write_beyond_memory", 14, false},
       {"invalid_opcode", 6, false}, {"divide_by_zero", 0, false},
       {"breakpoint", 3, false},     {"triple_fault", 8, true},
+      {"call_null", 14, false},
   };
   VmConfig config = Config();
   for (const FaultCase& c : cases) {
@@ -355,7 +356,11 @@ TEST_P(VmTest, GuestExceptionsNameVectorRipAndCr2) {
     EXPECT_EQ(fault->vector, c.vector) << reply.status();
     EXPECT_EQ(fault->triple_fault, c.triple_fault) << reply.status();
     EXPECT_THAT(reply.status().message(), HasSubstr("RIP 0x"));
-    if (!c.triple_fault) {
+    if (std::string(c.function) == "call_null") {
+      // The fetch from address 0 faults: RIP and CR2 are 0.
+      EXPECT_EQ(fault->rip, 0u) << reply.status();
+      EXPECT_EQ(fault->cr2, 0u) << reply.status();
+    } else if (!c.triple_fault) {
       // The faulting instruction lies inside the guest function.
       auto function = vm->FindGuestSymbol(std::string("thaw_fn_") + c.function);
       ASSERT_TRUE(function.ok()) << function.status();

@@ -22,7 +22,6 @@ constexpr uint64_t kPage = 4096;
 // A host-owned, mapped address in the boot-info page past the structure,
 // where no guest code runs: the `until` address of every run, used to stop
 // exactly at a parking hypercall (see Park()).
-constexpr uint64_t kParkAddress = THAW_BOOT_INFO_ADDR + 0xFF0;
 static_assert(sizeof(thaw_boot_info) < 0xFF0);
 // Non-canonical: no page fault ever leaves it in CR2.
 constexpr uint64_t kNoFaultCr2 = 0xDEAD000000000000ull;
@@ -210,6 +209,9 @@ class UnicornBackend final : public backend::Backend {
   uint64_t resume_rip_ = 0;
   bool user_mode_ = false;  // the current Run() started in ring 3
   uc_context* initial_ = nullptr;
+  // Set by Park(): the stack pointer once the parking `ret` is done.
+  uint64_t park_rsp_ = 0;
+  bool parked_ = false;
   uc_hook dirty_hook_ = 0;
   std::vector<uint64_t> dirty_;        // one bit per page written (dirty log)
   std::vector<uint64_t> dirty_words_;  // indices of dirty_'s non-zero words
@@ -231,12 +233,11 @@ void UnicornBackend::OnOut(uc_engine*, uint32_t port, int size, uint32_t value,
 }
 
 void UnicornBackend::Park() {
-  // uc_emu_stop() inside this hook would roll RIP back to the start of the
-  // translated block (measured), re-running the instructions before `out`.
-  // Instead, complete the `ret` that the ABI puts right after a parking
-  // `out` (doc/guest-abi.md), remember where the guest resumes, and send it
-  // to kParkAddress, which is Run()'s `until` address: Unicorn leaves the
-  // block and stops there exactly.
+  // uc_emu_stop() inside this hook ends the run with RIP rolled back to the
+  // start of the translated block (measured); the instructions before `out`
+  // have run and are not run again. Run() then completes the `ret` that the
+  // ABI puts right after a parking `out` (doc/guest-abi.md): RIP to the
+  // return address, RSP past it.
   uint64_t rsp = Reg(UC_X86_REG_RSP);
   uint64_t return_address = 0;
   if (!memory_
@@ -251,15 +252,14 @@ void UnicornBackend::Park() {
     Stop(std::move(exit));
     return;
   }
-  rsp += 8;
-  uc_reg_write(uc_, UC_X86_REG_RSP, &rsp);
   resume_rip_ = return_address;
+  park_rsp_ = rsp + 8;
+  parked_ = true;
   Exit exit;
   exit.reason = Exit::Reason::kStopped;
   exit.rip = return_address;
   pending_exit_ = std::move(exit);
-  uint64_t park = kParkAddress;
-  uc_reg_write(uc_, UC_X86_REG_RIP, &park);
+  uc_emu_stop(uc_);
 }
 
 void UnicornBackend::OnSyscall(uc_engine*, void* opaque) {
@@ -402,7 +402,14 @@ absl::StatusOr<Exit> UnicornBackend::Run(backend::HypercallHandler& handler) {
   user_mode_ = (Reg(UC_X86_REG_CS) & 3) == 3;
   const uint64_t cr2 = Reg(UC_X86_REG_CR2);
   if (user_mode_) uc_reg_write(uc_, UC_X86_REG_CR2, &kNoFaultCr2);
-  uc_err err = uc_emu_start(uc_, rip, kParkAddress, 0, 0);
+  // No `until` address (0 is none to Unicorn 2.0.1): after a run that
+  // reached its `until`, Unicorn drops the translation there, so every
+  // call translated a block again, whose memory (code-buffer space and a
+  // tree node, ~300 bytes) came back only when the whole translation cache
+  // was flushed: a long-lived Vm grew without bound. Runs end in hooks
+  // instead (Park, Stop).
+  parked_ = false;
+  uc_err err = uc_emu_start(uc_, rip, 0, 0, 0);
   if (user_mode_ && Reg(UC_X86_REG_CR2) == kNoFaultCr2) {
     uc_reg_write(uc_, UC_X86_REG_CR2, &cr2);
   }
@@ -411,13 +418,16 @@ absl::StatusOr<Exit> UnicornBackend::Run(backend::HypercallHandler& handler) {
   if (pending_exit_) {
     if (pending_exit_->reason == Exit::Reason::kStopped) {
       uc_reg_write(uc_, UC_X86_REG_RIP, &resume_rip_);
+      if (parked_) uc_reg_write(uc_, UC_X86_REG_RSP, &park_rsp_);
     }
     return *std::move(pending_exit_);
   }
-  if (exit.rip == kParkAddress && err == UC_ERR_OK) {
-    exit.reason = Exit::Reason::kInternalError;
-    exit.detail = "guest jumped into the host-owned boot-info page";
-    return exit;
+  if (exit.rip == 0 && err == UC_ERR_OK && !interrupted_.load()) {
+    // Address 0 is Unicorn's "no until": a guest that jumps there ends the
+    // run. The CPU would take a page fault fetching from it (as on KVM).
+    Exit fault = ExceptionExit(14);
+    fault.cr2 = 0;
+    return fault;
   }
   if (interrupted_.load(std::memory_order_acquire)) {
     exit.reason = Exit::Reason::kInterrupted;

@@ -166,3 +166,10 @@ THAW_FUNCTION(wait_again) {
   thaw_hypercall(THAW_HC_WAIT, 0, 0, 0, 0);
   return 0;
 }
+
+/* Calls through a null function pointer: a page fault fetching address 0. */
+THAW_FUNCTION(call_null) {
+  void (*volatile fn)(void) = 0;
+  fn();
+  return 0;
+}
