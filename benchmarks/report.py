@@ -432,6 +432,10 @@ def write_markdown(path, context, sizes, rows, goals, smoke):
         shown = fmt_ms(value) if r["unit"] == "ms" else f"{value:.3g} {r['unit']}"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
         lines.append(f"| {r['name']} | {shown} | {ratio} | {r['baseline']} | {r['note']} |")
+    if any(r["section"] == "FaaS load test" for r in rows):
+        lines += ["", "The load test's latencies by mode and the server's resident memory "
+                  "over the reset run (`benchmarks/faas_load.py`):", "",
+                  "![FaaS load test](faas-load.png)"]
     lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))

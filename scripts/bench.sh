@@ -17,5 +17,8 @@ fi
 mkdir -p "$out"
 build/benchmarks/thaw_bench --benchmark_out="$out/raw.json" \
   --benchmark_out_format=json --samples_out="$out/samples.json" "$@"
+# The FaaS load test (examples/faas under load, one function per isolation
+# mode): its own JSON and plot, and its targets in the report.
+/usr/bin/python3 benchmarks/faas_load.py --build build --out "$out/faas-load" "${smoke[@]}"
 /usr/bin/python3 benchmarks/report.py --raw "$out/raw.json" --samples "$out/samples.json" \
-  --out "$out/latest" "${smoke[@]}"
+  --faas "$out/faas-load.json" --out "$out/latest" "${smoke[@]}"

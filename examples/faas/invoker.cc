@@ -65,9 +65,11 @@ HttpReply Invoker::Invoke(const std::string& name, const std::string& payload,
                       std::string(lease.status().message()));
   }
   const std::string start(StartKindName(lease->start()));
-  log_.Write(StartLine(request_id));
+  // The invocation's lines go out together at its end: one write, one
+  // turn of the log's lock per request instead of four.
+  std::string lines = StartLine(request_id);
   if (lease->start() == StartKind::kRestored) {
-    log_.Write(RestoreReportLine(name, lease->start_time()));
+    absl::StrAppend(&lines, "\n", RestoreReportLine(name, lease->start_time()));
   }
   const absl::Time call_start = absl::Now();
   absl::StatusOr<std::string> result = (*lease)->Call(spec.handler, payload);
@@ -127,8 +129,8 @@ HttpReply Invoker::Invoke(const std::string& name, const std::string& payload,
   report.start = start;
   report.start_duration = lease->start_time();
   report.status = status_field;
-  log_.Write(EndLine(request_id));
-  log_.Write(ReportLine(report));
+  absl::StrAppend(&lines, "\n", EndLine(request_id), "\n", ReportLine(report));
+  log_.Write(lines);
   reply.headers.emplace_back("X-Request-Id", request_id);
   reply.headers.emplace_back("X-Start", start);
   reply.headers.emplace_back("X-Billed-Duration-Ms",
