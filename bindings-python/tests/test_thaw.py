@@ -4,6 +4,7 @@ restore engine, threads that run guests at once, and no leaks."""
 import os
 import struct
 import threading
+import time
 
 import pytest
 
@@ -472,3 +473,24 @@ def test_pool_threads_never_share_a_lease(tmp_path, test_guest):
     stats = pool.stats
     assert stats["warm_starts"] + stats["restored_starts"] == 120
     assert stats["idle"] + stats["leased"] <= 3
+
+
+def test_pool_reclaims_idle_sandboxes_and_their_memory(tmp_path, test_guest):
+    pool = thaw.Pool.boot(
+        test_guest, str(tmp_path / "fn.thaw"),
+        config=config(memory_size=64 << 20, output_buffer_size=16 << 20),
+        max_concurrency=3, isolation="reuse", engine="lazy", backend=BACKEND,
+        idle_reclaim=0.3, call_timeout=10)
+    before = _rss_kib()
+    leases = [pool.acquire(timeout=5) for _ in range(3)]
+    for lease in leases:
+        assert len(lease.call("reply_bytes", b"8388608")) == 8 << 20
+    for lease in leases:
+        lease.release()
+    busy = _rss_kib()
+    assert pool.stats["idle"] == 3 and busy - before > 24 * 1024
+    deadline = time.time() + 10
+    while pool.stats["reclaimed"] < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert pool.stats["idle"] == 0 and pool.stats["reclaimed"] == 3
+    assert busy - _rss_kib() > 20 * 1024

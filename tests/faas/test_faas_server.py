@@ -20,6 +20,7 @@ import pytest
 FAAS = os.environ["THAW_FAAS"]
 TEST_GUEST = os.environ["THAW_TEST_GUEST"]
 BAD_INIT_GUEST = os.environ["THAW_BAD_INIT_GUEST"]
+TEST_PROGRAM = os.environ["THAW_TEST_PROGRAM"]
 
 
 class Server:
@@ -93,6 +94,19 @@ def report_lines(log, request_id):
             if l.startswith("REPORT") and request_id in l]
 
 
+def wait_until_leased(server, function):
+    """Until a call holds one of `function`'s sandboxes (the pool's gauge)."""
+    deadline = time.time() + 10
+    pattern = re.compile(rf'thaw_pool_sandboxes{{function="{function}",'
+                         r'state="leased"} ([1-9]\d*)$', re.M)
+    while time.time() < deadline:
+        _, _, text = server.request("GET", "/metrics")
+        if pattern.search(text.decode()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no call of {function} started")
+
+
 def test_deploy_invoke_and_the_report_line(server):
     status, _, body = server.deploy("echo", guest=TEST_GUEST, handler="echo",
                                     provisioned_concurrency=1)
@@ -163,11 +177,7 @@ def test_over_concurrency_is_429_and_timeout_is_504(server):
     first = []
     t = threading.Thread(target=lambda: first.append(server.invoke("slow", b"0")))
     t.start()
-    deadline = time.time() + 10
-    while time.time() < deadline:  # until the first call holds the sandbox
-        if "START RequestId" in server.log():
-            break
-        time.sleep(0.01)
+    wait_until_leased(server, "slow")
     status, headers, body = server.invoke("slow", b"0")
     assert status == 429, body
     assert json.loads(body)["errorType"] == "TooManyRequestsException"
@@ -274,9 +284,7 @@ def test_graceful_shutdown_finishes_calls_in_flight(tmp_path):
     result = []
     t = threading.Thread(target=lambda: result.append(server.invoke("slow", b"0")))
     t.start()
-    deadline = time.time() + 10
-    while "START RequestId" not in server.log() and time.time() < deadline:
-        time.sleep(0.01)
+    wait_until_leased(server, "slow")
     assert server.stop(signal.SIGTERM) == 0
     t.join()
     assert result[0][0] == 504  # answered, not cut off
@@ -310,3 +318,16 @@ def test_descriptors_stay_flat_and_metrics_count(server):
                   r'outcome="ok"\} (\d+)', text)
     assert m and int(m.group(1)) >= 1000
     assert 'thaw_pool_events_total{function="echo",event="reset"}' in text
+
+
+def test_a_linux_program_deploys_and_serves(server):
+    status, _, body = server.deploy("prog", program=TEST_PROGRAM,
+                                    handler="echo", memory_mb=64,
+                                    provisioned_concurrency=1)
+    assert status == 201, body
+    status, headers, body = server.invoke("prog", b"from a program")
+    assert (status, body) == (200, b"from a program")
+    assert headers["X-Start"] == "warm"
+    status, _, body = server.deploy("both", program=TEST_PROGRAM,
+                                    guest=TEST_GUEST, handler="echo")
+    assert status == 400 and "exactly one" in json.loads(body)["errorMessage"]
