@@ -23,7 +23,7 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
   # emulation ASan would double its time for host code the in-process
   # suites already cover.
   (cd build-asan &&
-   LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp" \
+   THAW_SANITIZED=1 LSAN_OPTIONS="suppressions=$PWD/../tests/lsan.supp" \
    UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -LE 'kvm|install' "$@")
 fi
@@ -39,6 +39,7 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
     snapshot_corruption_test memory_source_test pool_test thaw_faas \
     test_guest bad_init_guest test_programs >/dev/null
   (cd build-tsan &&
+   THAW_SANITIZED=1 \
    TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/../tests/tsan.supp" \
    ctest --output-on-failure \
      -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources|pool|faas_server)$' "$@")
