@@ -66,6 +66,8 @@ struct PoolPolicy {
   int provisioned = 0;
   // Vms that may exist at once, leased, idle or being restored (Lambda's
   // reserved concurrency); Acquire beyond it waits, then throttles. >= 1.
+  // A provisioned Vm being restored in the background (after a discard)
+  // counts too, so a burst right then can be throttled one Vm early.
   int max_concurrency = 8;
   Isolation isolation = Isolation::kResetPerRequest;
   // An idle Vm beyond `provisioned` is dropped after this long unused.
