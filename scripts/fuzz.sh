@@ -33,7 +33,7 @@ for f in build/tests/*.elf build/examples/*.elf build/tests/server_static; do
   [ -f "$f" ] && cp "$f" "$seeds/elf_loader/" || true
 done
 if [ -x build/examples/thaw ] && [ -f build/tests/test_guest.elf ]; then
-  build/examples/thaw snapshot build/tests/test_guest.elf --memory 4 \
+  build/examples/thaw snapshot build/tests/test_guest.elf --memory 8 \
     -o "$seeds/snapshot_reader/test_guest.thaw" >/dev/null 2>&1 || true
 fi
 

@@ -22,6 +22,8 @@ packages=(
   python3-numpy
   # examples/faas: its HTTP server and JSON (and its load test's client)
   libcpp-httplib-dev nlohmann-json3-dev
+  # the fuzz targets (scripts/fuzz.sh): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
 )

@@ -6,7 +6,8 @@
 # QEMU (tests/kvm-vm/run.sh), which fails rather than skips if KVM cannot be
 # brought up. Then the in-process suites again under ASan+UBSan (build-asan/)
 # and the threaded suites under TSan (build-tsan/); THAW_SKIP_SANITIZERS=1
-# skips both. Exits non-zero if anything fails.
+# skips both. Then each fuzz target for 20 s (build-fuzz/, clang;
+# THAW_SKIP_FUZZ=1 skips it). Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -43,4 +44,11 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
    TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/../tests/tsan.supp" \
    ctest --output-on-failure \
      -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources|pool|faas_server)$' "$@")
+fi
+
+if [ "${THAW_SKIP_FUZZ:-0}" != 1 ]; then
+  # Every fuzz target (fuzz/) for a bounded time on every change; a finding
+  # fails the run. scripts/fuzz.sh RUNS runs them for longer.
+  echo "== fuzz targets, ${THAW_FUZZ_SECONDS:-20} s each =="
+  THAW_FUZZ_SECONDS="${THAW_FUZZ_SECONDS:-20}" scripts/fuzz.sh
 fi
