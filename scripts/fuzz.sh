@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
-targets=(snapshot_reader elf_loader)
+targets=(snapshot_reader elf_loader hypercall)
 missing=()
 for p in clang libclang-rt-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,7 +28,7 @@ cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzzer}" >/dev/n
 # Seeds made from this build's artifacts: real ELF guests and programs, and
 # real snapshots (the normal build's, when there is one).
 seeds=build-fuzz/seeds
-mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader"
+mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader" "$seeds/hypercall"
 for f in build/tests/*.elf build/examples/*.elf build/tests/server_static; do
   [ -f "$f" ] && cp "$f" "$seeds/elf_loader/" || true
 done
