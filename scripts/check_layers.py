@@ -10,7 +10,7 @@ The layers, lowest first (doc/architecture.md draws them):
   lib        lib/                         the monitor: Vm, backends, runtimes
   guest      guest/                       the freestanding guest SDK
   users      examples/ bindings-python/ benchmarks/   the API's users
-  tests      tests/                       anything
+  tests      tests/ fuzz/                 anything below them
 
 Each layer may include its own folder and the layers listed for it below;
 nothing else of thaw's. The generated manifest.pb.h counts as snapshot/.
@@ -39,6 +39,8 @@ ALLOWED = {
     "bindings-python": {"abi", "api"},
     "benchmarks": {"abi", "api", "base", "snapshot", "lib", "benchmarks"},
     "tests": {"abi", "api", "base", "snapshot", "lib", "tests"},
+    # Fuzz targets reach the parsers directly, as the tests do.
+    "fuzz": {"abi", "api", "base", "snapshot", "lib", "fuzz"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
@@ -66,7 +68,7 @@ def check(root):
     bad = []
     checked = 0
     for top in ["include", "base", "snapshot", "lib", "guest", "examples",
-                "bindings-python", "benchmarks", "tests"]:
+                "bindings-python", "benchmarks", "tests", "fuzz"]:
         for dirpath, _, files in os.walk(os.path.join(root, top)):
             for f in files:
                 if not f.endswith((".h", ".cc", ".c", ".S")):
