@@ -173,3 +173,27 @@ THAW_FUNCTION(call_null) {
   fn();
   return 0;
 }
+
+/* "N": N console writes and N calls of the host function "count", as fast
+ * as the guest can; replies how many host calls succeeded. */
+THAW_FUNCTION(flood) {
+  uint64_t n = parse_u64(input, input_size);
+  uint64_t ok = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    thaw_console_write("flood\n", 6);
+    char reply[8];
+    size_t size = 0;
+    if (thaw_host_call("count", "", 0, reply, sizeof(reply), &size) ==
+        THAW_OK) {
+      ++ok;
+    }
+  }
+  char digits[24];
+  int d = 0;
+  do {
+    digits[d++] = (char)('0' + ok % 10);
+    ok /= 10;
+  } while (ok);
+  while (d) thaw_output_write(out, &digits[--d], 1);
+  return 0;
+}
