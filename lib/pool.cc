@@ -58,6 +58,26 @@ absl::string_view StartKindName(StartKind kind) {
 
 namespace internal {
 
+// Boots a Vm from `recipe` through its init; the console is appended to a
+// failure.
+absl::StatusOr<std::unique_ptr<Vm>> BootGuest(const GuestRecipe& recipe) {
+  auto vm = Vm::Create(recipe.config);
+  if (!vm.ok()) return vm.status();
+  absl::Status status = recipe.config.guest_kind == GuestKind::kFunction
+                            ? (*vm)->LoadGuest(recipe.path)
+                            : (*vm)->LoadProgram(recipe.path, recipe.program);
+  if (status.ok()) status = (*vm)->Boot();
+  if (!status.ok()) {
+    const std::string console = (*vm)->console();
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(),
+                     console.empty() ? "" : "; the guest's console:\n",
+                     console));
+  }
+  return vm;
+}
+
 class PoolCore : public std::enable_shared_from_this<PoolCore> {
  public:
   PoolCore(Snapshot snapshot, PoolPolicy policy,
@@ -280,28 +300,6 @@ class PoolCore : public std::enable_shared_from_this<PoolCore> {
   bool closed_ = false;
   PoolStats stats_;
   std::thread maintainer_;
-
- public:
-  // Boots a Vm from `recipe` through its init; the console is appended to a
-  // failure.
-  static absl::StatusOr<std::unique_ptr<Vm>> BootGuest(
-      const GuestRecipe& recipe) {
-    auto vm = Vm::Create(recipe.config);
-    if (!vm.ok()) return vm.status();
-    absl::Status status = recipe.config.guest_kind == GuestKind::kFunction
-                              ? (*vm)->LoadGuest(recipe.path)
-                              : (*vm)->LoadProgram(recipe.path, recipe.program);
-    if (status.ok()) status = (*vm)->Boot();
-    if (!status.ok()) {
-      const std::string console = (*vm)->console();
-      return absl::Status(
-          status.code(),
-          absl::StrCat(status.message(),
-                       console.empty() ? "" : "; the guest's console:\n",
-                       console));
-    }
-    return vm;
-  }
 };
 
 }  // namespace internal
@@ -369,44 +367,37 @@ absl::Status CheckPolicy(const PoolPolicy& policy, bool has_recipe) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Pool>> MakePool(
-    Snapshot snapshot, PoolPolicy policy, std::optional<GuestRecipe> recipe,
-    std::unique_ptr<Pool> (*wrap)(std::shared_ptr<internal::PoolCore>)) {
-  auto core = std::make_shared<internal::PoolCore>(
-      std::move(snapshot), std::move(policy), std::move(recipe));
-  if (absl::Status s = core->Start(); !s.ok()) return s;
-  return wrap(std::move(core));
-}
-
 }  // namespace
 
 Pool::Pool(std::shared_ptr<internal::PoolCore> core) : core_(std::move(core)) {}
 
 Pool::~Pool() { core_->Close(); }
 
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Start(
+    std::shared_ptr<internal::PoolCore> core) {
+  if (absl::Status s = core->Start(); !s.ok()) return s;
+  return std::unique_ptr<Pool>(new Pool(std::move(core)));
+}
+
 absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(Snapshot snapshot,
                                                    PoolPolicy policy) {
   if (absl::Status s = CheckPolicy(policy, false); !s.ok()) return s;
-  return MakePool(std::move(snapshot), std::move(policy), std::nullopt,
-                  [](std::shared_ptr<internal::PoolCore> core) {
-                    return std::unique_ptr<Pool>(new Pool(std::move(core)));
-                  });
+  return Start(std::make_shared<internal::PoolCore>(
+      std::move(snapshot), std::move(policy), std::nullopt));
 }
 
 absl::StatusOr<std::unique_ptr<Pool>> Pool::Boot(
     GuestRecipe recipe, const std::string& snapshot_path, PoolPolicy policy) {
   if (absl::Status s = CheckPolicy(policy, true); !s.ok()) return s;
   {
-    auto vm = internal::PoolCore::BootGuest(recipe);
+    auto vm = internal::BootGuest(recipe);
     if (!vm.ok()) return vm.status();
     if (absl::Status s = (*vm)->Snapshot(snapshot_path); !s.ok()) return s;
   }
   auto snapshot = Snapshot::Open(snapshot_path);
   if (!snapshot.ok()) return snapshot.status();
-  return MakePool(*std::move(snapshot), std::move(policy), std::move(recipe),
-                  [](std::shared_ptr<internal::PoolCore> core) {
-                    return std::unique_ptr<Pool>(new Pool(std::move(core)));
-                  });
+  return Start(std::make_shared<internal::PoolCore>(
+      *std::move(snapshot), std::move(policy), std::move(recipe)));
 }
 
 absl::StatusOr<Lease> Pool::Acquire(absl::Time deadline) {

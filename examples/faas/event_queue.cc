@@ -1,57 +1,17 @@
 #include "examples/faas/event_queue.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "examples/faas/durable_file.h"
 
 namespace thaw::faas {
 namespace {
 
 using Json = nlohmann::json;
-
-// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync
-// of the directory.
-absl::Status WriteDurably(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("event queue: cannot create ", tmp));
-  }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::ResourceExhaustedError(
-          absl::StrCat("event queue: cannot write ", tmp, " (disk full?)"));
-    }
-    done += n;
-  }
-  const bool synced = fsync(fd) == 0;
-  close(fd);
-  if (!synced || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("event queue: cannot store ", path));
-  }
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    fsync(dir_fd);
-    close(dir_fd);
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -69,10 +29,8 @@ EventQueue::EventQueue(std::string dir, Invoker& invoker, Metrics& metrics,
   for (const auto& entry :
        std::filesystem::directory_iterator(dir_ + "/pending", error)) {
     if (entry.path().extension() != ".json") continue;  // *.tmp: never stored
-    std::ifstream file(entry.path());
-    std::stringstream text;
-    text << file.rdbuf();
-    Json body = Json::parse(text.str(), nullptr, false);
+    auto text = ReadWholeFile(entry.path().string());
+    Json body = Json::parse(text.ok() ? *text : "", nullptr, false);
     std::string payload;
     if (body.is_discarded() || !body.contains("id") ||
         !body.contains("payload_base64") ||
@@ -110,7 +68,7 @@ absl::Status EventQueue::Persist(const Event& event,
             {"attempts", event.attempts},
             {"not_before_ms", absl::ToUnixMillis(event.not_before)}};
   if (!event.last_error.empty()) body["last_error"] = event.last_error;
-  return WriteDurably(path, body.dump());
+  return WriteFileDurably(path, body.dump());
 }
 
 absl::StatusOr<std::string> EventQueue::Enqueue(const std::string& function,

@@ -1,45 +1,11 @@
 #include "examples/faas/functions.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "examples/faas/durable_file.h"
 
 namespace thaw::faas {
-namespace {
-
-// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cannot write ", tmp, " (disk full?)"));
-    }
-    done += n;
-  }
-  const bool synced = fsync(fd) == 0;
-  close(fd);
-  if (!synced || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot replace ", path));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 PoolPolicy PolicyFor(const FunctionSpec& spec) {
   PoolPolicy policy;
   policy.max_concurrency = spec.reserved_concurrency;
@@ -109,7 +75,7 @@ absl::StatusOr<std::shared_ptr<const Function>> Functions::Deploy(
     }
     log_.Write(InitReportLine(spec.name, took, "success"));
     if (absl::Status s =
-            WriteFileAtomically(SpecPath(spec.name), FunctionSpecJson(spec));
+            WriteFileDurably(SpecPath(spec.name), FunctionSpecJson(spec));
         !s.ok()) {
       return s;
     }
@@ -177,10 +143,12 @@ std::vector<std::string> Functions::LoadDeployed() {
        std::filesystem::directory_iterator(state_dir_ + "/functions", error)) {
     if (entry.path().extension() != ".json") continue;
     const std::string name = entry.path().stem().string();
-    std::ifstream file(entry.path());
-    std::stringstream text;
-    text << file.rdbuf();
-    auto spec = ParseFunctionSpec(name, text.str());
+    auto text = ReadWholeFile(entry.path().string());
+    if (!text.ok()) {
+      failed.push_back(absl::StrCat(name, ": ", text.status().message()));
+      continue;
+    }
+    auto spec = ParseFunctionSpec(name, *text);
     if (!spec.ok()) {
       failed.push_back(absl::StrCat(name, ": ", spec.status().message()));
       continue;

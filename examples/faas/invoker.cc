@@ -24,11 +24,13 @@ bool HttpReply::succeeded() const {
 }
 
 HttpReply ErrorReply(int status, const std::string& type,
-                     const std::string& message) {
+                     const std::string& message, Json extra) {
   HttpReply reply;
   reply.status = status;
   reply.content_type = "application/json";
-  reply.body = Json{{"errorType", type}, {"errorMessage", message}}.dump();
+  extra["errorType"] = type;
+  extra["errorMessage"] = message;
+  reply.body = extra.dump();
   return reply;
 }
 
@@ -84,29 +86,24 @@ HttpReply Invoker::Invoke(const std::string& name, const std::string& payload,
     outcome = "timeout";
     status_field = "timeout";
     const PhaseReport report = (*lease)->report();
-    reply = ErrorReply(504, "Sandbox.Timedout",
-                       std::string(result.status().message()));
-    Json body = Json::parse(reply.body);
-    body["report"] = {
-        {"phase", "invoke"},
-        {"timeout_ms", absl::ToInt64Milliseconds(spec.timeout)},
-        {"start", start},
-        {"start_ms", Ms(lease->start_time())},
-        {"invoke_ms", Ms(duration)},
-        {"restore_ms", Ms(report.restore)},
-        {"calls", report.calls},
-    };
-    reply.body = body.dump();
+    reply = ErrorReply(
+        504, "Sandbox.Timedout", std::string(result.status().message()),
+        {{"report",
+          {{"phase", "invoke"},
+           {"timeout_ms", absl::ToInt64Milliseconds(spec.timeout)},
+           {"start", start},
+           {"start_ms", Ms(lease->start_time())},
+           {"invoke_ms", Ms(duration)},
+           {"restore_ms", Ms(report.restore)},
+           {"calls", report.calls}}}});
   } else if (auto fault = GetGuestFault(result.status())) {
     outcome = "fault";
     status_field = "error";
-    reply = ErrorReply(502, "Sandbox.Fault",
-                       std::string(result.status().message()));
-    Json body = Json::parse(reply.body);
-    body["vector"] = fault->vector;
-    body["rip"] = absl::StrFormat("0x%x", fault->rip);
-    body["cr2"] = absl::StrFormat("0x%x", fault->cr2);
-    reply.body = body.dump();
+    reply =
+        ErrorReply(502, "Sandbox.Fault", std::string(result.status().message()),
+                   {{"vector", fault->vector},
+                    {"rip", absl::StrFormat("0x%x", fault->rip)},
+                    {"cr2", absl::StrFormat("0x%x", fault->cr2)}});
   } else if ((*lease)->failure().ok()) {
     // The function reported an error and its sandbox is fine: as Lambda,
     // 200 with X-Function-Error.

@@ -4,6 +4,7 @@
 #ifndef THAW_EXAMPLES_FAAS_INVOKER_H_
 #define THAW_EXAMPLES_FAAS_INVOKER_H_
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,9 +25,11 @@ struct HttpReply {
   bool succeeded() const;
 };
 
-// A JSON error body: {"errorType": ..., "errorMessage": ...}.
+// A JSON error body: {"errorType": ..., "errorMessage": ...} and the fields
+// of `extra` (a JSON object).
 HttpReply ErrorReply(int status, const std::string& type,
-                     const std::string& message);
+                     const std::string& message,
+                     nlohmann::json extra = nlohmann::json::object());
 
 class Invoker {
  public:

@@ -10,11 +10,12 @@
 //
 // wrk would do for throughput, but it reports no p99.9 and no per-reply
 // headers; this one keeps every latency.
+#include <httplib.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <httplib.h>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -85,8 +86,8 @@ Flags ParseFlags(int argc, char** argv) {
 
 double Percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
-  const size_t i = std::min(
-      sorted.size() - 1, static_cast<size_t>(p / 100.0 * sorted.size()));
+  const size_t i = std::min(sorted.size() - 1,
+                            static_cast<size_t>(p / 100.0 * sorted.size()));
   return sorted[i];
 }
 

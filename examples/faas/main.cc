@@ -159,12 +159,9 @@ int Serve(const Flags& flags) {
     }
     auto function = functions.Deploy(*std::move(spec));
     if (!function.ok()) {
-      HttpReply reply = ErrorReply(502, "Runtime.InitError",
-                                   std::string(function.status().message()));
-      Json body = Json::parse(reply.body);
-      body["attempts"] = kInitAttempts;
-      reply.body = body.dump();
-      return Send(res, reply);
+      return Send(res, ErrorReply(502, "Runtime.InitError",
+                                  std::string(function.status().message()),
+                                  {{"attempts", kInitAttempts}}));
     }
     res.status = 201;
     res.set_content(FunctionJson(**function).dump(2), "application/json");

@@ -180,6 +180,9 @@ class Pool {
 
  private:
   explicit Pool(std::shared_ptr<internal::PoolCore> core);
+  // Restores the provisioned Vms and starts the maintainer.
+  static absl::StatusOr<std::unique_ptr<Pool>> Start(
+      std::shared_ptr<internal::PoolCore> core);
   std::shared_ptr<internal::PoolCore> core_;
 };
 
