@@ -1,7 +1,9 @@
 // thaw::Snapshot, the handle (thaw/snapshot.h), over SnapshotState
 // (lib/snapshot_state.h); SnapshotInfo; InspectSnapshot and VerifySnapshot.
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
 #include "snapshot/format.h"
 #include "snapshot/verify.h"
@@ -16,7 +18,7 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
   SnapshotInfo info;
   info.path = file.path();
   info.format_major = snapshot::kMajorVersion;
-  info.format_minor = snapshot::kMinorVersion;
+  info.format_minor = file.format_minor();
   info.snapshot_id = absl::BytesToHexString(m.snapshot_id());
   if (m.has_parent()) info.parent_path = m.parent().path();
   info.source_backend = m.source_backend();
@@ -36,6 +38,10 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
   info.working_set_chunks = m.working_set_size();
   info.compression_level = m.compression_level();
   info.restore_generation = m.abi().restore_generation();
+  if (file.is_signed()) {
+    info.signer = snapshot::KeyName(file.signer());
+    info.signature_verified = file.authenticated();
+  }
   info.guest_kind = m.config().guest_kind() == 1 ? "linux-program" : "function";
   for (const auto& mount : m.program().mounts()) {
     info.program_mounts.push_back(
@@ -53,12 +59,14 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
-    const std::string& path) {
-  auto image = snapshot::SnapshotImage::Open(path);
+    const std::string& path, const VerifyKey* key) {
+  auto image = snapshot::SnapshotImage::Open(
+      path, key != nullptr ? &KeyAccess::Public(*key) : nullptr);
   if (!image.ok()) return image.status();
   SnapshotInfo info = Summarize((*image)->top());
-  return std::shared_ptr<SnapshotState>(
-      new SnapshotState(*std::move(image), std::move(info)));
+  return std::shared_ptr<SnapshotState>(new SnapshotState(
+      *std::move(image), std::move(info),
+      key != nullptr ? std::optional<VerifyKey>(*key) : std::nullopt));
 }
 
 absl::StatusOr<std::shared_ptr<const snapshot::SharedBase>>
@@ -81,6 +89,13 @@ absl::StatusOr<Snapshot> Snapshot::Open(const std::string& path) {
   return Snapshot(*std::move(state));
 }
 
+absl::StatusOr<Snapshot> Snapshot::Open(const std::string& path,
+                                        const VerifyKey& key) {
+  auto state = internal::SnapshotState::Open(path, &key);
+  if (!state.ok()) return state.status();
+  return Snapshot(*std::move(state));
+}
+
 const SnapshotInfo& Snapshot::Info() const { return state_->info(); }
 const std::string& Snapshot::path() const { return state_->info().path; }
 
@@ -98,8 +113,10 @@ absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path) {
 
 absl::Status VerifySnapshot(
     const std::string& path,
-    std::function<void(uint64_t done, uint64_t total)> progress) {
-  auto snapshot = Snapshot::Open(path);
+    std::function<void(uint64_t done, uint64_t total)> progress,
+    const VerifyKey* key) {
+  auto snapshot =
+      key != nullptr ? Snapshot::Open(path, *key) : Snapshot::Open(path);
   if (!snapshot.ok()) return snapshot.status();
   return snapshot->Verify(std::move(progress));
 }
@@ -113,6 +130,13 @@ std::string SnapshotInfo::ToString() const {
   absl::StrAppendFormat(&out, "file: %s (%d bytes, format %d.%d)\n", path,
                         file_size, format_major, format_minor);
   absl::StrAppendFormat(&out, "snapshot id: %s\n", snapshot_id);
+  absl::StrAppendFormat(
+      &out, "signature: %s\n",
+      signer.empty()
+          ? "none (unsigned)"
+          : absl::StrCat(signer, signature_verified
+                                     ? " (verified)"
+                                     : " (not checked: no key given)"));
   if (!parent_path.empty()) {
     absl::StrAppendFormat(&out, "parent: %s (diff snapshot)\n", parent_path);
   }

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -21,13 +22,16 @@ namespace thaw::internal {
 
 class SnapshotState {
  public:
+  // With `key`, the file and its parents must be signed by it.
   static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
-      const std::string& path);
+      const std::string& path, const VerifyKey* key = nullptr);
 
   const std::shared_ptr<const snapshot::SnapshotImage>& image() const {
     return image_;
   }
   const SnapshotInfo& info() const { return info_; }
+  // The key the handle was opened with, if any.
+  const std::optional<VerifyKey>& verify_key() const { return verify_key_; }
 
   // The decompressed image, built by the first caller (which gets
   // *built = true and the reads counted in `counters`).
@@ -36,11 +40,14 @@ class SnapshotState {
 
  private:
   SnapshotState(std::shared_ptr<const snapshot::SnapshotImage> image,
-                SnapshotInfo info)
-      : image_(std::move(image)), info_(std::move(info)) {}
+                SnapshotInfo info, std::optional<VerifyKey> verify_key)
+      : image_(std::move(image)),
+        info_(std::move(info)),
+        verify_key_(std::move(verify_key)) {}
 
   const std::shared_ptr<const snapshot::SnapshotImage> image_;
   const SnapshotInfo info_;
+  const std::optional<VerifyKey> verify_key_;
   std::mutex base_mutex_;  // held while building
   std::shared_ptr<const snapshot::SharedBase> base_;
 };

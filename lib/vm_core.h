@@ -69,7 +69,8 @@ class VmCore {
                         const SnapshotOptions& options);
   absl::Status Reset();
   const absl::Status& failure() const { return failure_; }
-  absl::Status WriteWorkingSet();
+  // `key`: sign the rewritten file with it.
+  absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
   absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size) const;
   // Brings this Vm to `image`'s parked state; its memory is in place.
   absl::Status RestoreFrom(std::shared_ptr<const snapshot::SnapshotImage> image,

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "lib/function_guest.h"
 #include "lib/memory_choice.h"
+#include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
 #include "lib/vm_core.h"
 #include "lib/vm_internal.h"
@@ -184,6 +185,9 @@ absl::Status VmCore::Snapshot(const std::string& path,
   request.source = restored_.image;
   request.progress = options.progress;
   request.threads = options.threads;
+  if (options.signing_key.has_value()) {
+    request.signing_key = &KeyAccess::Secret(*options.signing_key);
+  }
   // A working set this Vm recorded goes first in the new file too (its
   // chunk numbers hold only for the chunk size they were recorded in).
   if (!recording_ && restored_.image != nullptr &&
@@ -339,7 +343,7 @@ absl::Status VmCore::Reset() {
   return absl::OkStatus();
 }
 
-absl::Status VmCore::WriteWorkingSet() {
+absl::Status VmCore::WriteWorkingSet(const snapshot::SecretKey* key) {
   const RestoreEngine engine = restore_stats().engine;
   if (restored_.image == nullptr || (engine != RestoreEngine::kLazy &&
                                      engine != RestoreEngine::kLazyPrefetch)) {
@@ -353,7 +357,7 @@ absl::Status VmCore::WriteWorkingSet() {
         "or no call has completed)");
   }
   return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_,
-                                         written_pages_);
+                                         written_pages_, key);
 }
 
 SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {
@@ -381,6 +385,16 @@ absl::StatusOr<std::unique_ptr<Vm>> Snapshot::Restore(
   if (absl::Status s = internal::CheckRestoreOptions(options); !s.ok()) {
     return s;
   }
+  if (options.verify_key.has_value() &&
+      state_->verify_key() != options.verify_key) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "Restore: the options require a signature by %s, but the handle on "
+        "\"%s\" was opened %s",
+        options.verify_key->Name(), path(),
+        state_->verify_key().has_value()
+            ? absl::StrCat("with ", state_->verify_key()->Name())
+            : std::string("without a key")));
+  }
   return internal::RestoreVm(*state_, options, nullptr, start);
 }
 
@@ -390,7 +404,9 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
   if (absl::Status s = internal::CheckRestoreOptions(options); !s.ok()) {
     return s;
   }
-  auto snapshot = Snapshot::Open(path);
+  auto snapshot = options.verify_key.has_value()
+                      ? Snapshot::Open(path, *options.verify_key)
+                      : Snapshot::Open(path);
   if (!snapshot.ok()) return snapshot.status();
   return internal::RestoreVm(internal::VmAccess::State(*snapshot), options,
                              nullptr, start);
@@ -412,7 +428,13 @@ absl::Status Vm::Reset() {
 absl::Status Vm::WriteWorkingSet() {
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
-  return core_->WriteWorkingSet();
+  return core_->WriteWorkingSet(nullptr);
+}
+
+absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
+  internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
+  if (!turn.status().ok()) return turn.status();
+  return core_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
 }
 
 RestoreStats Vm::restore_stats() const { return core_->restore_stats(); }

@@ -35,6 +35,13 @@ done
 if [ -x build/examples/thaw ] && [ -f build/tests/test_guest.elf ]; then
   build/examples/thaw snapshot build/tests/test_guest.elf --memory 8 \
     -o "$seeds/snapshot_reader/test_guest.thaw" >/dev/null 2>&1 || true
+  # A signed one too (the harness re-signs it with its own key).
+  rm -f "$seeds/key" "$seeds/key.pub"
+  build/examples/thaw keygen "$seeds/key" >/dev/null 2>&1 &&
+    build/examples/thaw snapshot build/tests/test_guest.elf --memory 8 \
+      --sign "$seeds/key" -o "$seeds/snapshot_reader/signed.thaw" \
+      >/dev/null 2>&1 || true
+  rm -f "$seeds/key" "$seeds/key.pub"
 fi
 
 status=0

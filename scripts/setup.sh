@@ -10,6 +10,8 @@ packages=(
   libabsl-dev libunicorn-dev libgtest-dev libgmock-dev
   # snapshots: compression, io_uring, checksums, the manifest
   libzstd-dev liburing-dev libxxhash-dev libprotobuf-dev protobuf-compiler
+  # signed snapshots: ed25519 signatures and BLAKE2b frame digests
+  libsodium-dev
   # benchmarks and their report (scripts/bench.sh)
   libbenchmark-dev python3-matplotlib
   # the Python binding, its tests and `pip install ./bindings-python`

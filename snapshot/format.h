@@ -6,6 +6,8 @@
 //   [data_offset, +data_size)    memory frames: each an independent zstd
 //                                frame or a raw chunk, working set first
 //   [manifest_offset, +size)     the manifest (snapshot/manifest.proto)
+//   [end of manifest, +64)       signed files only (1.3): the ed25519
+//                                signature (snapshot/signature.h)
 //
 // Compatibility: a reader opens files of its own major version and any minor
 // version up to its own; anything else is FailedPrecondition.
@@ -18,7 +20,12 @@ namespace thaw::snapshot {
 
 inline constexpr char kMagic[8] = {'T', 'H', 'A', 'W', 'S', 'N', 'A', 'P'};
 inline constexpr uint16_t kMajorVersion = 1;
-inline constexpr uint16_t kMinorVersion = 2;
+// The newest minor version this build reads. It writes each file with the
+// lowest minor version that describes it: 1.2 unsigned, 1.3 signed, so that
+// readers of 1.2 still open every unsigned file.
+inline constexpr uint16_t kMinorVersion = 3;
+inline constexpr uint16_t kUnsignedMinorVersion = 2;
+inline constexpr uint16_t kSignedMinorVersion = 3;
 inline constexpr uint32_t kArchX86_64 = 1;
 
 inline constexpr uint64_t kHeaderSize = 64;

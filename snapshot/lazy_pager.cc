@@ -117,6 +117,11 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
   if (pager->mapped_.empty() || pager->AlreadyVerified()) {
     std::lock_guard<std::mutex> lock(pager->mutex_);
     pager->verified_ = true;
+  } else if (pager->image_->authenticated()) {
+    // A signed snapshot: no guest instruction runs on bytes whose digest
+    // was not checked (the first restore of a file version pays the read).
+    pager->VerifyMapped();
+    if (absl::Status s = pager->error(); !s.ok()) return s;
   } else {
     pager->verifier_ = std::thread([p = pager.get()] { p->VerifyMapped(); });
   }
@@ -299,7 +304,9 @@ namespace {
 
 // Files whose raw working-set frames were checked in this process, by
 // version (device, inode, size, modification and change times): a file is
-// checked once, not at every restore; writing it changes its version. Each
+// checked once, not at every restore; writing it changes its version. A
+// check against signed digests counts for both kinds of handle, a checksum
+// check only for handles opened without a key. Each
 // entry keeps its file open, so that its inode number cannot be reused by
 // another file (which could otherwise match an old version exactly); the
 // 64 most recently checked files are kept.
@@ -307,16 +314,20 @@ constexpr size_t kVerifiedFilesKept = 64;
 
 struct VerifiedFiles {
   std::mutex mutex;
-  std::deque<std::shared_ptr<const SnapshotFile>> files;  // newest first
+  // Newest first; the files whose digests were checked are authenticated.
+  std::deque<std::shared_ptr<const SnapshotFile>> files;
 
-  bool Contains(const std::string& version) {
+  bool Contains(const SnapshotFile& wanted) {
     for (const auto& file : files) {
-      if (file->version() == version) return true;
+      if (file->version() == wanted.version() &&
+          (file->authenticated() || !wanted.authenticated())) {
+        return true;
+      }
     }
     return false;
   }
   void Add(std::shared_ptr<const SnapshotFile> file) {
-    if (Contains(file->version())) return;
+    if (Contains(*file)) return;
     files.push_front(std::move(file));
     if (files.size() > kVerifiedFilesKept) files.pop_back();
   }
@@ -330,9 +341,9 @@ VerifiedFiles& Verified() {
 
 bool LazyPager::AlreadyVerified() {
   for (const MappedRun& run : mapped_) {
-    const std::string& version = image_->files()[run.file]->version();
+    const SnapshotFile& file = *image_->files()[run.file];
     std::lock_guard<std::mutex> lock(Verified().mutex);
-    if (!Verified().Contains(version)) return false;
+    if (!Verified().Contains(file)) return false;
   }
   return true;
 }
@@ -358,12 +369,20 @@ void LazyPager::VerifyMapped() {
     const auto* bytes = static_cast<const uint8_t*>(view);
     for (uint64_t i = 0; i < run.count && ok; ++i) {
       SnapshotImage::Location where = image_->Locate(run.first + i);
-      if (!(HashContent(
-                absl::MakeConstSpan(bytes + i * chunk_size_, chunk_size_)) ==
-            file.FrameContentHash(where.frame))) {
+      const auto chunk =
+          absl::MakeConstSpan(bytes + i * chunk_size_, chunk_size_);
+      if (!(HashContent(chunk) == file.FrameContentHash(where.frame))) {
         Fail(file.Corrupt(
             absl::StrFormat("frame %d (at byte %d): content checksum mismatch",
                             where.frame, file.FrameOffset(where.frame))));
+        ok = false;
+      } else if (file.authenticated() &&
+                 !file.DigestMatches(where.frame, chunk)) {
+        // Mapped frames are raw: their stored bytes are the chunk.
+        Fail(file.Corrupt(absl::StrFormat(
+            "frame %d (at byte %d): its BLAKE2b digest does not match the "
+            "signed manifest (the frame was changed after signing)",
+            where.frame, file.FrameOffset(where.frame))));
         ok = false;
       }
     }

@@ -15,6 +15,7 @@
 #include "base/errno_status.h"
 #include "base/little_endian.h"
 #include "snapshot/format.h"
+#include "snapshot/signature.h"
 #include "snapshot/uring_reader.h"
 #include "thaw/abi.h"
 
@@ -37,13 +38,13 @@ uint64_t HashStored(absl::Span<const uint8_t> bytes) {
 }
 
 absl::StatusOr<std::shared_ptr<const SnapshotFile>> SnapshotFile::Open(
-    const std::string& path) {
+    const std::string& path, const PublicKey* key) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return ErrnoStatus(absl::StrCat("open snapshot \"", path, "\""), errno);
   }
   std::shared_ptr<SnapshotFile> file(new SnapshotFile(path, fd));
-  if (absl::Status s = file->Load(); !s.ok()) return s;
+  if (absl::Status s = file->Load(key); !s.ok()) return s;
   return file;
 }
 
@@ -53,7 +54,7 @@ absl::Status SnapshotFile::Corrupt(absl::string_view what) const {
   return absl::DataLossError(absl::StrCat("snapshot \"", path_, "\": ", what));
 }
 
-absl::Status SnapshotFile::Load() {
+absl::Status SnapshotFile::Load(const PublicKey* key) {
   struct stat st;
   if (fstat(fd_, &st) != 0) {
     return ErrnoStatus(absl::StrCat("stat snapshot \"", path_, "\""), errno);
@@ -91,6 +92,7 @@ absl::Status SnapshotFile::Load() {
         "%d.%d",
         path_, major, minor, kMajorVersion, kMajorVersion, kMinorVersion));
   }
+  format_minor_ = minor;
   const uint32_t arch = LoadLe32(header + kHeaderArchOffset);
   if (arch != kArchX86_64) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -103,10 +105,15 @@ absl::Status SnapshotFile::Load() {
   const uint64_t manifest_offset =
       LoadLe64(header + kHeaderManifestOffsetOffset);
   const uint64_t manifest_size = LoadLe64(header + kHeaderManifestSizeOffset);
-  // The sections must tile the file exactly: header, data, manifest, end.
+  // The sections must tile the file exactly: header, data, manifest, and
+  // in a signed file the signature, then the end.
+  const uint64_t after_manifest =
+      manifest_offset <= file_size_ ? file_size_ - manifest_offset : 0;
+  const bool trailer = minor >= kSignedMinorVersion &&
+                       manifest_size + kSignatureSize == after_manifest;
   if (data_offset_ != kHeaderSize || data_size > file_size_ - kHeaderSize ||
       manifest_offset != kHeaderSize + data_size ||
-      manifest_size != file_size_ - manifest_offset) {
+      (manifest_size != after_manifest && !trailer)) {
     return Corrupt(absl::StrFormat(
         "sections do not tile the file: data [%d, +%d), manifest [%d, +%d), "
         "file size %d (truncated or extended?)",
@@ -132,7 +139,66 @@ absl::Status SnapshotFile::Load() {
   if (!manifest_.ParseFromString(bytes)) {
     return Corrupt("manifest does not parse");
   }
+  if (absl::Status s = CheckSignature(
+          absl::MakeConstSpan(header),
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
+                              bytes.size()),
+          trailer, key);
+      !s.ok()) {
+    return s;
+  }
   return CheckManifest();
+}
+
+absl::Status SnapshotFile::CheckSignature(absl::Span<const uint8_t> header,
+                                          absl::Span<const uint8_t> manifest,
+                                          bool trailer, const PublicKey* key) {
+  const bool signed_file = manifest_.has_signing();
+  if (signed_file != trailer) {
+    return Corrupt(signed_file ? "the manifest names a signer but the file "
+                                 "has no signature after it"
+                               : "64 bytes follow the manifest but it names "
+                                 "no signer");
+  }
+  if (signed_file) {
+    const proto::Signing& signing = manifest_.signing();
+    if (signing.public_key().size() != kPublicKeySize) {
+      return Corrupt("the signer's key is not 32 bytes");
+    }
+    std::memcpy(signer_.data(), signing.public_key().data(), kPublicKeySize);
+    if (signing.frame_digests().size() !=
+        uint64_t{kFrameDigestSize} * manifest_.frames().offset_size()) {
+      return Corrupt(absl::StrFormat(
+          "%d bytes of frame digests for %d frames (32 bytes each)",
+          signing.frame_digests().size(), manifest_.frames().offset_size()));
+    }
+  }
+  if (key == nullptr) return absl::OkStatus();
+  if (!signed_file) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "snapshot \"%s\" is not signed; it must be signed by %s", path_,
+        KeyName(*key)));
+  }
+  if (signer_ != *key) {
+    return absl::PermissionDeniedError(
+        absl::StrFormat("snapshot \"%s\" is signed by %s, not by %s", path_,
+                        KeyName(signer_), KeyName(*key)));
+  }
+  Signature signature;
+  if (absl::Status s =
+          PreadFull(fd_, absl::MakeSpan(signature),
+                    kHeaderSize + data_size_ + manifest.size(), path_);
+      !s.ok()) {
+    return s;
+  }
+  if (!VerifySnapshotSignature(*key, header, manifest, signature)) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "snapshot \"%s\": the signature by %s does not verify (the header or "
+        "manifest changed after signing, or the signature is damaged)",
+        path_, KeyName(*key)));
+  }
+  authenticated_ = true;
+  return absl::OkStatus();
 }
 
 absl::Status SnapshotFile::CheckManifest() {
@@ -244,10 +310,7 @@ absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
         "snapshot \"%s\": DecodeFrame(%d) with %d stored and %d out bytes",
         path_, frame, stored.size(), out.size()));
   }
-  if (HashStored(stored) != manifest_.frames().stored_hash(frame)) {
-    return Corrupt(absl::StrFormat("frame %d (at byte %d): checksum mismatch",
-                                   frame, FrameOffset(frame)));
-  }
+  if (absl::Status s = CheckStored(frame, stored); !s.ok()) return s;
   if (stored.size() == chunk) {
     std::memcpy(out.data(), stored.data(), chunk);
   } else {
@@ -275,6 +338,30 @@ absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
   return absl::OkStatus();
 }
 
+absl::Status SnapshotFile::CheckStored(uint32_t frame,
+                                       absl::Span<const uint8_t> stored) const {
+  if (HashStored(stored) != manifest_.frames().stored_hash(frame)) {
+    return Corrupt(absl::StrFormat("frame %d (at byte %d): checksum mismatch",
+                                   frame, FrameOffset(frame)));
+  }
+  if (authenticated_ && !DigestMatches(frame, stored)) {
+    return Corrupt(absl::StrFormat(
+        "frame %d (at byte %d): its BLAKE2b digest does not match the signed "
+        "manifest (the frame was changed after signing)",
+        frame, FrameOffset(frame)));
+  }
+  return absl::OkStatus();
+}
+
+bool SnapshotFile::DigestMatches(uint32_t frame,
+                                 absl::Span<const uint8_t> bytes) const {
+  const FrameDigest digest = DigestFrame(bytes);
+  return std::memcmp(digest.data(),
+                     manifest_.signing().frame_digests().data() +
+                         uint64_t{frame} * kFrameDigestSize,
+                     kFrameDigestSize) == 0;
+}
+
 absl::StatusOr<std::string> SnapshotFile::ReadStored(uint32_t frame) const {
   std::string stored(FrameSize(frame), '\0');
   if (absl::Status s =
@@ -300,7 +387,7 @@ absl::Status SnapshotFile::ReadFrame(uint32_t frame,
 }
 
 absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
-    const std::string& path) {
+    const std::string& path, const PublicKey* key) {
   auto image = std::make_shared<SnapshotImage>();
   std::string next = path;
   for (int depth = 0;; ++depth) {
@@ -310,7 +397,8 @@ absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
           "cyclic)",
           path, kMaxChainDepth));
     }
-    auto file = SnapshotFile::Open(next);
+    // With a key, every link of a diff chain must be signed by it.
+    auto file = SnapshotFile::Open(next, key);
     if (!file.ok()) return file.status();
     if (!image->files_.empty()) {
       const SnapshotFile& child = *image->files_.back();

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "snapshot/manifest.pb.h"
+#include "snapshot/signature.h"
 
 namespace thaw::snapshot {
 
@@ -39,8 +40,12 @@ class SnapshotFile {
   // Frame value of a chunk that is all zeros (never stored in the file).
   static constexpr uint32_t kZero = 0xFFFFFFFFu;
 
+  // With `key`, the file must be signed by it (snapshot/signature.h):
+  // PermissionDenied for an unsigned file, another signer or a signature
+  // that does not verify, before the manifest's contents are used. Then
+  // every frame is also checked against its signed BLAKE2b digest.
   static absl::StatusOr<std::shared_ptr<const SnapshotFile>> Open(
-      const std::string& path);
+      const std::string& path, const PublicKey* key = nullptr);
   ~SnapshotFile();
   SnapshotFile(const SnapshotFile&) = delete;
   SnapshotFile& operator=(const SnapshotFile&) = delete;
@@ -53,6 +58,14 @@ class SnapshotFile {
   uint64_t data_offset() const { return data_offset_; }
   uint64_t data_size() const { return data_size_; }
   const proto::Manifest& manifest() const { return manifest_; }
+  int format_minor() const { return format_minor_; }
+  // Whether the file carries a signature, and whose (not yet checked unless
+  // authenticated()).
+  bool is_signed() const { return manifest_.has_signing(); }
+  const PublicKey& signer() const { return signer_; }
+  // Opened with a key and its signature verified: frames are checked
+  // against their BLAKE2b digests as well as their checksums.
+  bool authenticated() const { return authenticated_; }
   uint32_t chunk_size() const { return manifest_.memory().chunk_size(); }
   uint64_t chunk_count() const { return chunk_frame_.size(); }
   uint32_t frame_count() const { return manifest_.frames().offset_size(); }
@@ -75,6 +88,12 @@ class SnapshotFile {
   // into `out` (chunk_size bytes), checking the result's size and hash.
   absl::Status DecodeFrame(uint32_t frame, absl::Span<const uint8_t> stored,
                            absl::Span<uint8_t> out) const;
+  // Checks a frame's stored bytes: their checksum, and for an
+  // authenticated file their digest.
+  absl::Status CheckStored(uint32_t frame,
+                           absl::Span<const uint8_t> stored) const;
+  // Whether `bytes` match frame `frame`'s signed digest (signed files).
+  bool DigestMatches(uint32_t frame, absl::Span<const uint8_t> bytes) const;
   // Reads (pread) and decodes frame `frame` into `out`.
   absl::Status ReadFrame(uint32_t frame, absl::Span<uint8_t> out) const;
   // Reads frame `frame`'s stored bytes, unchecked and undecoded.
@@ -85,7 +104,10 @@ class SnapshotFile {
 
  private:
   SnapshotFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  absl::Status Load();
+  absl::Status Load(const PublicKey* key);
+  absl::Status CheckSignature(absl::Span<const uint8_t> header,
+                              absl::Span<const uint8_t> manifest, bool trailer,
+                              const PublicKey* key);
   absl::Status CheckManifest();
 
   std::string path_;
@@ -96,6 +118,9 @@ class SnapshotFile {
   std::string version_;
   proto::Manifest manifest_;
   std::vector<uint32_t> chunk_frame_;
+  int format_minor_ = 0;
+  PublicKey signer_{};
+  bool authenticated_ = false;
 };
 
 class SnapshotImage {
@@ -108,9 +133,11 @@ class SnapshotImage {
   };
 
   // Opens `path` and, for a diff snapshot, its parents (a relative parent
-  // path is taken from the directory of the file that names it).
+  // path is taken from the directory of the file that names it). With
+  // `key`, every file of the chain must be signed by it.
   static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Open(
-      const std::string& path);
+      const std::string& path, const PublicKey* key = nullptr);
+  bool authenticated() const { return files_[0]->authenticated(); }
 
   // files()[0] is the snapshot opened; files()[i + 1] is files()[i]'s parent.
   const std::vector<std::shared_ptr<const SnapshotFile>>& files() const {

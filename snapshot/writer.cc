@@ -5,6 +5,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "base/parallel_for.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/format.h"
+#include "snapshot/signature.h"
 
 namespace thaw::snapshot {
 namespace {
@@ -53,14 +55,16 @@ absl::StatusOr<std::unique_ptr<AtomicFile>> CreateWithHeaderSpace(
   return file;
 }
 
-// Appends the 64-byte header (with checksums) at offset 0 of `file`.
-absl::Status WriteHeader(AtomicFile& file, uint64_t data_size,
-                         uint64_t manifest_offset, uint64_t manifest_size,
-                         uint64_t manifest_hash) {
-  uint8_t header[kHeaderSize] = {};
+// The 64-byte header, with its checksums.
+std::array<uint8_t, kHeaderSize> MakeHeader(uint16_t minor, uint64_t data_size,
+                                            uint64_t manifest_offset,
+                                            uint64_t manifest_size,
+                                            uint64_t manifest_hash) {
+  std::array<uint8_t, kHeaderSize> bytes{};
+  uint8_t* header = bytes.data();
   std::memcpy(header + kHeaderMagicOffset, kMagic, sizeof(kMagic));
   StoreLe(header + kHeaderMajorOffset, kMajorVersion, 2);
-  StoreLe(header + kHeaderMinorOffset, kMinorVersion, 2);
+  StoreLe(header + kHeaderMinorOffset, minor, 2);
   StoreLe(header + kHeaderArchOffset, kArchX86_64, 4);
   StoreLe(header + kHeaderDataOffsetOffset, kHeaderSize, 8);
   StoreLe(header + kHeaderDataSizeOffset, data_size, 8);
@@ -69,11 +73,22 @@ absl::Status WriteHeader(AtomicFile& file, uint64_t data_size,
   StoreLe(header + kHeaderManifestHashOffset, manifest_hash, 8);
   StoreLe(header + kHeaderHashOffset, XXH3_64bits(header, kHeaderHashOffset),
           8);
-  return file.WriteAt(0, absl::MakeConstSpan(header, kHeaderSize));
+  return bytes;
 }
 
-// Appends the manifest and writes the header: the last step of every writer.
-absl::Status Finish(AtomicFile& file, const proto::Manifest& manifest) {
+// Appends the manifest (and, with `key`, the signature), writes the header
+// and commits: the last step of every writer. `digests` holds the frames'
+// BLAKE2b digests, in frame order, when signing.
+absl::Status Finish(AtomicFile& file, proto::Manifest& manifest,
+                    const SecretKey* key, std::string digests) {
+  if (key != nullptr) {
+    const PublicKey public_key = key->public_key();
+    proto::Signing& signing = *manifest.mutable_signing();
+    signing.set_public_key(public_key.data(), public_key.size());
+    signing.set_frame_digests(std::move(digests));
+  } else {
+    manifest.clear_signing();
+  }
   const uint64_t manifest_offset = file.size();
   std::string bytes;
   if (!manifest.SerializeToString(&bytes)) {
@@ -86,11 +101,19 @@ absl::Status Finish(AtomicFile& file, const proto::Manifest& manifest) {
   }
   const auto span = absl::MakeConstSpan(
       reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  const auto header =
+      MakeHeader(key != nullptr ? kSignedMinorVersion : kUnsignedMinorVersion,
+                 manifest_offset - kHeaderSize, manifest_offset, bytes.size(),
+                 XXH3_64bits(bytes.data(), bytes.size()));
   if (absl::Status s = file.Append(span); !s.ok()) return s;
-  if (absl::Status s =
-          WriteHeader(file, manifest_offset - kHeaderSize, manifest_offset,
-                      bytes.size(), XXH3_64bits(bytes.data(), bytes.size()));
-      !s.ok()) {
+  if (key != nullptr) {
+    const Signature signature =
+        SignSnapshot(*key, absl::MakeConstSpan(header), span);
+    if (absl::Status s = file.Append(absl::MakeConstSpan(signature)); !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = file.WriteAt(0, absl::MakeConstSpan(header)); !s.ok()) {
     return s;
   }
   return file.Commit();
@@ -146,20 +169,19 @@ struct ChunkWork {
 
 class FrameWriter {
  public:
-  FrameWriter(AtomicFile& file, proto::Frames& frames)
-      : file_(file), frames_(frames) {}
+  // `digest`: also keep each frame's BLAKE2b digest (a signed file).
+  FrameWriter(AtomicFile& file, proto::Frames& frames, bool digest)
+      : file_(file), frames_(frames), digest_(digest) {}
 
   // Appends frame `frame` of `from` as it is stored (no decompression, no
-  // recompression), after checking its stored hash.
+  // recompression), after checking it (checksum, and digest if `from` was
+  // authenticated).
   absl::StatusOr<uint32_t> CopyFrom(const SnapshotFile& from, uint32_t frame) {
     auto stored = from.ReadStored(frame);
     if (!stored.ok()) return stored.status();
     const auto span = absl::MakeConstSpan(
         reinterpret_cast<const uint8_t*>(stored->data()), stored->size());
-    if (HashStored(span) != from.manifest().frames().stored_hash(frame)) {
-      return from.Corrupt(
-          absl::StrFormat("frame %d: checksum mismatch", frame));
-    }
+    if (absl::Status s = from.CheckStored(frame, span); !s.ok()) return s;
     return AddStored(span, from.FrameContentHash(frame));
   }
 
@@ -171,13 +193,23 @@ class FrameWriter {
     frames_.add_stored_hash(HashStored(stored));
     frames_.add_content_hash_low(content.low);
     frames_.add_content_hash_high(content.high);
+    if (digest_) {
+      const FrameDigest digest = DigestFrame(stored);
+      digests_.append(reinterpret_cast<const char*>(digest.data()),
+                      digest.size());
+    }
     if (absl::Status s = file_.Append(stored); !s.ok()) return s;
     return index;
   }
 
+  // The digests of the frames added, in order (when digesting).
+  std::string TakeDigests() { return std::move(digests_); }
+
  private:
   AtomicFile& file_;
   proto::Frames& frames_;
+  bool digest_;
+  std::string digests_;
 };
 
 // Chunks in writing order: the working set first, then the rest.
@@ -258,7 +290,8 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
   const uint64_t chunks = r.memory_size / chunk_size;
   constexpr uint32_t kZeroEntry = SnapshotFile::kZero;
   std::vector<uint32_t> table(chunks, kZeroEntry);
-  FrameWriter frames(**file, *manifest.mutable_frames());
+  FrameWriter frames(**file, *manifest.mutable_frames(),
+                     r.signing_key != nullptr);
   const unsigned threads = r.threads != 0 ? r.threads : UsableCores();
   std::vector<Compressor> compressors;
   for (unsigned t = 0; t < threads; ++t) {
@@ -396,12 +429,19 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
   for (uint32_t c : r.working_set) {
     if (c < chunks) manifest.add_working_set(c);
   }
-  return Finish(**file, manifest);
+  return Finish(**file, manifest, r.signing_key, frames.TakeDigests());
 }
 
 absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
                                    const std::vector<uint32_t>& working_set,
-                                   const std::vector<uint32_t>& written_pages) {
+                                   const std::vector<uint32_t>& written_pages,
+                                   const SecretKey* signing_key) {
+  if (source.is_signed() && signing_key == nullptr) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "snapshot \"%s\" is signed (by %s): recording its working set "
+        "rewrites it, which needs the signing key",
+        source.path(), KeyName(source.signer())));
+  }
   proto::Manifest manifest = source.manifest();
   const uint64_t chunks = source.chunk_count();
   auto file = CreateWithHeaderSpace(source.path());
@@ -409,7 +449,8 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   manifest.clear_frames();
   manifest.clear_working_set();
   manifest.clear_working_set_written_pages();
-  FrameWriter frames(**file, *manifest.mutable_frames());
+  FrameWriter frames(**file, *manifest.mutable_frames(),
+                     signing_key != nullptr);
   std::vector<uint32_t> table(chunks, SnapshotFile::kZero);
   std::vector<bool> in_working_set(chunks, false);
   for (uint32_t c : working_set) {
@@ -467,7 +508,7 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   for (uint32_t p : written_pages) {
     if (p < pages) manifest.add_working_set_written_pages(p);
   }
-  return Finish(**file, manifest);
+  return Finish(**file, manifest, signing_key, frames.TakeDigests());
 }
 
 }  // namespace thaw::snapshot

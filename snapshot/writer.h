@@ -48,6 +48,8 @@ struct WriteRequest {
   std::vector<uint32_t> working_set;
   // Called now and then with (chunks done, chunks in all).
   std::function<void(uint64_t, uint64_t)> progress;
+  // Sign the file with this key (format 1.3; snapshot/signature.h).
+  const SecretKey* signing_key = nullptr;
 };
 
 absl::Status WriteSnapshot(const WriteRequest& request);
@@ -59,10 +61,13 @@ absl::Status WriteSnapshot(const WriteRequest& request);
 // prefetching restore maps them from the file instead of decompressing
 // them; the other frames are copied, not recompressed.
 // `written_pages` (ascending page numbers the recorded call wrote) is
-// recorded beside it.
+// recorded beside it. A signed file is signed again with `signing_key`;
+// without one it is FailedPrecondition (the rewrite would drop the
+// signature).
 absl::Status RewriteWithWorkingSet(const SnapshotFile& file,
                                    const std::vector<uint32_t>& working_set,
-                                   const std::vector<uint32_t>& written_pages);
+                                   const std::vector<uint32_t>& written_pages,
+                                   const SecretKey* signing_key = nullptr);
 
 }  // namespace thaw::snapshot
 

@@ -74,6 +74,32 @@ check "restore a flipped byte (eager)" 1 "$thaw" restore "$tmp/bad.thaw" --call 
 head -c 1000 "$tmp/fn.thaw" > "$tmp/short.thaw"
 check "verify a truncated file" 1 "$thaw" verify "$tmp/short.thaw"
 expect "truncation message" "$tmp/err" "do not tile the file"
+# Signed snapshots: keygen, snapshot --sign, verify and restore --key.
+check "keygen" 0 "$thaw" keygen "$tmp/key"
+expect "keygen prints the key" "$tmp/out" "ed25519:"
+[ "$(stat -c %a "$tmp/key")" = "600" ] || { echo "FAIL keygen: secret key mode $(stat -c %a "$tmp/key")"; failures=$((failures + 1)); }
+check "keygen refuses to replace a key" 1 "$thaw" keygen "$tmp/key"
+check "keygen another" 0 "$thaw" keygen "$tmp/other"
+check "snapshot --sign" 0 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/signed.thaw" --sign "$tmp/key" --backend emulated
+check "inspect a signed file" 0 "$thaw" inspect "$tmp/signed.thaw"
+expect "inspect names the signer" "$tmp/out" "signature: ed25519:"
+check "verify --key" 0 "$thaw" verify "$tmp/signed.thaw" --key "$tmp/key.pub"
+expect "verify names the signer" "$tmp/out" "intact, signed by ed25519:"
+check "verify --key another key" 1 "$thaw" verify "$tmp/signed.thaw" --key "$tmp/other.pub"
+expect "another key is named" "$tmp/err" "signed.thaw\" is signed by ed25519:"
+check "verify --key an unsigned file" 1 "$thaw" verify "$tmp/fn.thaw" --key "$tmp/key.pub"
+expect "unsigned is named" "$tmp/err" "is not signed"
+check "restore --key" 0 "$thaw" restore "$tmp/signed.thaw" --call crc32 --input "$tmp/in" --key "$tmp/key.pub" --backend emulated
+[ "$(cat "$tmp/out")" = "57020b8e" ] || { echo "FAIL signed restore output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+check "restore --key another key" 1 "$thaw" restore "$tmp/signed.thaw" --call crc32 --key "$tmp/other.pub" --backend emulated
+check "record a signed file's working set without --sign" 1 "$thaw" restore "$tmp/signed.thaw" --call crc32 --input "$tmp/in" --engine lazy --record-working-set --key "$tmp/key.pub" --backend emulated
+expect "it needs the signing key" "$tmp/err" "needs the signing key"
+check "record a signed file's working set with --sign" 0 "$thaw" restore "$tmp/signed.thaw" --call crc32 --input "$tmp/in" --engine lazy --record-working-set --key "$tmp/key.pub" --sign "$tmp/key" --backend emulated
+check "verify --key after re-signing" 0 "$thaw" verify "$tmp/signed.thaw" --key "$tmp/key.pub"
+chmod 644 "$tmp/key"
+check "a readable signing key is refused" 1 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/x.thaw" --sign "$tmp/key" --backend emulated
+expect "it says chmod" "$tmp/err" "chmod 600"
+check "usage: --sign on restore needs --record-working-set" 2 "$thaw" restore "$tmp/signed.thaw" --call crc32 --sign "$tmp/key"
 check "restore a missing file" 1 "$thaw" restore "$tmp/none.thaw" --call crc32
 check "snapshot into a missing directory" 1 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/no/dir/x.thaw" --backend emulated
 check "usage: snapshot without -o" 2 "$thaw" snapshot "$guests/checksum.elf"

@@ -22,6 +22,7 @@
 #include "snapshot/format.h"
 #include "snapshot/manifest.pb.h"
 #include "snapshot/snapshot_file.h"
+#include "tests/snapshot_bytes.h"
 #include "thaw/abi.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
@@ -31,16 +32,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), bytes.size());
-}
+using testing::ReadFile;
+using testing::WriteFile;
 
 bool IsRefusal(const absl::Status& status) {
   return status.code() == absl::StatusCode::kDataLoss ||
@@ -76,7 +69,7 @@ class SnapshotCorruptionTest : public ::testing::Test {
 
   // The header's fields, from the intact file.
   static uint64_t HeaderField(uint64_t offset) {
-    return LoadLe64(reinterpret_cast<const uint8_t*>(bytes_->data()) + offset);
+    return testing::HeaderField(*bytes_, offset);
   }
 
   // Writes `bytes` as a snapshot file and expects every reader to refuse it,
@@ -101,25 +94,7 @@ class SnapshotCorruptionTest : public ::testing::Test {
   // reader's own checks of the manifest's content are what is tested.
   std::string WithManifest(const std::function<void(snapshot::proto::Manifest&,
                                                     std::string&)>& edit) {
-    const uint64_t manifest_offset =
-        HeaderField(snapshot::kHeaderManifestOffsetOffset);
-    snapshot::proto::Manifest manifest;
-    EXPECT_TRUE(manifest.ParseFromString(bytes_->substr(manifest_offset)));
-    std::string data = bytes_->substr(snapshot::kHeaderSize,
-                                      manifest_offset - snapshot::kHeaderSize);
-    edit(manifest, data);
-    std::string encoded = manifest.SerializeAsString();
-    std::string header = bytes_->substr(0, snapshot::kHeaderSize);
-    auto* h = reinterpret_cast<uint8_t*>(header.data());
-    StoreLe(h + snapshot::kHeaderDataSizeOffset, data.size(), 8);
-    StoreLe(h + snapshot::kHeaderManifestOffsetOffset,
-            snapshot::kHeaderSize + data.size(), 8);
-    StoreLe(h + snapshot::kHeaderManifestSizeOffset, encoded.size(), 8);
-    StoreLe(h + snapshot::kHeaderManifestHashOffset,
-            XXH3_64bits(encoded.data(), encoded.size()), 8);
-    StoreLe(h + snapshot::kHeaderHashOffset,
-            XXH3_64bits(h, snapshot::kHeaderHashOffset), 8);
-    return header + data + encoded;
+    return testing::WithManifest(*bytes_, edit);
   }
 
   static std::string* dir_;

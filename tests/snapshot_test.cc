@@ -27,6 +27,7 @@
 #include "snapshot/snapshot_file.h"
 #include "tests/backend_param.h"
 #include "thaw/abi.h"
+#include "thaw/signing.h"
 #include "thaw/vm.h"
 
 namespace thaw {
@@ -664,6 +665,106 @@ TEST_P(SnapshotEngineTest, DiffSnapshotChainsRestoreTheRightBytes) {
   wrong_parent.parent = a;
   EXPECT_EQ(from_b->Snapshot(Path("d.thaw"), wrong_parent).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(SnapshotEngineTest, ASignedSnapshotRestoresOnlyUnderItsKey) {
+  auto key = SigningKey::Generate();
+  auto other_key = SigningKey::Generate();
+  ASSERT_TRUE(key.ok() && other_key.ok());
+  auto vm = Boot(Config(32ull << 20));
+  ASSERT_NE(vm, nullptr);
+  Call(*vm, "counter");
+  SnapshotOptions signing;
+  signing.signing_key = *key;
+  const std::string path = Path("signed.thaw");
+  ASSERT_TRUE(vm->Snapshot(path, signing).ok());
+  const std::string unsigned_path = Path("unsigned.thaw");
+  ASSERT_TRUE(vm->Snapshot(unsigned_path).ok());
+
+  // Its own key: restored by every engine, and it answers as the original.
+  RestoreOptions options = Options(engine());
+  options.verify_key = key->verify_key();
+  auto restored = Vm::Restore(path, options);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(AsU64(Call(**restored, "counter")), 2u);
+  auto handle = Snapshot::Open(path, key->verify_key());
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(handle->Info().signer, key->verify_key().Name());
+  EXPECT_TRUE(handle->Info().signature_verified);
+  EXPECT_TRUE(handle->Verify().ok());
+
+  // Another key, or no signature: refused before any guest byte is used.
+  options.verify_key = other_key->verify_key();
+  auto wrong = Vm::Restore(path, options);
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kPermissionDenied)
+      << wrong.status();
+  EXPECT_THAT(wrong.status().message(), HasSubstr(key->verify_key().Name()));
+  EXPECT_THAT(wrong.status().message(), HasSubstr("signed.thaw"));
+  options.verify_key = key->verify_key();
+  auto unsigned_restore = Vm::Restore(unsigned_path, options);
+  EXPECT_EQ(unsigned_restore.status().code(),
+            absl::StatusCode::kPermissionDenied)
+      << unsigned_restore.status();
+  EXPECT_THAT(unsigned_restore.status().message(), HasSubstr("not signed"));
+  // A handle opened without the key cannot stand in for one opened with it.
+  auto unchecked = Snapshot::Open(path);
+  ASSERT_TRUE(unchecked.ok());
+  EXPECT_FALSE(unchecked->Info().signature_verified);
+  EXPECT_EQ(unchecked->Restore(options).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Diff chains are checked link by link: a diff signed with the key over
+  // an unsigned parent is refused, naming the parent.
+  auto from_unsigned = Restore(unsigned_path, RestoreEngine::kLazy);
+  ASSERT_NE(from_unsigned, nullptr);
+  Call(*from_unsigned, "dirty", "2");
+  SnapshotOptions diff = signing;
+  diff.parent = unsigned_path;
+  ASSERT_TRUE(from_unsigned->Snapshot(Path("diff.thaw"), diff).ok());
+  auto chain = Vm::Restore(Path("diff.thaw"), options);
+  EXPECT_EQ(chain.status().code(), absl::StatusCode::kPermissionDenied)
+      << chain.status();
+  EXPECT_THAT(chain.status().message(), HasSubstr("unsigned.thaw"));
+  // Signed all the way: accepted.
+  auto from_signed = Restore(path, RestoreEngine::kLazy);
+  ASSERT_NE(from_signed, nullptr);
+  Call(*from_signed, "dirty", "2");
+  diff.parent = path;
+  ASSERT_TRUE(from_signed->Snapshot(Path("signed-diff.thaw"), diff).ok());
+  auto signed_chain = Vm::Restore(Path("signed-diff.thaw"), options);
+  ASSERT_TRUE(signed_chain.ok()) << signed_chain.status();
+  EXPECT_EQ(AsU64(Call(**signed_chain, "counter")), 2u);
+}
+
+TEST_P(SnapshotTest, RecordingTheWorkingSetOfASignedSnapshotNeedsItsKey) {
+  auto key = SigningKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto vm = Boot(Config());
+  ASSERT_NE(vm, nullptr);
+  SnapshotOptions signing;
+  signing.signing_key = *key;
+  const std::string path = Path("signed.thaw");
+  ASSERT_TRUE(vm->Snapshot(path, signing).ok());
+  const std::string input = std::to_string(4u << 20);
+  const std::string expected = Call(*vm, "touch", input);
+  auto recorder = Restore(path, RestoreEngine::kLazy, /*record=*/true);
+  ASSERT_NE(recorder, nullptr);
+  EXPECT_EQ(Call(*recorder, "touch", input), expected);
+  // Without the key the rewrite would drop the signature: refused, and the
+  // file is left as it was.
+  absl::Status without = recorder->WriteWorkingSet();
+  EXPECT_EQ(without.code(), absl::StatusCode::kFailedPrecondition) << without;
+  ASSERT_TRUE(recorder->WriteWorkingSet(*key).ok());
+  RestoreOptions options = Options(RestoreEngine::kLazyPrefetch);
+  options.verify_key = key->verify_key();
+  auto handle = Snapshot::Open(path, key->verify_key());
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_GT(handle->Info().working_set_chunks, 0u);
+  auto prefetched = handle->Restore(options);
+  ASSERT_TRUE(prefetched.ok()) << prefetched.status();
+  EXPECT_EQ(Call(**prefetched, "touch", input), expected);
+  EXPECT_GE((*prefetched)->restore_stats().mapped,
+            (4u << 20) / handle->Info().chunk_size);
 }
 
 TEST_P(SnapshotEngineTest, ASnapshotRestoresOnTheOtherBackend) {

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "thaw/errors.h"
 #include "thaw/pool.h"
+#include "thaw/signing.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
@@ -28,7 +29,8 @@ namespace {
 
 // The exception classes, created at import (see PYBIND11_MODULE below).
 struct Exceptions {
-  py::object error, corrupt, timeout, guest_fault, invalid_argument, throttled;
+  py::object error, corrupt, timeout, guest_fault, invalid_argument, throttled,
+      signature;
 };
 Exceptions& Classes() {
   static auto* classes = new Exceptions;  // lives as long as the module
@@ -44,6 +46,8 @@ Exceptions& Classes() {
     type = c.guest_fault;
   } else if (status.code() == absl::StatusCode::kDataLoss) {
     type = c.corrupt;
+  } else if (status.code() == absl::StatusCode::kPermissionDenied) {
+    type = c.signature;  // a snapshot not signed by the key (thaw/signing.h)
   } else if (status.code() == absl::StatusCode::kDeadlineExceeded) {
     type = c.timeout;
   } else if (status.code() == absl::StatusCode::kResourceExhausted &&
@@ -130,6 +134,9 @@ py::dict InfoDict(const SnapshotInfo& i) {
   d["path"] = i.path;
   d["format"] = absl::StrCat(i.format_major, ".", i.format_minor);
   d["snapshot_id"] = i.snapshot_id;
+  d["signer"] =
+      i.signer.empty() ? py::object(py::none()) : py::object(py::str(i.signer));
+  d["signature_verified"] = i.signature_verified;
   d["parent"] = i.parent_path.empty() ? py::object(py::none())
                                       : py::object(py::str(i.parent_path));
   d["source_backend"] = i.source_backend;
@@ -304,8 +311,9 @@ class PyVm {
   }
   void Snapshot(const std::string& path, int compression_level,
                 uint32_t chunk_size, std::optional<std::string> parent,
-                unsigned threads) {
+                unsigned threads, std::optional<SigningKey> signing_key) {
     SnapshotOptions options;
+    options.signing_key = std::move(signing_key);
     options.compression_level = compression_level;
     options.chunk_size = chunk_size;
     options.threads = threads;
@@ -315,8 +323,11 @@ class PyVm {
   void Reset() {
     Check(Exclusive([](Vm& v) { return v.Reset(); }));
   }
-  void WriteWorkingSet() {
-    Check(Exclusive([](Vm& v) { return v.WriteWorkingSet(); }));
+  void WriteWorkingSet(std::optional<SigningKey> signing_key) {
+    Check(Exclusive([&](Vm& v) {
+      return signing_key.has_value() ? v.WriteWorkingSet(*signing_key)
+                                     : v.WriteWorkingSet();
+    }));
   }
   py::bytes ReadMemory(uint64_t address, uint64_t size) {
     return py::bytes(Value(
@@ -537,7 +548,7 @@ PYBIND11_MODULE(_thaw, m) {
       "    with thaw.restore('fn.thaw', engine='prefetch') as clone:\n"
       "        clone.call('echo', b'hi')\n\n"
       "Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, "
-      "GuestFault (with vector, rip, cr2), InvalidArgument.";
+      "GuestFault (with vector, rip, cr2), InvalidArgument, SignatureError.";
 
   Exceptions& c = Classes();
   py::object builtins = py::module_::import("builtins");
@@ -567,6 +578,11 @@ PYBIND11_MODULE(_thaw, m) {
       make("Throttled", py::make_tuple(c.error),
            "Pool.acquire found every sandbox of the pool in use until its "
            "timeout (max_concurrency reached).");
+  c.signature = make(
+      "SignatureError",
+      py::make_tuple(c.error, builtins.attr("PermissionError")),
+      "A snapshot opened with a key is unsigned, signed by another key, or "
+      "its signature does not verify; the message names the file and keys.");
   c.invalid_argument = make(
       "InvalidArgument", py::make_tuple(c.error, builtins.attr("ValueError")),
       "An argument was out of range or malformed (including guest addresses "
@@ -630,6 +646,57 @@ PYBIND11_MODULE(_thaw, m) {
             "', call_timeout=", absl::ToDoubleSeconds(c.call_timeout), ")");
       });
 
+  py::class_<VerifyKey>(m, "VerifyKey",
+                        "The public half of a SigningKey: what a host that "
+                        "restores signed snapshots needs.")
+      .def_static(
+          "load",
+          [](const std::string& path) { return Value(VerifyKey::Load(path)); },
+          py::arg("path"), "Reads a key file ('thaw-verify-key ed25519 ...').")
+      .def_static(
+          "parse",
+          [](const std::string& text) { return Value(VerifyKey::Parse(text)); },
+          py::arg("text"), "Parses 'thaw-verify-key ed25519 <64 hex>'.")
+      .def(
+          "save",
+          [](const VerifyKey& self, const std::string& path) {
+            Check(self.Save(path));
+          },
+          py::arg("path"), "Writes the key file atomically.")
+      .def_property_readonly("name", &VerifyKey::Name,
+                             "'ed25519:<hex>', as errors name the key.")
+      .def("__str__", &VerifyKey::ToString)
+      .def("__eq__",
+           [](const VerifyKey& a, const VerifyKey& b) { return a == b; })
+      .def("__repr__", [](const VerifyKey& self) {
+        return absl::StrCat("thaw.VerifyKey('", self.Name(), "')");
+      });
+  m.attr("VerifyKey").attr("__module__") = "thaw";
+  py::class_<SigningKey>(m, "SigningKey",
+                         "An ed25519 key that signs snapshots "
+                         "(Vm.snapshot(..., signing_key=key)).")
+      .def_static(
+          "generate", []() { return Value(SigningKey::Generate()); },
+          "A new key from the system's random source.")
+      .def_static(
+          "load",
+          [](const std::string& path) { return Value(SigningKey::Load(path)); },
+          py::arg("path"),
+          "Reads a secret key file; refuses one group or others may read.")
+      .def(
+          "save",
+          [](const SigningKey& self, const std::string& path) {
+            Check(self.Save(path));
+          },
+          py::arg("path"),
+          "Writes the secret key, mode 0600; never replaces a file.")
+      .def_property_readonly("verify_key", &SigningKey::verify_key,
+                             "The public key that checks its signatures.")
+      .def("__repr__", [](const SigningKey& self) {
+        return absl::StrCat("thaw.SigningKey(", self.verify_key().Name(), ")");
+      });
+  m.attr("SigningKey").attr("__module__") = "thaw";
+
   py::class_<PyVm>(m, "Vm",
                    "A micro-VM running one function guest. Use it as a context "
                    "manager (or call close()) to release it. Calls release the "
@@ -671,15 +738,18 @@ PYBIND11_MODULE(_thaw, m) {
       .def("snapshot", &PyVm::Snapshot, py::arg("path"),
            py::arg("compression_level") = 3, py::arg("chunk_size") = 64u << 10,
            py::arg("parent") = py::none(), py::arg("threads") = 0,
+           py::arg("signing_key") = py::none(),
            "Writes a snapshot of this parked Vm atomically. parent: the "
            "snapshot this Vm was restored from, for a diff snapshot. "
-           "threads: compressing threads (0: one per core).")
+           "threads: compressing threads (0: one per core). signing_key: a "
+           "thaw.SigningKey to sign the file with.")
       .def("reset", &PyVm::Reset,
            "Returns a Vm restored with engine='shared' to its snapshot.")
       .def("write_working_set", &PyVm::WriteWorkingSet,
+           py::arg("signing_key") = py::none(),
            "After a restore with record_working_set=True and one call: "
            "stores the chunks it touched in the snapshot, for "
-           "engine='prefetch'.")
+           "engine='prefetch'. A signed snapshot needs its signing_key.")
       .def("read_memory", &PyVm::ReadMemory, py::arg("address"),
            py::arg("size"), "Copies guest memory out (bytes).")
       .def(
@@ -735,12 +805,16 @@ PYBIND11_MODULE(_thaw, m) {
       "restored many times. With engine='shared' the decompressed image is "
       "built by the first restore and kept while this object (or a Vm "
       "restored from it) lives.")
-      .def(py::init([](const std::string& path) {
-             return Value(WithoutGil([&] { return Snapshot::Open(path); }));
+      .def(py::init([](const std::string& path, std::optional<VerifyKey> key) {
+             return Value(WithoutGil([&] {
+               return key.has_value() ? Snapshot::Open(path, *key)
+                                      : Snapshot::Open(path);
+             }));
            }),
-           py::arg("path"),
+           py::arg("path"), py::arg("key") = py::none(),
            "Opens and checks a snapshot file; raises CorruptSnapshot for a "
-           "damaged one.")
+           "damaged one. key: a thaw.VerifyKey the file (and each diff "
+           "parent) must be signed by; raises SignatureError otherwise.")
       .def(
           "restore",
           [](const Snapshot& self, const std::string& engine,
@@ -780,10 +854,12 @@ PYBIND11_MODULE(_thaw, m) {
       [](const std::string& path, const std::string& engine,
          const std::string& backend, double call_timeout,
          bool record_working_set, uint64_t console_limit,
-         py::object console_sink, bool huge_pages) {
+         py::object console_sink, bool huge_pages,
+         std::optional<VerifyKey> verify_key) {
         RestoreOptions options = MakeRestoreOptions(
             engine, backend, call_timeout, record_working_set, console_limit,
             std::move(console_sink), huge_pages);
+        options.verify_key = std::move(verify_key);
         return std::make_unique<PyVm>(
             Value(WithoutGil([&] { return Vm::Restore(path, options); })));
       },
@@ -792,9 +868,11 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("record_working_set") = false,
       py::arg("console_limit") = 1ull << 20,
       py::arg("console_sink") = py::none(), py::arg("huge_pages") = false,
+      py::arg("verify_key") = py::none(),
       "Restores a snapshot into a new Vm (thaw.Snapshot(path).restore(...) "
       "without keeping the handle). engine: 'eager', 'lazy', 'prefetch' or "
-      "'shared'. Raises CorruptSnapshot for a damaged file.");
+      "'shared'. Raises CorruptSnapshot for a damaged file; with "
+      "verify_key, SignatureError for a file not signed by it.");
   py::class_<PyLease>(m, "Lease",
                       "One sandbox of a Pool, held until release() or the "
                       "end of a `with` block, when the pool's isolation "
@@ -902,12 +980,15 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("path"), "A snapshot's header and manifest summarized (a dict).");
   m.def(
       "verify",
-      [](const std::string& path) {
-        Check(WithoutGil([&] { return VerifySnapshot(path); }));
+      [](const std::string& path, std::optional<VerifyKey> key) {
+        Check(WithoutGil([&] {
+          return VerifySnapshot(path, nullptr,
+                                key.has_value() ? &*key : nullptr);
+        }));
       },
-      py::arg("path"),
+      py::arg("path"), py::arg("key") = py::none(),
       "Checks every checksum of a snapshot; raises CorruptSnapshot if not "
-      "intact.");
+      "intact, and with key SignatureError if not signed by it.");
   m.def(
       "check_kvm",
       []() -> std::optional<std::string> {

@@ -161,6 +161,41 @@ def test_working_set_then_prefetch(tmp_path, snapshot_guest):
         assert clone.restore_stats["mapped"] > 0
 
 
+def test_signed_snapshots(tmp_path, snapshot_guest):
+    key = thaw.SigningKey.generate()
+    other = thaw.SigningKey.generate()
+    key.save(str(tmp_path / "key"))
+    key.verify_key.save(str(tmp_path / "key.pub"))
+    assert thaw.SigningKey.load(str(tmp_path / "key")).verify_key == key.verify_key
+    public = thaw.VerifyKey.load(str(tmp_path / "key.pub"))
+    assert public == key.verify_key and public.name.startswith("ed25519:")
+    assert thaw.VerifyKey.parse(str(public)) == public
+    with pytest.raises(thaw.Error, match="exists"):
+        other.save(str(tmp_path / "key"))
+
+    path = str(tmp_path / "signed.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        assert u64(vm.call("counter")) == 1
+        vm.snapshot(path, signing_key=key)
+        vm.snapshot(str(tmp_path / "plain.thaw"))
+    info = thaw.Snapshot(path, key=public).info
+    assert info["signer"] == public.name and info["signature_verified"]
+    thaw.verify(path, key=public)
+    with thaw.restore(path, backend=BACKEND, verify_key=public) as clone:
+        assert u64(clone.call("counter")) == 2
+    with pytest.raises(thaw.SignatureError, match="signed by " + public.name):
+        thaw.restore(path, backend=BACKEND, verify_key=other.verify_key)
+    with pytest.raises(PermissionError, match="not signed"):
+        thaw.Snapshot(str(tmp_path / "plain.thaw"), key=public)
+    with thaw.restore(path, engine="lazy", backend=BACKEND,
+                      record_working_set=True, verify_key=public) as recorder:
+        recorder.call("touch", b"4194304")
+        with pytest.raises(thaw.Error, match="signing key"):
+            recorder.write_working_set()
+        recorder.write_working_set(signing_key=key)
+    thaw.verify(path, key=public)
+
+
 def test_huge_pages(tmp_path, snapshot_guest):
     """2 MiB pages: reserved ones where the host has them free, else
     transparent ones (this test changes no kernel setting)."""

@@ -10,12 +10,17 @@ init and restore it far faster than it boots.
     with snapshot.restore(engine="shared") as clone:
         print(clone.call("echo", b"hi"))
 
+    key = thaw.SigningKey.generate()          # signed snapshots
+    vm.snapshot("fn.thaw", signing_key=key)   # (on a booted vm)
+    thaw.restore("fn.thaw", verify_key=key.verify_key)
+
     pool = thaw.Pool(snapshot, max_concurrency=4, provisioned=1)
     with pool.acquire(timeout=0.5) as lease:  # thaw.Throttled when all busy
         print(lease.call("echo", b"hi"), lease.start)
 
 Errors raise thaw.Error or a subclass: CorruptSnapshot, Timeout, GuestFault
-(with vector, rip, cr2), InvalidArgument, Throttled. Calls release the GIL while the
+(with vector, rip, cr2), InvalidArgument, Throttled, SignatureError (a
+snapshot opened with a VerifyKey that it is not signed by). Calls release the GIL while the
 guest runs. The C++ library underneath is documented in include/thaw/.
 """
 from ._thaw import (  # noqa: F401
@@ -25,9 +30,12 @@ from ._thaw import (  # noqa: F401
     InvalidArgument,
     Lease,
     Pool,
+    SignatureError,
+    SigningKey,
     Snapshot,
     Throttled,
     Timeout,
+    VerifyKey,
     Vm,
     VmConfig,
     check_kvm,
@@ -38,5 +46,6 @@ from ._thaw import (  # noqa: F401
 
 __all__ = [
     "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Lease",
-    "Pool", "Snapshot", "Throttled", "Timeout", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
+    "Pool", "SignatureError", "SigningKey", "Snapshot", "Throttled", "Timeout",
+    "VerifyKey", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
 ]

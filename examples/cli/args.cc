@@ -24,14 +24,22 @@ std::vector<std::string> OptionsOf(const std::string& command) {
   if (command == "snapshot") {
     return with_program({"-o", "--level", "--chunk-size", "--threads",
                          "--backend", "--memory", "--timeout-ms",
-                         "--huge-pages"});
+                         "--huge-pages", "--sign"});
   }
   if (command == "restore") {
-    return {"--call",           "--input",      "--engine",
-            "--backend",        "--timeout-ms", "--record-working-set",
-            "--trace-syscalls", "--huge-pages"};
+    return {"--call",
+            "--input",
+            "--engine",
+            "--backend",
+            "--timeout-ms",
+            "--record-working-set",
+            "--trace-syscalls",
+            "--huge-pages",
+            "--key",
+            "--sign"};
   }
-  return {};  // inspect, verify
+  if (command == "verify") return {"--key"};
+  return {};  // inspect, keygen
 }
 
 }  // namespace
@@ -42,7 +50,7 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   out.command = argv[0];
   if (out.command != "run" && out.command != "snapshot" &&
       out.command != "restore" && out.command != "inspect" &&
-      out.command != "verify") {
+      out.command != "verify" && out.command != "keygen") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command \"", out.command, "\""));
   }
@@ -125,6 +133,10 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       out.input_file = value;
     } else if (arg == "-o") {
       out.output = value;
+    } else if (arg == "--sign") {
+      out.signing_key_file = value;
+    } else if (arg == "--key") {
+      out.verify_key_file = value;
     } else if (arg == "--backend") {
       auto kind = ParseBackendName(value);
       if (!kind.ok()) return kind.status();
@@ -164,6 +176,7 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   if (out.target.empty()) {
     return absl::InvalidArgumentError(
         out.command == "run" || out.command == "snapshot" ? "missing GUEST.elf"
+        : out.command == "keygen"                         ? "missing KEYFILE"
                                                           : "missing FILE");
   }
   if ((out.command == "run" || out.command == "restore") &&
@@ -176,6 +189,12 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   if (out.record_working_set && out.restore.engine != RestoreEngine::kLazy) {
     return absl::InvalidArgumentError(
         "--record-working-set needs --engine lazy");
+  }
+  if (out.command == "restore" && !out.signing_key_file.empty() &&
+      !out.record_working_set) {
+    return absl::InvalidArgumentError(
+        "--sign on restore signs the rewritten file: it needs "
+        "--record-working-set");
   }
   out.restore.record_working_set = out.record_working_set;
   if (out.program) {

@@ -13,7 +13,7 @@
 namespace thaw::cli {
 
 struct Args {
-  std::string command;       // run, snapshot, restore, inspect, verify
+  std::string command;       // run, snapshot, restore, inspect, verify, keygen
   std::string target;        // GUEST.elf, PROGRAM or the snapshot FILE
   std::string function;      // --call
   std::string input_file;    // --input: empty, a path, or "-" for stdin
@@ -22,6 +22,11 @@ struct Args {
   SnapshotOptions snapshot;  // --level --chunk-size --threads
   RestoreOptions restore;    // --engine --backend --timeout-ms
   bool record_working_set = false;
+  // --sign KEYFILE (a secret key; snapshot, and restore with
+  // --record-working-set) and --key KEYFILE.pub (restore, verify): loaded
+  // by the command, so that a bad key file is an error, not a usage error.
+  std::string signing_key_file;
+  std::string verify_key_file;
   // A Linux program instead of a function guest: --program, or implied by
   // --fs, --env, --cwd, --trace-syscalls or arguments after "--".
   bool program = false;

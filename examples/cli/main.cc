@@ -7,7 +7,11 @@
 //   thaw restore FILE --call NAME [--input FILE|-] [--engine E]
 //            [--backend B] [--timeout-ms N] [--record-working-set]
 //   thaw inspect FILE
-//   thaw verify FILE
+//   thaw verify FILE [--key KEYFILE.pub]
+//   thaw keygen KEYFILE              (writes KEYFILE and KEYFILE.pub)
+//
+// Signing (thaw/signing.h): snapshot --sign KEYFILE signs the file;
+// restore and verify --key KEYFILE.pub refuse a file not signed by it.
 //
 // A reply goes to stdout, byte for byte; diagnostics, the console and the
 // phase report go to stderr. Any error exits 1 with a one-line reason (2 for
@@ -18,11 +22,13 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "examples/cli/args.h"
 #include "examples/cli/progress.h"
+#include "thaw/signing.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
@@ -49,7 +55,14 @@ constexpr char kUsage[] =
     "       (run, snapshot and restore take --huge-pages: guest memory in "
     "2 MiB pages)\n"
     "       thaw inspect FILE\n"
-    "       thaw verify FILE\n";
+    "       thaw verify FILE [--key KEYFILE.pub]\n"
+    "       thaw keygen KEYFILE   (writes KEYFILE, mode 0600, and "
+    "KEYFILE.pub)\n"
+    "       snapshot --sign KEYFILE signs the file; restore --key "
+    "KEYFILE.pub\n"
+    "       refuses one not signed by that key (with --record-working-set "
+    "it\n"
+    "       needs --sign KEYFILE too)\n";
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "thaw: %s\n", std::string(status.message()).c_str());
@@ -136,6 +149,11 @@ int Run(const thaw::cli::Args& args) {
 }
 
 int Snapshot(thaw::cli::Args args) {
+  if (!args.signing_key_file.empty()) {
+    auto key = thaw::SigningKey::Load(args.signing_key_file);
+    if (!key.ok()) return Fail(key.status());
+    args.snapshot.signing_key = *std::move(key);
+  }
   auto vm = BootGuest(args);
   if (!vm.ok()) return Fail(vm.status());
   if (absl::Status s = (*vm)->Boot(); !s.ok()) return Fail(s);
@@ -158,7 +176,18 @@ int Snapshot(thaw::cli::Args args) {
   return 0;
 }
 
-int Restore(const thaw::cli::Args& args) {
+int Restore(thaw::cli::Args args) {
+  if (!args.verify_key_file.empty()) {
+    auto key = thaw::VerifyKey::Load(args.verify_key_file);
+    if (!key.ok()) return Fail(key.status());
+    args.restore.verify_key = *key;
+  }
+  std::optional<thaw::SigningKey> resign;
+  if (!args.signing_key_file.empty()) {
+    auto key = thaw::SigningKey::Load(args.signing_key_file);
+    if (!key.ok()) return Fail(key.status());
+    resign = *std::move(key);
+  }
   auto vm = thaw::Vm::Restore(args.target, args.restore);
   if (!vm.ok()) return Fail(vm.status());
   SayBackend(**vm);
@@ -180,7 +209,9 @@ int Restore(const thaw::cli::Args& args) {
                static_cast<unsigned long long>(stats.pages_made_private),
                stats.memory_pages.c_str());
   if (code == 0 && args.record_working_set) {
-    if (absl::Status s = (*vm)->WriteWorkingSet(); !s.ok()) return Fail(s);
+    absl::Status s = resign.has_value() ? (*vm)->WriteWorkingSet(*resign)
+                                        : (*vm)->WriteWorkingSet();
+    if (!s.ok()) return Fail(s);
     std::fprintf(stderr, "thaw: working set written into %s\n",
                  args.target.c_str());
   }
@@ -195,12 +226,38 @@ int Inspect(const thaw::cli::Args& args) {
 }
 
 int Verify(const thaw::cli::Args& args) {
+  std::optional<thaw::VerifyKey> key;
+  if (!args.verify_key_file.empty()) {
+    auto loaded = thaw::VerifyKey::Load(args.verify_key_file);
+    if (!loaded.ok()) return Fail(loaded.status());
+    key = *loaded;
+  }
   thaw::cli::ProgressBar bar("verify");
   absl::Status s = thaw::VerifySnapshot(
       args.target,
-      [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+      [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); },
+      key.has_value() ? &*key : nullptr);
   if (!s.ok()) return Fail(s);
-  std::printf("%s: intact\n", args.target.c_str());
+  if (key.has_value()) {
+    std::printf("%s: intact, signed by %s\n", args.target.c_str(),
+                key->Name().c_str());
+  } else {
+    std::printf("%s: intact\n", args.target.c_str());
+  }
+  return 0;
+}
+
+int Keygen(const thaw::cli::Args& args) {
+  auto key = thaw::SigningKey::Generate();
+  if (!key.ok()) return Fail(key.status());
+  const std::string pub = args.target + ".pub";
+  if (absl::Status s = key->Save(args.target); !s.ok()) return Fail(s);
+  if (absl::Status s = key->verify_key().Save(pub); !s.ok()) return Fail(s);
+  std::fprintf(stderr,
+               "thaw: wrote the signing key %s (keep it secret) and the "
+               "verify key %s\n",
+               args.target.c_str(), pub.c_str());
+  std::printf("%s\n", key->verify_key().Name().c_str());
   return 0;
 }
 
@@ -222,5 +279,6 @@ int main(int argc, char** argv) {
   if (args->command == "snapshot") return Snapshot(*args);
   if (args->command == "restore") return Restore(*args);
   if (args->command == "inspect") return Inspect(*args);
+  if (args->command == "keygen") return Keygen(*args);
   return Verify(*args);
 }

@@ -10,12 +10,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "thaw/kinds.h"
+#include "thaw/signing.h"
 
 namespace thaw {
 
@@ -96,6 +98,9 @@ struct SnapshotOptions {
   unsigned threads = 0;
   // Called now and then with (chunks written, chunks in all).
   std::function<void(uint64_t done, uint64_t total)> progress;
+  // Sign the file (thaw/signing.h): restores that require this key's
+  // VerifyKey accept it, and nothing in it can change unnoticed.
+  std::optional<SigningKey> signing_key;
 };
 
 // A restore. The backend may differ from the one the snapshot was taken on.
@@ -105,6 +110,11 @@ struct RestoreOptions : VmSettings {
   // restore and the first call touch, in first-touch order, for
   // Vm::WriteWorkingSet().
   bool record_working_set = false;
+  // Vm::Restore(path, ...): open the file requiring a signature by this key
+  // (thaw/signing.h). Snapshot::Restore: the handle must have been opened
+  // with it (FailedPrecondition otherwise), so a caller can insist on it
+  // where handles are passed around.
+  std::optional<VerifyKey> verify_key;
 };
 
 }  // namespace thaw

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "thaw/options.h"
+#include "thaw/signing.h"
 
 namespace thaw {
 
@@ -68,6 +69,11 @@ struct SnapshotInfo {
   // files the program had open, as the program names them.
   std::vector<std::string> program_mounts;
   std::vector<std::string> program_files;
+  // A signed file (format 1.3): the key that signed it ("ed25519:<hex>"),
+  // and whether this handle checked the signature (opened with that key).
+  // Empty for an unsigned file.
+  std::string signer;
+  bool signature_verified = false;
   // memory_size / file_size.
   double compression_ratio() const;
   std::string ToString() const;
@@ -80,6 +86,13 @@ class Snapshot {
   // FailedPrecondition for a file this build cannot use; NotFound etc. from
   // the file system.
   static absl::StatusOr<Snapshot> Open(const std::string& path);
+  // Opens `path` requiring a signature by `key` on it and on every diff
+  // parent (thaw/signing.h): PermissionDenied names the file for an
+  // unsigned file, another signer or a signature that does not verify,
+  // checked before anything in the manifest is used. Frames are then also
+  // checked against their signed digests wherever they are read or mapped.
+  static absl::StatusOr<Snapshot> Open(const std::string& path,
+                                       const VerifyKey& key);
 
   // A new Vm, parked where the snapshot was taken and ready for Call(). The
   // guest sees a new restore generation and fresh entropy, and its
@@ -112,10 +125,11 @@ class Snapshot {
 // Snapshot::Open(path) then Info().
 absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path);
 
-// Snapshot::Open(path) then Verify(progress).
+// Snapshot::Open(path) (with `key` when given) then Verify(progress).
 absl::Status VerifySnapshot(
     const std::string& path,
-    std::function<void(uint64_t done, uint64_t total)> progress = nullptr);
+    std::function<void(uint64_t done, uint64_t total)> progress = nullptr,
+    const VerifyKey* key = nullptr);
 
 }  // namespace thaw
 

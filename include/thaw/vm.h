@@ -134,8 +134,11 @@ class Vm {
   // For a Vm restored with record_working_set: writes the chunks the restore
   // and the first call touched into the snapshot it came from (rewriting it
   // atomically, working set first), for later kLazyPrefetch restores.
+  // A signed snapshot is signed again with `key` (it must be given: the
+  // rewrite would otherwise drop the signature; FailedPrecondition).
   // [operation]
   absl::Status WriteWorkingSet();
+  absl::Status WriteWorkingSet(const SigningKey& key);
 
   // OK while the Vm accepts calls; otherwise the error that stopped it (a
   // guest exception, an abort, a timeout, a damaged chunk), as its failed
