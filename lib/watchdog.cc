@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "base/thread_confinement.h"
 
 namespace thaw {
 namespace {
@@ -19,7 +20,10 @@ Watchdog& Watchdog::Global() {
 }
 
 Watchdog::Watchdog() {
-  std::thread([this] { Loop(); }).detach();
+  std::thread([this] {
+    EnterThawThread("thaw-watchdog");
+    Loop();
+  }).detach();
 }
 
 uint64_t Watchdog::Arm(absl::Time deadline, std::function<void()> fire) {

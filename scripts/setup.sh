@@ -12,6 +12,8 @@ packages=(
   libzstd-dev liburing-dev libxxhash-dev libprotobuf-dev protobuf-compiler
   # signed snapshots: ed25519 signatures and BLAKE2b frame digests
   libsodium-dev
+  # the seccomp allow-list of thaw's own threads
+  libseccomp-dev
   # benchmarks and their report (scripts/bench.sh)
   libbenchmark-dev python3-matplotlib
   # the Python binding, its tests and `pip install ./bindings-python`

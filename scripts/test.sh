@@ -36,14 +36,14 @@ if [ "${THAW_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== TSan build: the threaded suites =="
   cmake -S . -B build-tsan -DTHAW_SANITIZE_THREAD=ON -DCMAKE_BUILD_TYPE=Debug \
     -DTHAW_BUILD_PYTHON=OFF -DTHAW_BUILD_BENCHMARKS=OFF >/dev/null
-  cmake --build build-tsan -j"$(nproc)" --target vm_test snapshot_test \
+  cmake --build build-tsan -j"$(nproc)" --target vm_test snapshot_test confinement_test \
     snapshot_corruption_test memory_source_test pool_test thaw_faas \
     test_guest bad_init_guest test_programs >/dev/null
   (cd build-tsan &&
    THAW_SANITIZED=1 \
    TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/../tests/tsan.supp" \
    ctest --output-on-failure \
-     -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources|pool|faas_server)$' "$@")
+     -R '^(vm_emulated|snapshot_emulated|snapshot_corruption|memory_sources|pool|faas_server|thread_confinement)$' "$@")
 fi
 
 if [ "${THAW_SKIP_FUZZ:-0}" != 1 ]; then

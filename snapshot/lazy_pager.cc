@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
 #include "base/page_runs.h"
+#include "base/thread_confinement.h"
 #include "snapshot/format.h"
 #include "snapshot/guest_mapping.h"
 #include "snapshot/uring_reader.h"
@@ -113,7 +114,10 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
     if (!raw.ok()) return raw.status();
     mapped = *std::move(raw);
   }
-  pager->server_ = std::thread([p = pager.get()] { p->ServeFaults(); });
+  pager->server_ = std::thread([p = pager.get()] {
+    EnterThawThread("thaw-faults");
+    p->ServeFaults();
+  });
   if (pager->mapped_.empty() || pager->AlreadyVerified()) {
     std::lock_guard<std::mutex> lock(pager->mutex_);
     pager->verified_ = true;
@@ -123,7 +127,10 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
     pager->VerifyMapped();
     if (absl::Status s = pager->error(); !s.ok()) return s;
   } else {
-    pager->verifier_ = std::thread([p = pager.get()] { p->VerifyMapped(); });
+    pager->verifier_ = std::thread([p = pager.get()] {
+      EnterThawThread("thaw-verify");
+      p->VerifyMapped();
+    });
   }
   // The prefetch thread streams what was not mapped (compressed frames, or
   // frames a parent file holds).
@@ -132,8 +139,10 @@ absl::StatusOr<std::unique_ptr<LazyPager>> LazyPager::Start(
     stream |= !mapped[c] && !pager->image_->Locate(c).zero();
   }
   if (pager->options_.prefetch && stream) {
-    pager->prefetcher_ =
-        std::thread([p = pager.get()] { p->PrefetchWorkingSet(); });
+    pager->prefetcher_ = std::thread([p = pager.get()] {
+      EnterThawThread("thaw-prefetch");
+      p->PrefetchWorkingSet();
+    });
   }
   // Meanwhile (the other threads run on), the mapped chunks' entries.
   pager->PopulateMapped();

@@ -1,0 +1,184 @@
+#include "base/thread_confinement.h"
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+
+namespace thaw {
+namespace {
+
+// The calls a confined thread may make. Each is here because one of the
+// confined threads (or the C library and sanitizer runtimes inside them)
+// makes it; see doc/security.md.
+constexpr int kAllowed[] = {
+    // Waiting and time.
+    SCMP_SYS(futex),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
+    SCMP_SYS(nanosleep),
+    SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(gettimeofday),
+    SCMP_SYS(sched_yield),
+    SCMP_SYS(restart_syscall),
+    // Descriptors already open: the userfaultfd, the eventfd that stops the
+    // server, the snapshot files, io_uring rings.
+    SCMP_SYS(read),
+    SCMP_SYS(write),
+    SCMP_SYS(pread64),
+    SCMP_SYS(preadv),
+    SCMP_SYS(close),
+    SCMP_SYS(io_uring_setup),
+    SCMP_SYS(io_uring_enter),
+    SCMP_SYS(io_uring_register),
+    // Memory: the allocator, views of a snapshot file, readahead.
+    SCMP_SYS(mmap),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mremap),
+    SCMP_SYS(mprotect),
+    SCMP_SYS(madvise),
+    SCMP_SYS(brk),
+    // Signals and identity (stopping a vCPU: pthread_kill; thread exit).
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(getpid),
+    SCMP_SYS(gettid),
+    SCMP_SYS(exit),
+    SCMP_SYS(exit_group),
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(rseq),
+    SCMP_SYS(getrandom),
+    SCMP_SYS(sched_getaffinity),
+};
+
+// The userfaultfd requests the fault server and prefetcher issue.
+constexpr unsigned long kUffdIoctls[] = {UFFDIO_COPY, UFFDIO_ZEROPAGE,
+                                         UFFDIO_WAKE};
+
+struct Filter {
+  absl::Status status;
+  std::vector<sock_filter> program;
+};
+
+absl::Status Build(std::vector<sock_filter>& program) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+  if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
+  auto fail = [&](const char* what, int rc) {
+    seccomp_release(ctx);
+    return absl::InternalError(
+        absl::StrCat("thread filter: ", what, ": ", std::strerror(-rc)));
+  };
+  for (int call : kAllowed) {
+    if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0); rc < 0) {
+      return fail("allow a call", rc);
+    }
+  }
+  for (unsigned long request : kUffdIoctls) {
+    if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                  SCMP_A1(SCMP_CMP_EQ, request));
+        rc < 0) {
+      return fail("allow a userfaultfd ioctl", rc);
+    }
+  }
+  // Signals to threads of this process only.
+  const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
+  if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                                SCMP_A0(SCMP_CMP_EQ, self));
+      rc < 0) {
+    return fail("allow tgkill", rc);
+  }
+  // The compiled program, read back through a memfd (libseccomp 2.5 exports
+  // only to a descriptor).
+  int fd = memfd_create("thaw-thread-filter", MFD_CLOEXEC);
+  if (fd < 0) {
+    seccomp_release(ctx);
+    return ErrnoStatus("memfd_create for the thread filter", errno);
+  }
+  int rc = seccomp_export_bpf(ctx, fd);
+  seccomp_release(ctx);
+  if (rc < 0) {
+    close(fd);
+    return absl::InternalError(absl::StrCat(
+        "thread filter: seccomp_export_bpf: ", std::strerror(-rc)));
+  }
+  const off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % sizeof(sock_filter) != 0) {
+    close(fd);
+    return absl::InternalError("thread filter: bad exported program size");
+  }
+  program.resize(size / sizeof(sock_filter));
+  const ssize_t n = pread(fd, program.data(), size, 0);
+  close(fd);
+  if (n != size) return absl::InternalError("thread filter: short read");
+  return absl::OkStatus();
+}
+
+const Filter& TheFilter() {
+  static const Filter* filter = [] {
+    auto* f = new Filter;
+    f->status = Build(f->program);
+    return f;
+  }();
+  return *filter;
+}
+
+std::atomic<bool>& Enabled() {
+  static std::atomic<bool> enabled = [] {
+    const char* env = std::getenv("THAW_THREAD_CONFINEMENT");
+    return env == nullptr || std::string(env) != "off";
+  }();
+  return enabled;
+}
+
+}  // namespace
+
+void SetConfineThreads(bool enabled) { Enabled().store(enabled); }
+bool ConfineThreads() { return Enabled().load(); }
+
+absl::Status ConfinementFilterStatus() {
+  if (!ConfineThreads()) return absl::OkStatus();
+  return TheFilter().status;
+}
+
+void EnterThawThread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
+  (void)ConfineThisThread();
+}
+
+absl::Status ConfineThisThread() {
+  if (!ConfineThreads()) return absl::OkStatus();
+  const Filter& filter = TheFilter();
+  if (!filter.status.ok()) return filter.status;
+  // no_new_privs is per thread, as the filter is: the caller's threads keep
+  // neither.
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return ErrnoStatus("prctl(PR_SET_NO_NEW_PRIVS)", errno);
+  }
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(filter.program.size());
+  prog.filter = const_cast<sock_filter*>(filter.program.data());
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+    return ErrnoStatus("seccomp(SECCOMP_SET_MODE_FILTER)", errno);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace thaw
