@@ -80,8 +80,14 @@ absl::Status FunctionGuest::Load(absl::Span<const uint8_t> elf,
     return absl::InvalidArgumentError(
         "a function guest takes no arguments or environment");
   }
-  // The host-owned page tables and descriptor tables below THAW_IMAGE_BASE.
-  auto boot_state = x86::BuildLongModeBootState(memory_);
+  // The host-owned page tables and descriptor tables below THAW_IMAGE_BASE;
+  // the stack's lowest page is its guard when it has more than one.
+  const uint64_t stack_bottom =
+      layout_.stack_top - AlignUp(config_.stack_size, kPage);
+  const uint64_t guard =
+      AlignUp(config_.stack_size, kPage) >= 2 * kPage ? stack_bottom : 0;
+  auto boot_state =
+      x86::BuildLongModeBootState(memory_, /*user_pages=*/false, guard);
   if (!boot_state.ok()) return boot_state.status();
   auto image =
       LoadElf(elf, name, memory_, THAW_IMAGE_BASE, layout_.output_addr);

@@ -110,9 +110,15 @@ absl::Status VcpuLoop::ExitToStatus(const backend::Exit& exit,
       return status;
     }
     case Reason::kShutdown: {
-      absl::Status status = absl::AbortedError(absl::StrFormat(
-          "%s: guest triple fault (shutdown) at RIP 0x%x", what, exit.rip));
-      SetGuestFault(status, {8, exit.rip, 0, 0, true});
+      absl::Status status = absl::AbortedError(
+          exit.rip_known
+              ? absl::StrFormat("%s: guest triple fault (shutdown) at RIP 0x%x",
+                                what, exit.rip)
+              : absl::StrFormat(
+                    "%s: guest triple fault (shutdown); its RIP is unknown: "
+                    "this host's KVM (AMD SVM) resets the vCPU at a shutdown",
+                    what));
+      SetGuestFault(status, {8, exit.rip_known ? exit.rip : 0, 0, 0, true});
       return status;
     }
     case Reason::kHalt:

@@ -90,6 +90,9 @@ struct Exit {
   };
   Reason reason = Reason::kInternalError;
   uint64_t rip = 0;
+  // False when the backend cannot know the RIP (kShutdown on AMD KVM, which
+  // resets the vCPU at a triple fault).
+  bool rip_known = true;
   uint32_t vector = 0;
   bool has_error_code = false;
   uint64_t error_code = 0;

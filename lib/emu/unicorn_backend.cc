@@ -175,6 +175,8 @@ class UnicornBackend final : public backend::Backend {
     Stop(std::move(exit));
   }
   Exit ExceptionExit(uint32_t vector);
+  enum class Delivery { kOk, kBadGate, kNotPresent, kBadStack, kUnmapped };
+  Delivery CanDeliver(uint32_t vector);
   void Stop(Exit exit) {
     if (!pending_exit_) pending_exit_ = std::move(exit);
     uc_emu_stop(uc_);
@@ -347,24 +349,77 @@ void UnicornBackend::OnInterrupt(uc_engine*, uint32_t vector, void* opaque) {
   self->Stop(self->ExceptionExit(vector));
 }
 
+// Whether the CPU could deliver exception `vector` through the guest's own
+// tables: Unicorn never reads them (its hook sees the exception first), so
+// a guest that wrecked them would otherwise get an answer no CPU gives.
+// Checked: the IDT limit and the gate's present bit, the gate's code
+// segment descriptor in the GDT, and the IST1 stack in the TSS (the stack
+// every thaw gate uses) lying in mapped guest memory; and that the page
+// tables still map the first GiB, where the tables themselves are.
+UnicornBackend::Delivery UnicornBackend::CanDeliver(uint32_t vector) {
+  uc_x86_mmr idtr{}, gdtr{}, tr{};
+  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
+  uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+  uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+  auto read64 = [&](uint64_t address, uint64_t& value) {
+    return uc_mem_read(uc_, address, &value, sizeof(value)) == UC_ERR_OK;
+  };
+  uint64_t pml4e = 0;
+  if (!read64(Reg(UC_X86_REG_CR3) & ~0xFFFull, pml4e) || !(pml4e & 1)) {
+    return Delivery::kUnmapped;
+  }
+  if (idtr.limit < vector * 16 + 15) return Delivery::kBadGate;
+  uint64_t gate = 0;
+  if (!read64(idtr.base + 16 * vector, gate) || !(gate >> 47 & 1)) {
+    return Delivery::kNotPresent;
+  }
+  const uint16_t selector = static_cast<uint16_t>(gate >> 16);
+  uint64_t descriptor = 0;
+  if ((selector & ~7u) + 7 > gdtr.limit ||
+      !read64(gdtr.base + (selector & ~7u), descriptor) ||
+      !(descriptor >> 47 & 1)) {
+    return Delivery::kNotPresent;
+  }
+  const uint32_t ist = gate >> 32 & 7;
+  if (ist != 0) {
+    uint64_t stack = 0;
+    if (!read64(tr.base + 0x24 + 8 * (ist - 1), stack) || stack < 0x1000 + 48 ||
+        stack > memory_.size()) {
+      return Delivery::kBadStack;
+    }
+  }
+  return Delivery::kOk;
+}
+
 Exit UnicornBackend::ExceptionExit(uint32_t vector) {
   Exit exit;
   exit.rip = Reg(UC_X86_REG_RIP);
-  // Unicorn never reads the guest IDT. A real CPU would find no usable gate
-  // when the IDT limit does not cover the vector and escalate to a triple
-  // fault; report the same so both backends agree.
-  uc_x86_mmr idtr{};
-  uc_reg_read(uc_, UC_X86_REG_IDTR, &idtr);
-  if (idtr.limit < vector * 16 + 15) {
-    exit.reason = Exit::Reason::kShutdown;
-  } else {
-    exit.reason = Exit::Reason::kException;
-    exit.vector = vector;
-    // Unicorn does not report the error code; has_error_code stays false.
-    exit.cr2 = Reg(UC_X86_REG_CR2);
-    if (vector == 8 && user_mode_ && exit.cr2 != kNoFaultCr2) exit.vector = 14;
-    if (exit.cr2 == kNoFaultCr2) exit.cr2 = 0;
+  // What a CPU does when delivery fails: the failure is itself an
+  // exception (#GP for a gate past the limit, #NP for one not present, #PF
+  // for an unusable stack); a second failure, or one while delivering a
+  // contributory exception, is a double fault (#DF); and a failure while
+  // delivering #DF is a triple fault.
+  uint32_t delivered = vector;
+  if (Delivery d = CanDeliver(vector); d != Delivery::kOk) {
+    const uint32_t fault = d == Delivery::kBadGate      ? 13
+                           : d == Delivery::kNotPresent ? 11
+                                                        : 14;
+    const bool contributory = vector == 0 || (vector >= 10 && vector <= 14);
+    if (vector != 8 && !contributory && CanDeliver(fault) == Delivery::kOk) {
+      delivered = fault;
+    } else if (vector != 8 && CanDeliver(8) == Delivery::kOk) {
+      delivered = 8;
+    } else {
+      exit.reason = Exit::Reason::kShutdown;
+      return exit;
+    }
   }
+  exit.reason = Exit::Reason::kException;
+  exit.vector = delivered;
+  // Unicorn does not report the error code; has_error_code stays false.
+  exit.cr2 = Reg(UC_X86_REG_CR2);
+  if (vector == 8 && user_mode_ && exit.cr2 != kNoFaultCr2) exit.vector = 14;
+  if (exit.cr2 == kNoFaultCr2) exit.cr2 = 0;
   return exit;
 }
 

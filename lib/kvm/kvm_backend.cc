@@ -499,10 +499,22 @@ absl::StatusOr<Exit> KvmBackend::Run(backend::HypercallHandler& handler) {
         exit.reason = Exit::Reason::kHalt;
         result = exit;
         break;
-      case KVM_EXIT_SHUTDOWN:
+      case KVM_EXIT_SHUTDOWN: {
         exit.reason = Exit::Reason::kShutdown;
+        // On AMD (SVM) KVM answers the shutdown by resetting the vCPU: the
+        // registers then hold the reset state (CS base 0xFFFF0000, RIP
+        // 0xFFF0), not the faulting instruction, which is lost. Intel
+        // (VMX) keeps them.
+        kvm_sregs sregs{};
+        auto regs = ReadRegs();
+        if (regs.ok() && ioctl(vcpu_.get(), KVM_GET_SREGS, &sregs) == 0) {
+          exit.rip = regs->rip;
+          exit.rip_known =
+              !(sregs.cs.base == 0xFFFF0000ull && regs->rip == 0xFFF0);
+        }
         result = exit;
         break;
+      }
       case KVM_EXIT_MMIO:
         exit.reason = Exit::Reason::kUnmappedMemory;
         exit.address = run_->mmio.phys_addr;

@@ -54,7 +54,10 @@ void Store(uint8_t* where, T value) {
 
 // `user`: everything above the first 2 MiB is also reachable from ring 3;
 // the first 2 MiB (page tables, descriptor tables, stubs) never is.
-absl::Status WritePageTables(GuestMemory& memory, bool user) {
+// `guard_page` (page-aligned, or 0 for none): left not present, with the
+// rest of its 2 MiB mapped by one more 4 KiB page table after the PDs.
+absl::Status WritePageTables(GuestMemory& memory, bool user,
+                             uint64_t guard_page) {
   const uint64_t u = user ? kPageUser : 0;
   const uint64_t pd_count = (memory.size() + k1GiB - 1) / k1GiB;
   const uint64_t pml4 = THAW_PAGE_TABLES_ADDR;
@@ -82,6 +85,26 @@ absl::Status WritePageTables(GuestMemory& memory, bool user) {
         address / k2MiB;  // index over all PDs, which are contiguous
     Store<uint64_t>(base + pd0 + 8 * entry, address | kLeaf | kPageLarge | u);
   }
+  if (guard_page == 0) return absl::OkStatus();
+  if (guard_page % 0x1000 != 0 || guard_page < k2MiB ||
+      guard_page >= memory.size()) {
+    return absl::InternalError(absl::StrFormat(
+        "guard page 0x%x is not a page of guest memory above 2 MiB",
+        guard_page));
+  }
+  const uint64_t guard_table = pd0 + pd_count * 0x1000;
+  auto table = memory.Slice(guard_table, 0x1000, "guard page table");
+  if (!table.ok()) return table.status();
+  if (guard_table + 0x1000 > THAW_IMAGE_BASE) {
+    return absl::InvalidArgumentError("page tables overlap the guest image");
+  }
+  const uint64_t region = guard_page & ~(k2MiB - 1);
+  for (uint64_t i = 0; i < 512; ++i) {
+    const uint64_t page = region + i * 0x1000;
+    Store<uint64_t>(table->data() + 8 * i,
+                    page == guard_page ? 0 : (page | kLeaf | u));
+  }
+  Store<uint64_t>(base + pd0 + 8 * (region / k2MiB), guard_table | kTable | u);
   return absl::OkStatus();
 }
 
@@ -144,13 +167,15 @@ absl::Status WriteIdtAndStubs(GuestMemory& memory) {
 }  // namespace
 
 absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory,
-                                                 bool user_pages) {
+                                                 bool user_pages,
+                                                 uint64_t guard_page) {
   if (memory.size() % k2MiB != 0 || memory.size() > kMaxMemorySize) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "guest memory of %d bytes: must be a multiple of 2 MiB, at most 64 GiB",
         memory.size()));
   }
-  if (absl::Status s = WritePageTables(memory, user_pages); !s.ok()) {
+  if (absl::Status s = WritePageTables(memory, user_pages, guard_page);
+      !s.ok()) {
     return s;
   }
   if (absl::Status s = WriteGdtAndTss(memory); !s.ok()) return s;

@@ -43,9 +43,13 @@ inline constexpr uint64_t kMaxMemorySize = 64ull << 30;
 // returns the vCPU state for entering the guest. The caller sets rip, rsp
 // and rdi. `memory` must be a multiple of 2 MiB and at most kMaxMemorySize.
 // With `user_pages`, memory above the first 2 MiB is also mapped for ring 3
-// (lib/x86/user_mode.h); the first 2 MiB never is.
+// (lib/x86/user_mode.h); the first 2 MiB never is. `guard_page`, when not
+// 0, is a page-aligned address above 2 MiB left not present (a stack's
+// guard page: running into it is a clean #PF, not a write into whatever
+// lies below).
 absl::StatusOr<VcpuState> BuildLongModeBootState(GuestMemory& memory,
-                                                 bool user_pages = false);
+                                                 bool user_pages = false,
+                                                 uint64_t guard_page = 0);
 
 // Decodes the 8-byte GDT descriptor for `selector` from guest memory into a
 // Segment (used by backends that do not report segment attributes).

@@ -197,3 +197,56 @@ THAW_FUNCTION(flood) {
   while (d) thaw_output_write(out, &digits[--d], 1);
   return 0;
 }
+
+/* "N": recurses N frames of 1 KiB each (the stack is 256 KiB by default),
+ * then replies "ok". Deep enough, it runs into the stack's guard page. */
+static int recurse(uint64_t depth, volatile char* above) {
+  volatile char frame[1024];
+  frame[0] = (char)depth;
+  frame[1023] = above ? above[0] : 0;
+  if (depth == 0) return frame[0];
+  return recurse(depth - 1, frame) + frame[1023];
+}
+
+THAW_FUNCTION(recurse) {
+  recurse(parse_u64(input, input_size), 0);
+  thaw_output_write(out, "ok", 2);
+  return 0;
+}
+
+/* The host-owned tables below the image, rewritten by the guest (ring 0
+ * can): each then takes an exception the CPU can no longer deliver. */
+THAW_FUNCTION(clobber_idt) {
+  for (volatile uint64_t* p = (uint64_t*)THAW_IDT_ADDR;
+       p < (uint64_t*)(THAW_IDT_ADDR + 0x1000); ++p) {
+    *p = 0;
+  }
+  __asm__ volatile("ud2");
+  return 0;
+}
+
+THAW_FUNCTION(clobber_gdt) {
+  /* Zeroes the GDT (and the TSS after it), then reloads DS from it. */
+  for (volatile uint64_t* p = (uint64_t*)0x1000; p < (uint64_t*)0x2000; ++p) {
+    *p = 0;
+  }
+  __asm__ volatile("mov %0, %%ds" : : "r"((uint16_t)0x10));
+  return 0;
+}
+
+THAW_FUNCTION(clobber_page_tables) {
+  /* Unmaps everything (PML4 entry 0), then flushes the TLB. */
+  *(volatile uint64_t*)THAW_PAGE_TABLES_ADDR = 0;
+  uint64_t cr3;
+  __asm__ volatile("mov %%cr3, %0; mov %0, %%cr3" : "=r"(cr3) : : "memory");
+  return 0;
+}
+
+THAW_FUNCTION(break_exception_stack) {
+  /* Points the TSS's IST1 (the stack every exception is delivered on) at
+   * an unmapped address, then takes an exception: the exception path
+   * itself faults. */
+  *(volatile uint64_t*)(0x1080 + 0x24) = 0x10;
+  __asm__ volatile("ud2");
+  return 0;
+}
