@@ -92,16 +92,20 @@ absl::Status Build(std::vector<sock_filter>& program) {
     }
   }
   for (unsigned long request : kUffdIoctls) {
+    // Spelled out rather than SCMP_A1(): its initializer leaves datum_b to
+    // a default, which clang's -Wmissing-field-initializers refuses.
+    const scmp_arg_cmp is_request{1, SCMP_CMP_EQ, request, 0};
     if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                  SCMP_A1(SCMP_CMP_EQ, request));
+                                  is_request);
         rc < 0) {
       return fail("allow a userfaultfd ioctl", rc);
     }
   }
   // Signals to threads of this process only.
   const scmp_datum_t self = static_cast<scmp_datum_t>(getpid());
-  if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                                SCMP_A0(SCMP_CMP_EQ, self));
+  const scmp_arg_cmp is_self{0, SCMP_CMP_EQ, self, 0};
+  if (int rc =
+          seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, is_self);
       rc < 0) {
     return fail("allow tgkill", rc);
   }

@@ -411,6 +411,30 @@ def faas_rows(faas):
     return rows
 
 
+def stress_targets_and_rows(stress):
+    """tests/stress_test.cc's lines (THAW_STRESS_OUT): per engine, restores
+    from 8 threads with descriptors and resident memory before and after."""
+    flat = all(s["failures"] == 0 and s["fds_after"] == s["fds_before"]
+               and s["rss_after_mib"] < s["rss_before_mib"] + 64 for s in stress)
+    n = stress[0]["restores"] if stress else 0
+    goal = {"target": f"Stress: {n} restores per engine from 8 threads, no failure, "
+                      "descriptors unchanged, resident memory within 64 MiB",
+            "pass": bool(stress) and flat,
+            "detail": "; ".join(f"{s['engine']}: fds {s['fds_before']} -> {s['fds_after']}, "
+                                f"RSS {s['rss_before_mib']} -> {s['rss_after_mib']} MiB"
+                                for s in stress)}
+    rows = [{"section": "Stress (tests/stress_test.cc)",
+             "name": f"{s['engine']}: {s['restores']} restores + calls, {s['threads']} threads",
+             "value": s["seconds"] * 1000 / s["restores"], "unit": "ms", "baseline": "",
+             "ratio": None,
+             "note": f"per restore (wall, {s['threads']} threads on {CPUS['n']} CPUs); "
+                     f"{s['failures']} failures; descriptors {s['fds_before']} -> "
+                     f"{s['fds_after']}; resident {s['rss_before_mib']} -> "
+                     f"{s['rss_after_mib']} MiB"}
+            for s in stress]
+    return [goal], rows
+
+
 def write_markdown(path, context, sizes, rows, goals, smoke):
     lines = ["# thaw benchmarks", ""]
     lines.append(f"Run {context.get('date', '?')} on {context.get('host_name', '?')}, "
@@ -487,6 +511,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--faas", help="benchmarks/faas_load.py's JSON, if run")
+    parser.add_argument("--stress", help="tests/stress_test.cc's JSON lines, if run")
     args = parser.parse_args()
     context, results = load_results(args.raw)
     CPUS["n"] = context.get("num_cpus")
@@ -509,6 +534,12 @@ def main():
             faas = json.load(f)
         goals += faas_targets(faas)
         rows += faas_rows(faas)
+    if args.stress and os.path.exists(args.stress):
+        with open(args.stress) as f:
+            stress = [json.loads(line) for line in f if line.strip()]
+        stress_goals, stress_rows = stress_targets_and_rows(stress)
+        goals += stress_goals
+        rows += stress_rows
     with open(args.out + ".json", "w") as f:
         json.dump({"context": context, "smoke": args.smoke, "sizes": sizes,
                    "rows": rows, "targets": goals, "benchmarks": results,

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "fuzz/call_input.h"
 #include "lib/guest_memory.h"
 #include "lib/hypercall_dispatcher.h"
 #include "thaw/abi.h"
@@ -19,15 +20,6 @@ namespace {
 constexpr uint64_t kMemory = 4 << 20;
 constexpr size_t kImage = 64 << 10;
 
-uint64_t Take(const uint8_t*& data, size_t& size) {
-  uint64_t v = 0;
-  const size_t n = std::min<size_t>(size, 8);
-  std::memcpy(&v, data, n);
-  data += n;
-  size -= n;
-  return v;
-}
-
 // Mostly small addresses inside guest memory; sometimes any 64-bit value.
 uint64_t Address(uint64_t raw) {
   return (raw & 0xF) == 0 ? raw : (raw >> 4) % (kMemory + 4096);
@@ -36,24 +28,15 @@ uint64_t Address(uint64_t raw) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static std::unique_ptr<thaw::GuestMemory> memory = [] {
-    auto m = thaw::GuestMemory::Create(kMemory);
-    return m.ok() ? *std::move(m) : nullptr;
-  }();
-  if (!memory) return 0;
-  auto all = memory->Slice(0, kMemory, "fuzz");
-  if (!all.ok()) return 0;
-  std::memset(all->data(), 0, kMemory);
-  if (size == 0) return 0;
-  const int calls = 1 + data[0] % 32;
-  ++data;
-  --size;
-  const size_t call_bytes = std::min<size_t>(size, calls * 40);
-  const uint8_t* call_data = data;
-  size_t call_size = call_bytes;
-  data += call_bytes;
-  size -= call_bytes;
-  std::memcpy(all->data(), data, std::min(size, kImage));
+  using thaw::fuzz::Take;
+  const thaw::fuzz::CallInput in =
+      thaw::fuzz::SplitCallInput(data, size, /*max_calls=*/32, /*record=*/40);
+  if (in.count == 0) return 0;
+  thaw::GuestMemory* memory = thaw::fuzz::FreshGuestMemory(kMemory, in, kImage);
+  if (memory == nullptr) return 0;
+  const uint8_t* call_data = in.calls;
+  size_t call_size = in.calls_size;
+  const int calls = in.count;
 
   thaw::VmSettings settings;
   settings.console_limit = 4096;

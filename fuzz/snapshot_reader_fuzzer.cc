@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/little_endian.h"
+#include "fuzz/fix_checksums.h"
 #include "snapshot/format.h"
 #include "snapshot/manifest.pb.h"
 #include "snapshot/signature.h"
@@ -24,22 +25,6 @@
 #include "xxhash.h"
 
 namespace {
-
-// Rewrites the header's manifest and header hashes to match the bytes, when
-// the header's manifest range lies inside the input.
-void FixChecksums(std::string& file) {
-  using namespace thaw::snapshot;
-  if (file.size() < kHeaderSize) return;
-  auto* bytes = reinterpret_cast<uint8_t*>(file.data());
-  const uint64_t manifest_offset = thaw::LoadLe64(bytes + 32);
-  const uint64_t manifest_size = thaw::LoadLe64(bytes + 40);
-  if (manifest_offset <= file.size() &&
-      manifest_size <= file.size() - manifest_offset) {
-    thaw::StoreLe(bytes + 48,
-                  XXH3_64bits(bytes + manifest_offset, manifest_size), 8);
-  }
-  thaw::StoreLe(bytes + 56, XXH3_64bits(bytes, 56), 8);
-}
 
 // The harness's signing key: fixed, so that runs are reproducible.
 const thaw::snapshot::SecretKey& HarnessKey() {
@@ -118,7 +103,7 @@ void OpenAndRead(const std::string& file, bool key) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string file(reinterpret_cast<const char*>(data), size);
-  FixChecksums(file);
+  thaw::fuzz::FixChecksums(file);
   OpenAndRead(file, /*key=*/false);
   const std::string signed_file = Resigned(file);
   if (!signed_file.empty()) OpenAndRead(signed_file, /*key=*/true);

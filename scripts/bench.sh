@@ -20,5 +20,10 @@ build/benchmarks/thaw_bench --benchmark_out="$out/raw.json" \
 # The FaaS load test (examples/faas under load, one function per isolation
 # mode): its own JSON and plot, and its targets in the report.
 /usr/bin/python3 benchmarks/faas_load.py --build build --out "$out/faas-load" "${smoke[@]}"
+# The stress test's figures (1000 restores per engine from 8 threads,
+# descriptors and resident memory before and after) go in the report too.
+rm -f "$out/stress.jsonl"
+THAW_STRESS_OUT="$out/stress.jsonl" build/tests/stress_test \
+  --gtest_filter='Engines/*' >/dev/null
 /usr/bin/python3 benchmarks/report.py --raw "$out/raw.json" --samples "$out/samples.json" \
-  --faas "$out/faas-load.json" --out "$out/latest" "${smoke[@]}"
+  --faas "$out/faas-load.json" --stress "$out/stress.jsonl" --out "$out/latest" "${smoke[@]}"

@@ -6,11 +6,13 @@
 # here from the built guests and snapshots. Findings (crash-*, leak-*,
 # timeout-*) are written to build-fuzz/findings/<target>/ and fail the run.
 #
-#   scripts/fuzz.sh [RUNS]
+#   scripts/fuzz.sh [RUNS]       (THAW_FUZZ_TARGETS="restore ..." picks targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
-targets=(snapshot_reader elf_loader hypercall)
+targets=(snapshot_reader elf_loader hypercall program_syscalls restore)
+# THAW_FUZZ_TARGETS="a b" runs only those.
+[ -n "${THAW_FUZZ_TARGETS:-}" ] && read -r -a targets <<< "$THAW_FUZZ_TARGETS"
 missing=()
 for p in clang libclang-rt-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,7 +30,8 @@ cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzzer}" >/dev/n
 # Seeds made from this build's artifacts: real ELF guests and programs, and
 # real snapshots (the normal build's, when there is one).
 seeds=build-fuzz/seeds
-mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader" "$seeds/hypercall"
+mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader" "$seeds/hypercall" \
+  "$seeds/program_syscalls" "$seeds/restore"
 for f in build/tests/*.elf build/examples/*.elf build/tests/server_static; do
   [ -f "$f" ] && cp "$f" "$seeds/elf_loader/" || true
 done
@@ -42,6 +45,14 @@ if [ -x build/examples/thaw ] && [ -f build/tests/test_guest.elf ]; then
       --sign "$seeds/key" -o "$seeds/snapshot_reader/signed.thaw" \
       >/dev/null 2>&1 || true
   rm -f "$seeds/key" "$seeds/key.pub"
+  # The restore target gets the function guest's snapshot and a Linux
+  # program's (descriptors, mounts and mappings to restore).
+  cp "$seeds/snapshot_reader/test_guest.thaw" "$seeds/restore/" 2>/dev/null || true
+  if [ -f build/tests/server_static ]; then
+    build/examples/thaw snapshot build/tests/server_static --memory 16 \
+      --fs "$PWD/fuzz/corpus:/data" -o "$seeds/restore/program.thaw" \
+      >/dev/null 2>&1 || true
+  fi
 fi
 
 status=0

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
@@ -72,6 +75,7 @@ TEST_P(StressTest, ThousandRestoresFromEightThreadsLeaveNothingBehind) {
   for (int i = 0; i < 16; ++i) ASSERT_TRUE(snapshot->Restore(options).ok());
   const int fds = OpenDescriptors();
   const uint64_t rss = ResidentMiB();
+  const absl::Time start = absl::Now();
   std::atomic<int> next{0}, failures{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -93,10 +97,23 @@ TEST_P(StressTest, ThousandRestoresFromEightThreadsLeaveNothingBehind) {
     });
   }
   for (auto& t : threads) t.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const int fds_after = OpenDescriptors();
+  const uint64_t rss_after = ResidentMiB();
   EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(OpenDescriptors(), fds);
+  EXPECT_EQ(fds_after, fds);
   // Freed Vms give their memory back; allocator caches may keep a little.
-  EXPECT_LT(ResidentMiB(), rss + 64) << "from " << rss << " MiB";
+  EXPECT_LT(rss_after, rss + 64) << "from " << rss << " MiB";
+  // For the benchmark report (scripts/bench.sh): one JSON line per engine.
+  if (const char* out = std::getenv("THAW_STRESS_OUT")) {
+    std::ofstream(out, std::ios::app) << absl::StrFormat(
+        "{\"engine\": \"%s\", \"restores\": %d, \"threads\": %d, "
+        "\"seconds\": %.3f, \"failures\": %d, \"fds_before\": %d, "
+        "\"fds_after\": %d, \"rss_before_mib\": %d, \"rss_after_mib\": "
+        "%d}\n",
+        RestoreEngineName(GetParam()), kRestores, kThreads, seconds,
+        failures.load(), fds, fds_after, rss, rss_after);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, StressTest,
