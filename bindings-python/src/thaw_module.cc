@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "thaw/errors.h"
 #include "thaw/pool.h"
+#include "thaw/security.h"
 #include "thaw/signing.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
@@ -989,6 +990,12 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("path"), py::arg("key") = py::none(),
       "Checks every checksum of a snapshot; raises CorruptSnapshot if not "
       "intact, and with key SignatureError if not signed by it.");
+  m.def(
+      "set_thread_confinement",
+      [](bool enabled) { SetThreadConfinement(enabled); }, py::arg("enabled"),
+      "Whether thaw's own threads (fault server, prefetcher, verifier, "
+      "watchdog) started from now on run under their seccomp allow-list "
+      "(on by default).");
   m.def(
       "check_kvm",
       []() -> std::optional<std::string> {

@@ -196,6 +196,20 @@ def test_signed_snapshots(tmp_path, snapshot_guest):
     thaw.verify(path, key=public)
 
 
+def test_thread_confinement_switch(tmp_path, snapshot_guest):
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        vm.snapshot(path)
+    thaw.set_thread_confinement(False)
+    try:
+        with thaw.restore(path, engine="lazy", backend=BACKEND) as clone:
+            assert u64(clone.call("counter")) == 1
+    finally:
+        thaw.set_thread_confinement(True)
+    with thaw.restore(path, engine="lazy", backend=BACKEND) as clone:
+        assert u64(clone.call("counter")) == 1
+
+
 def test_huge_pages(tmp_path, snapshot_guest):
     """2 MiB pages: reserved ones where the host has them free, else
     transparent ones (this test changes no kernel setting)."""

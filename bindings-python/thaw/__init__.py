@@ -41,11 +41,12 @@ from ._thaw import (  # noqa: F401
     check_kvm,
     inspect,
     restore,
+    set_thread_confinement,
     verify,
 )
 
 __all__ = [
     "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Lease",
     "Pool", "SignatureError", "SigningKey", "Snapshot", "Throttled", "Timeout",
-    "VerifyKey", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "verify",
+    "VerifyKey", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "set_thread_confinement", "verify",
 ]
