@@ -71,14 +71,24 @@ absl::StatusOr<PageRuns> ScanPrivateRuns(int fd, const void* base,
   return runs;
 }
 
+// /proc/self/pagemap, opened once and kept: a process that may not open
+// files any more (a confined worker) still reads it.
+absl::StatusOr<int> PagemapFd() {
+  static const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  static const int error = fd < 0 ? errno : 0;
+  if (fd < 0) return ErrnoStatus("open /proc/self/pagemap", error);
+  return fd;
+}
+
 }  // namespace
+
+absl::Status PageMap::OpenOnce() { return PagemapFd().status(); }
 
 absl::StatusOr<PageRuns> PageMap::PrivateRuns(const void* base, uint64_t size) {
   if (!scan_unsupported.load(std::memory_order_relaxed)) {
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("open /proc/self/pagemap", errno);
-    auto runs = ScanPrivateRuns(fd, base, size);
-    close(fd);
+    auto fd = PagemapFd();
+    if (!fd.ok()) return fd.status();
+    auto runs = ScanPrivateRuns(*fd, base, size);
     if (runs.ok() || !absl::IsUnimplemented(runs.status())) return runs;
     scan_unsupported.store(true, std::memory_order_relaxed);
   }
@@ -97,8 +107,9 @@ absl::StatusOr<PageRuns> PageMap::PrivateRuns(const void* base, uint64_t size) {
 
 absl::StatusOr<PageMap> PageMap::Read(const void* base, uint64_t size) {
   constexpr uint64_t kPage = 4096;
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open /proc/self/pagemap", errno);
+  auto pagemap = PagemapFd();
+  if (!pagemap.ok()) return pagemap.status();
+  const int fd = *pagemap;
   PageMap map;
   map.entries_.resize(size / kPage);
   const uint64_t first = reinterpret_cast<uint64_t>(base) / kPage;
@@ -109,13 +120,10 @@ absl::StatusOr<PageMap> PageMap::Read(const void* base, uint64_t size) {
     ssize_t n = pread(fd, out + done, total - done, first * 8 + done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      close(fd);
-      return ErrnoStatus("read /proc/self/pagemap", e);
+      return ErrnoStatus("read /proc/self/pagemap", n < 0 ? errno : EIO);
     }
     done += n;
   }
-  close(fd);
   return map;
 }
 

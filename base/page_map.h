@@ -30,6 +30,9 @@ class PageMap {
 
   // Reads the entries of [base, base + size); both page-aligned.
   static absl::StatusOr<PageMap> Read(const void* base, uint64_t size);
+  // Opens /proc/self/pagemap now (it is opened once per process and kept),
+  // for a process about to lose the right to open files.
+  static absl::Status OpenOnce();
 
   uint64_t pages() const { return entries_.size(); }
   // Present in memory or swapped out: the page has been touched.

@@ -8,10 +8,18 @@
 namespace thaw::bench {
 namespace {
 
-Vm& WarmVm() {
-  static std::unique_ptr<Vm> vm;
+// `worker`: the Vm lives in a worker process of its own
+// (VmSettings::worker_process), for what that costs per call.
+Vm& WarmVm(bool worker = false) {
+  static std::unique_ptr<Vm> vms[2];
+  std::unique_ptr<Vm>& vm = vms[worker ? 1 : 0];
   if (!vm) {
-    auto created = Vm::Create(BenchConfig(64ull << 20));
+    VmConfig config = BenchConfig(64ull << 20);
+    if (worker) {
+      config.backend = BackendKind::kEmulated;
+      config.worker_process = true;
+    }
+    auto created = Vm::Create(config);
     if (!created.ok()) Die("create", created.status());
     if (auto s = (*created)->LoadGuest(THAW_BENCH_GUEST); !s.ok())
       Die("load", s);
@@ -25,8 +33,8 @@ Vm& WarmVm() {
   return *vm;
 }
 
-void EmptyCall(benchmark::State& state) {
-  Vm& vm = WarmVm();
+void EmptyCall(benchmark::State& state, bool worker) {
+  Vm& vm = WarmVm(worker);
   for (auto _ : state) {
     auto reply = vm.Call("empty", "");
     if (!reply.ok()) Die("empty", reply.status());
@@ -34,8 +42,8 @@ void EmptyCall(benchmark::State& state) {
 }
 
 // 100 host calls per guest call; reported per round trip.
-void HostRoundTrip(benchmark::State& state) {
-  Vm& vm = WarmVm();
+void HostRoundTrip(benchmark::State& state, bool worker) {
+  Vm& vm = WarmVm(worker);
   constexpr int kPerCall = 100;
   for (auto _ : state) {
     auto reply = vm.Call("ping_host", std::to_string(kPerCall));
@@ -50,14 +58,19 @@ void HostRoundTrip(benchmark::State& state) {
 void RegisterCallBenchmarks() {
   // Microseconds each, so a burst of noise from the host moves one run by
   // 2x: five runs, and the report takes the median.
-  benchmark::RegisterBenchmark("call/empty", EmptyCall)
-      ->Iterations(Iterations(20000))
-      ->Repetitions(Smoke() ? 1 : 5)
-      ->Unit(benchmark::kMicrosecond);
-  benchmark::RegisterBenchmark("call/host_round_trip_x100", HostRoundTrip)
-      ->Iterations(Iterations(500))
-      ->Repetitions(Smoke() ? 1 : 5)
-      ->Unit(benchmark::kMicrosecond);
+  for (bool worker : {false, true}) {
+    const std::string suffix = worker ? "/worker_process" : "";
+    benchmark::RegisterBenchmark(("call/empty" + suffix).c_str(), EmptyCall,
+                                 worker)
+        ->Iterations(Iterations(20000))
+        ->Repetitions(Smoke() ? 1 : 5)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("call/host_round_trip_x100" + suffix).c_str(),
+                                 HostRoundTrip, worker)
+        ->Iterations(Iterations(500))
+        ->Repetitions(Smoke() ? 1 : 5)
+        ->Unit(benchmark::kMicrosecond);
+  }
 }
 
 }  // namespace thaw::bench

@@ -187,6 +187,17 @@ def build(results):
     if host is not None:
         row("calls", "host function round trip", host * 1000 / 100, "µs", "empty call",
             empty / (host / 100) if host else None)
+    # The same two in a worker process (VmSettings::worker_process).
+    w_empty = get("call/empty/worker_process")
+    w_host = get("call/host_round_trip_x100/worker_process")
+    if w_empty is not None:
+        row("calls", "empty call, Vm in a worker process", w_empty * 1000, "µs",
+            "empty call in process", w_empty / empty if empty else None,
+            "one request and answer on a Unix socket; payloads in shared memory")
+    if w_host is not None and host:
+        row("calls", "host function round trip, Vm in a worker process",
+            w_host * 1000 / 100, "µs", "in process", w_host / host,
+            "each host call crosses the socket both ways")
     # Linux programs.
     p_empty = get("program/empty_call")
     getpid = get("program/getpid_x100")

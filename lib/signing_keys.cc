@@ -197,5 +197,15 @@ const snapshot::PublicKey& KeyAccess::Public(const VerifyKey& key) {
   return key.bytes_;
 }
 
+absl::StatusOr<VerifyKey> KeyAccess::FromBytes(absl::string_view bytes) {
+  VerifyKey key;
+  if (bytes.size() != key.bytes_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a verify key is 32 bytes, not ", bytes.size()));
+  }
+  std::memcpy(key.bytes_.data(), bytes.data(), bytes.size());
+  return key;
+}
+
 }  // namespace internal
 }  // namespace thaw

@@ -69,6 +69,17 @@ absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
       key != nullptr ? std::optional<VerifyKey>(*key) : std::nullopt));
 }
 
+absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::OpenDescriptor(
+    int fd, const std::string& name, const VerifyKey* key) {
+  auto image = snapshot::SnapshotImage::OpenDescriptor(
+      fd, name, key != nullptr ? &KeyAccess::Public(*key) : nullptr);
+  if (!image.ok()) return image.status();
+  SnapshotInfo info = Summarize((*image)->top());
+  return std::shared_ptr<SnapshotState>(new SnapshotState(
+      *std::move(image), std::move(info),
+      key != nullptr ? std::optional<VerifyKey>(*key) : std::nullopt));
+}
+
 absl::StatusOr<std::shared_ptr<const snapshot::SharedBase>>
 SnapshotState::SharedBase(snapshot::RestoreCounters& counters, bool* built) {
   std::lock_guard<std::mutex> lock(base_mutex_);

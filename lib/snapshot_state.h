@@ -25,6 +25,9 @@ class SnapshotState {
   // With `key`, the file and its parents must be signed by it.
   static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
       const std::string& path, const VerifyKey* key = nullptr);
+  // Over a full snapshot open at `fd` (taken over); `name` for messages.
+  static absl::StatusOr<std::shared_ptr<SnapshotState>> OpenDescriptor(
+      int fd, const std::string& name, const VerifyKey* key = nullptr);
 
   const std::shared_ptr<const snapshot::SnapshotImage>& image() const {
     return image_;

@@ -15,6 +15,7 @@
 #include "lib/function_guest.h"
 #include "lib/linux/linux_program.h"
 #include "lib/vm_core.h"
+#include "lib/worker/worker_client.h"
 #include "snapshot/anonymous_memory.h"
 
 namespace thaw {
@@ -156,14 +157,13 @@ absl::StatusOr<std::string> VmCore::Call(absl::string_view function,
   }
   const std::string what = absl::StrCat("call \"", function, "\"");
   absl::Status status = RunGuest(what);
-  if (status.ok()) {
-    // Bytes installed without a check (chunks mapped from the file) must
-    // have passed it before a result computed from them leaves the Vm.
-    status = source_->WaitForVerification();
-    if (!status.ok()) {
-      status = absl::Status(status.code(),
-                            absl::StrCat(what, ": ", status.message()));
-    }
+  // Bytes installed without a check (chunks mapped from the file) must have
+  // passed it before a result computed from them leaves the Vm; and a call
+  // that failed on damaged bytes (a guest fault in corrupted code, before
+  // the check got there) is reported as the damage it was.
+  if (absl::Status verified = source_->WaitForVerification(); !verified.ok()) {
+    status = absl::Status(verified.code(),
+                          absl::StrCat(what, ": ", verified.message()));
   }
   Record([&](PhaseReport& r, RestoreStats&) {
     const absl::Duration d = absl::Now() - start;
@@ -203,11 +203,18 @@ absl::Status internal::CheckConfig(const VmConfig& config) {
 absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
 
 Vm::Vm(std::unique_ptr<internal::VmCore> core) : core_(std::move(core)) {}
+Vm::Vm(std::unique_ptr<internal::WorkerClient> worker)
+    : worker_(std::move(worker)) {}
 Vm::~Vm() = default;
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   absl::Time start = absl::Now();
   if (absl::Status s = internal::CheckConfig(config); !s.ok()) return s;
+  if (config.worker_process) {
+    auto worker = internal::WorkerClient::Create(config);
+    if (!worker.ok()) return worker.status();
+    return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
+  }
   auto memory =
       snapshot::AnonymousMemory::Create(config.memory_size, config.huge_pages);
   if (!memory.ok()) return memory.status();
@@ -216,8 +223,12 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   return std::unique_ptr<Vm>(new Vm(std::move(core)));
 }
 
-BackendKind Vm::backend() const { return core_->backend(); }
-const VmConfig& Vm::config() const { return core_->config(); }
+BackendKind Vm::backend() const {
+  return worker_ ? BackendKind::kEmulated : core_->backend();
+}
+const VmConfig& Vm::config() const {
+  return worker_ ? worker_->config() : core_->config();
+}
 
 namespace {
 
@@ -250,6 +261,7 @@ absl::Status Vm::LoadGuest(const std::string& path) {
 
 absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
                                 absl::string_view name) {
+  if (worker_) return worker_->LoadGuestImage(elf, name);
   internal::VmCore::Turn turn(*core_, "LoadGuest");
   if (!turn.status().ok()) return turn.status();
   return core_->Load(GuestKind::kFunction, elf, name, {});
@@ -257,6 +269,11 @@ absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
 
 absl::Status Vm::LoadProgram(const std::string& path,
                              const ProgramOptions& options) {
+  if (worker_) {
+    return absl::UnimplementedError(
+        "LoadProgram: Linux programs are not supported in a worker process "
+        "yet");
+  }
   auto bytes = ReadWholeFile(path, "program");
   if (!bytes.ok()) return bytes.status();
   internal::VmCore::Turn turn(*core_, "LoadProgram");
@@ -265,6 +282,7 @@ absl::Status Vm::LoadProgram(const std::string& path,
 }
 
 absl::Status Vm::Boot() {
+  if (worker_) return worker_->Boot();
   internal::VmCore::Turn turn(*core_, "Boot");
   if (!turn.status().ok()) return turn.status();
   return core_->Boot();
@@ -272,6 +290,7 @@ absl::Status Vm::Boot() {
 
 absl::StatusOr<std::string> Vm::Call(absl::string_view function,
                                      absl::string_view input) {
+  if (worker_) return worker_->Call(function, input);
   internal::VmCore::Turn turn(*core_, "Call");
   if (!turn.status().ok()) return turn.status();
   return core_->Call(function, input);
@@ -282,24 +301,34 @@ absl::Status Vm::RegisterHostFunction(std::string name, HostFunction fn) {
     return absl::InvalidArgumentError(
         "RegisterHostFunction: name and function must be non-empty");
   }
+  if (worker_)
+    return worker_->RegisterHostFunction(std::move(name), std::move(fn));
   internal::VmCore::Turn turn(*core_, "RegisterHostFunction");
   if (!turn.status().ok()) return turn.status();
   core_->runtime().RegisterHostFunction(std::move(name), std::move(fn));
   return absl::OkStatus();
 }
 
-void Vm::Pause() { core_->loop().Pause(); }
-void Vm::Resume() { core_->loop().Resume(); }
-bool Vm::paused() const { return core_->loop().paused(); }
-std::string Vm::console() const { return core_->runtime().console(); }
-PhaseReport Vm::report() const { return core_->report(); }
+void Vm::Pause() { worker_ ? worker_->Pause() : core_->loop().Pause(); }
+void Vm::Resume() { worker_ ? worker_->Resume() : core_->loop().Resume(); }
+bool Vm::paused() const {
+  return worker_ ? worker_->paused() : core_->loop().paused();
+}
+std::string Vm::console() const {
+  return worker_ ? worker_->console() : core_->runtime().console();
+}
+PhaseReport Vm::report() const {
+  return worker_ ? worker_->report() : core_->report();
+}
 
 absl::StatusOr<std::string> Vm::ReadGuestMemory(uint64_t address,
                                                 uint64_t size) const {
+  if (worker_) return worker_->ReadMemory(address, size);
   return core_->ReadMemory(address, size);
 }
 
 absl::StatusOr<uint64_t> Vm::FindGuestSymbol(absl::string_view name) const {
+  if (worker_) return worker_->FindSymbol(name);
   return core_->runtime().FindSymbol(name);
 }
 

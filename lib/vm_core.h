@@ -65,8 +65,11 @@ class VmCore {
   absl::Status Boot();
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
+  // `output_fd` >= 0: write into that empty file (the caller keeps the
+  // descriptor) instead of creating one at `path`; its creator puts it in
+  // place.
   absl::Status Snapshot(const std::string& path,
-                        const SnapshotOptions& options);
+                        const SnapshotOptions& options, int output_fd = -1);
   absl::Status Reset();
   const absl::Status& failure() const { return failure_; }
   // `key`: sign the rewritten file with it.

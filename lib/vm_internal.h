@@ -3,6 +3,8 @@
 #ifndef THAW_LIB_VM_INTERNAL_H_
 #define THAW_LIB_VM_INTERNAL_H_
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 
@@ -25,6 +27,26 @@ struct VmAccess {
 
   // The handle's shared state, for RestoreOverMemoryFile.
   static internal::SnapshotState& State(const Snapshot& snapshot);
+
+  // For the worker process (lib/worker/), which opens no files: a handle
+  // on the full snapshot open at `fd` (taken over), and a snapshot written
+  // into the empty file `fd` (the caller keeps it and puts it in place).
+  static absl::StatusOr<Snapshot> OpenDescriptor(int fd,
+                                                 const std::string& name,
+                                                 const VerifyKey* key);
+  static absl::Status SnapshotToDescriptor(Vm& vm, int fd,
+                                           const std::string& name,
+                                           const SnapshotOptions& options);
+
+  // A Vm restored in a worker process of its own (worker_process).
+  static absl::StatusOr<std::unique_ptr<Vm>> RestoreInWorker(
+      const SnapshotState& state, const RestoreOptions& options);
+  // The worker process's id, or -1 for a Vm that lives in this process
+  // (for tests that kill it).
+  static pid_t WorkerPid(const Vm& vm);
+  // With THAW_WORKER_SELF_TEST set when it started: what the worker's
+  // confinement let through (each probe and its result).
+  static std::string WorkerSelfTest(const Vm& vm);
 };
 
 }  // namespace thaw::internal

@@ -15,6 +15,7 @@
 #include "lib/snapshot_state.h"
 #include "lib/vm_core.h"
 #include "lib/vm_internal.h"
+#include "lib/worker/worker_client.h"
 #include "lib/x86/boot_state.h"
 #include "snapshot/copy_on_write_memory.h"
 #include "snapshot/vcpu_codec.h"
@@ -164,7 +165,7 @@ RestoreStats VmCore::restore_stats() const {
 }
 
 absl::Status VmCore::Snapshot(const std::string& path,
-                              const SnapshotOptions& options) {
+                              const SnapshotOptions& options, int output_fd) {
   if (state_ == State::kFailed) {
     return absl::FailedPreconditionError(
         absl::StrCat("Snapshot: this Vm failed earlier: ", failure_.message()));
@@ -180,6 +181,7 @@ absl::Status VmCore::Snapshot(const std::string& path,
   absl::Time start = absl::Now();
   snapshot::WriteRequest request;
   request.path = path;
+  request.output_fd = output_fd;
   request.level = options.compression_level;
   request.chunk_size = options.chunk_size;
   request.source = restored_.image;
@@ -364,6 +366,40 @@ SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {
   return *snapshot.state_;
 }
 
+absl::StatusOr<thaw::Snapshot> VmAccess::OpenDescriptor(int fd,
+                                                        const std::string& name,
+                                                        const VerifyKey* key) {
+  auto state = SnapshotState::OpenDescriptor(fd, name, key);
+  if (!state.ok()) return state.status();
+  return thaw::Snapshot(*std::move(state));
+}
+
+absl::Status VmAccess::SnapshotToDescriptor(Vm& vm, int fd,
+                                            const std::string& name,
+                                            const SnapshotOptions& options) {
+  if (vm.worker_) {
+    return absl::UnimplementedError("SnapshotToDescriptor in a worker's host");
+  }
+  VmCore::Turn turn(*vm.core_, "Snapshot");
+  if (!turn.status().ok()) return turn.status();
+  return vm.core_->Snapshot(name, options, fd);
+}
+
+absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
+    const SnapshotState& state, const RestoreOptions& options) {
+  auto worker = WorkerClient::Restore(state, options);
+  if (!worker.ok()) return worker.status();
+  return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
+}
+
+pid_t VmAccess::WorkerPid(const Vm& vm) {
+  return vm.worker_ ? vm.worker_->pid() : -1;
+}
+
+std::string VmAccess::WorkerSelfTest(const Vm& vm) {
+  return vm.worker_ ? vm.worker_->self_test() : std::string();
+}
+
 absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreOverMemoryFile(
     const thaw::Snapshot& snapshot, int memory_fd,
     const RestoreOptions& options) {
@@ -395,6 +431,9 @@ absl::StatusOr<std::unique_ptr<Vm>> Snapshot::Restore(
             ? absl::StrCat("with ", state_->verify_key()->Name())
             : std::string("without a key")));
   }
+  if (options.worker_process) {
+    return internal::VmAccess::RestoreInWorker(*state_, options);
+  }
   return internal::RestoreVm(*state_, options, nullptr, start);
 }
 
@@ -408,44 +447,62 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
                       ? Snapshot::Open(path, *options.verify_key)
                       : Snapshot::Open(path);
   if (!snapshot.ok()) return snapshot.status();
+  if (options.worker_process) {
+    return internal::VmAccess::RestoreInWorker(
+        internal::VmAccess::State(*snapshot), options);
+  }
   return internal::RestoreVm(internal::VmAccess::State(*snapshot), options,
                              nullptr, start);
 }
 
 absl::Status Vm::Snapshot(const std::string& path,
                           const SnapshotOptions& options) {
+  if (worker_) return worker_->Snapshot(path, options);
   internal::VmCore::Turn turn(*core_, "Snapshot");
   if (!turn.status().ok()) return turn.status();
   return core_->Snapshot(path, options);
 }
 
 absl::Status Vm::Reset() {
+  if (worker_) return worker_->Reset();
   internal::VmCore::Turn turn(*core_, "Reset");
   if (!turn.status().ok()) return turn.status();
   return core_->Reset();
 }
 
+absl::Status Vm::WorkingSetInWorker() const {
+  return absl::UnimplementedError(
+      "WriteWorkingSet: recording a working set is not supported in a worker "
+      "process yet");
+}
+
 absl::Status Vm::WriteWorkingSet() {
+  if (worker_) return WorkingSetInWorker();
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
   return core_->WriteWorkingSet(nullptr);
 }
 
 absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
+  if (worker_) return WorkingSetInWorker();
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
   return core_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
 }
 
-RestoreStats Vm::restore_stats() const { return core_->restore_stats(); }
+RestoreStats Vm::restore_stats() const {
+  return worker_ ? worker_->restore_stats() : core_->restore_stats();
+}
 
 absl::Status Vm::failure() const {
+  if (worker_) return worker_->failure();
   internal::VmCore::Turn turn(*core_, "failure");
   if (!turn.status().ok()) return turn.status();
   return core_->failure();
 }
 
 ProgramStats Vm::program_stats() const {
+  if (worker_) return {};  // no Linux programs in a worker yet
   internal::VmCore::Turn turn(*core_, "program_stats");
   if (!turn.status().ok()) return {};
   return core_->runtime().program_stats();

@@ -47,9 +47,21 @@ absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(
   return file;
 }
 
+absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Adopt(
+    int fd, std::string name) {
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    return ErrnoStatus(absl::StrCat("write snapshot \"", name, "\""), errno);
+  }
+  auto file = std::unique_ptr<AtomicFile>(
+      new AtomicFile(std::move(name), std::string(), own));
+  file->buffer_.reserve(kBufferSize);
+  return file;
+}
+
 AtomicFile::~AtomicFile() {
   close(fd_);
-  if (!committed_) unlink(temp_path_.c_str());
+  if (!committed_ && !temp_path_.empty()) unlink(temp_path_.c_str());
 }
 
 absl::Status AtomicFile::Error(absl::string_view what, int error_number) const {
@@ -112,6 +124,10 @@ absl::Status AtomicFile::WriteAt(uint64_t offset,
 absl::Status AtomicFile::Commit() {
   if (absl::Status s = Flush(); !s.ok()) return s;
   if (fsync(fd_) != 0) return Error("fsync", errno);
+  if (temp_path_.empty()) {  // adopted: its owner puts it in place
+    committed_ = true;
+    return absl::OkStatus();
+  }
   if (rename(temp_path_.c_str(), path_.c_str()) != 0) {
     return Error("rename into place", errno);
   }

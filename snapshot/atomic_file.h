@@ -22,6 +22,13 @@ class AtomicFile {
  public:
   // Creates "<path>.tmp-XXXXXX" (mode 0600: snapshots hold guest memory).
   static absl::StatusOr<std::unique_ptr<AtomicFile>> Create(std::string path);
+  // Writes into `fd`, an empty file someone else created and will put in
+  // place (a worker process writing the temporary file its host made):
+  // Commit() then only flushes and fsyncs, and nothing is removed. `name`
+  // is for messages. The caller keeps `fd` (this writes through a
+  // duplicate).
+  static absl::StatusOr<std::unique_ptr<AtomicFile>> Adopt(int fd,
+                                                           std::string name);
   // Removes the temporary file unless Commit() succeeded.
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -32,6 +39,8 @@ class AtomicFile {
   // Overwrites bytes already appended (flushes the buffer first).
   absl::Status WriteAt(uint64_t offset, absl::Span<const uint8_t> bytes);
   uint64_t size() const { return size_; }
+  // The temporary file's descriptor (to hand to a writer elsewhere).
+  int fd() const { return fd_; }
   // Flushes, fsyncs, renames over `path` and fsyncs the directory.
   absl::Status Commit();
 

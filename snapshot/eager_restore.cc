@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/parallel_for.h"
 #include "snapshot/uring_reader.h"
 
 namespace thaw::snapshot {
@@ -63,9 +64,8 @@ absl::Status RestoreEagerly(const SnapshotImage& image, uint8_t* memory,
     if (!image.Locate(c).zero()) chunks.push_back(c);
   }
   const unsigned threads = std::clamp<unsigned>(
-      std::min<size_t>(std::thread::hardware_concurrency(),
-                       (chunks.size() + kBatch - 1) / kBatch),
-      1, kMaxThreads);
+      std::min<size_t>(UsableCores(), (chunks.size() + kBatch - 1) / kBatch), 1,
+      kMaxThreads);
   std::vector<absl::Status> results(threads);
   std::vector<std::thread> workers;
   const size_t per = (chunks.size() + threads - 1) / threads;

@@ -43,7 +43,13 @@ absl::StatusOr<std::shared_ptr<const SnapshotFile>> SnapshotFile::Open(
   if (fd < 0) {
     return ErrnoStatus(absl::StrCat("open snapshot \"", path, "\""), errno);
   }
-  std::shared_ptr<SnapshotFile> file(new SnapshotFile(path, fd));
+  return OpenDescriptor(fd, path, key);
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotFile>>
+SnapshotFile::OpenDescriptor(int fd, const std::string& name,
+                             const PublicKey* key) {
+  std::shared_ptr<SnapshotFile> file(new SnapshotFile(name, fd));
   if (absl::Status s = file->Load(key); !s.ok()) return s;
   return file;
 }
@@ -436,6 +442,29 @@ absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
       frame = image->files_[file]->ChunkFrame(c);
     }
     image->locations_[c] = {file, frame};
+  }
+  std::vector<uint8_t> zeros(image->chunk_size(), 0);
+  image->zero_hash_ = HashContent(zeros);
+  return image;
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotImage>>
+SnapshotImage::OpenDescriptor(int fd, const std::string& name,
+                              const PublicKey* key) {
+  auto file = SnapshotFile::OpenDescriptor(fd, name, key);
+  if (!file.ok()) return file.status();
+  if ((*file)->manifest().has_parent()) {
+    return absl::UnimplementedError(absl::StrFormat(
+        "snapshot \"%s\" is a diff snapshot: restoring one from a descriptor "
+        "(in a worker process) needs its parents, which is not supported yet",
+        name));
+  }
+  auto image = std::make_shared<SnapshotImage>();
+  image->files_.push_back(*std::move(file));
+  const uint64_t chunks = image->files_[0]->chunk_count();
+  image->locations_.resize(chunks);
+  for (uint64_t c = 0; c < chunks; ++c) {
+    image->locations_[c] = {0, image->files_[0]->ChunkFrame(c)};
   }
   std::vector<uint8_t> zeros(image->chunk_size(), 0);
   image->zero_hash_ = HashContent(zeros);

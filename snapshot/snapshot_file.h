@@ -46,6 +46,10 @@ class SnapshotFile {
   // every frame is also checked against its signed BLAKE2b digest.
   static absl::StatusOr<std::shared_ptr<const SnapshotFile>> Open(
       const std::string& path, const PublicKey* key = nullptr);
+  // The same over an open descriptor (taken over); `name` names the file
+  // in messages.
+  static absl::StatusOr<std::shared_ptr<const SnapshotFile>> OpenDescriptor(
+      int fd, const std::string& name, const PublicKey* key = nullptr);
   ~SnapshotFile();
   SnapshotFile(const SnapshotFile&) = delete;
   SnapshotFile& operator=(const SnapshotFile&) = delete;
@@ -138,6 +142,11 @@ class SnapshotImage {
   static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Open(
       const std::string& path, const PublicKey* key = nullptr);
   bool authenticated() const { return files_[0]->authenticated(); }
+  // A full (not diff) snapshot over an open descriptor (taken over): how a
+  // worker process, which opens no files, gets one. Unimplemented for a
+  // diff snapshot.
+  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> OpenDescriptor(
+      int fd, const std::string& name, const PublicKey* key = nullptr);
 
   // files()[0] is the snapshot opened; files()[i + 1] is files()[i]'s parent.
   const std::vector<std::shared_ptr<const SnapshotFile>>& files() const {

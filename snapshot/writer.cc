@@ -43,10 +43,13 @@ bool AllZero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// A new snapshot file with room for the header, which Finish() writes last.
+// A new snapshot file (or the one `output_fd` holds) with room for the
+// header, which Finish() writes last.
 absl::StatusOr<std::unique_ptr<AtomicFile>> CreateWithHeaderSpace(
-    const std::string& path) {
-  auto file = AtomicFile::Create(path);
+    const std::string& path, int output_fd = -1) {
+  absl::StatusOr<std::unique_ptr<AtomicFile>> file =
+      output_fd >= 0 ? AtomicFile::Adopt(output_fd, path)
+                     : AtomicFile::Create(path);
   if (!file.ok()) return file.status();
   uint8_t zeros[kHeaderSize] = {};
   if (absl::Status s = (*file)->Append(absl::MakeConstSpan(zeros)); !s.ok()) {
@@ -267,7 +270,7 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
     return absl::InvalidArgumentError(
         "a diff snapshot needs the parent's chunk size and memory size");
   }
-  auto file = CreateWithHeaderSpace(r.path);
+  auto file = CreateWithHeaderSpace(r.path, r.output_fd);
   if (!file.ok()) return file.status();
 
   proto::Manifest manifest = r.manifest;

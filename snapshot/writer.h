@@ -50,6 +50,10 @@ struct WriteRequest {
   std::function<void(uint64_t, uint64_t)> progress;
   // Sign the file with this key (format 1.3; snapshot/signature.h).
   const SecretKey* signing_key = nullptr;
+  // >= 0: write into this empty file instead of creating one at `path`
+  // (`path` names it in messages); its creator commits it. The caller
+  // keeps the descriptor.
+  int output_fd = -1;
 };
 
 absl::Status WriteSnapshot(const WriteRequest& request);

@@ -397,8 +397,9 @@ VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
                     uint64_t output_buffer_size, uint64_t stack_size,
                     uint64_t console_limit, py::object console_sink,
                     const std::string& guest_kind, bool trace_syscalls,
-                    bool huge_pages) {
+                    bool huge_pages, bool worker_process) {
   VmConfig c;
+  c.worker_process = worker_process;
   c.guest_kind = Kind(guest_kind);
   c.trace_syscalls = trace_syscalls;
   c.huge_pages = huge_pages;
@@ -417,8 +418,10 @@ RestoreOptions MakeRestoreOptions(const std::string& engine,
                                   const std::string& backend,
                                   double call_timeout, bool record_working_set,
                                   uint64_t console_limit,
-                                  py::object console_sink, bool huge_pages) {
+                                  py::object console_sink, bool huge_pages,
+                                  bool worker_process) {
   RestoreOptions options;
+  options.worker_process = worker_process;
   options.huge_pages = huge_pages;
   options.console_sink = ConsoleSink(std::move(console_sink));
   options.engine = Value(ParseRestoreEngine(engine));
@@ -600,14 +603,18 @@ PYBIND11_MODULE(_thaw, m) {
           py::arg("console_limit") = 1ull << 20,
           py::arg("console_sink") = py::none(),
           py::arg("guest_kind") = "function", py::arg("trace_syscalls") = false,
-          py::arg("huge_pages") = false,
+          py::arg("huge_pages") = false, py::arg("worker_process") = false,
           "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
           "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
           "call; console_sink: called with each piece of console output "
           "(bytes) as the guest writes it; guest_kind: 'function' (load_guest) "
           "or 'program' (load_program, an unmodified Linux program); "
           "trace_syscalls: write a program's system calls to the console; "
-          "huge_pages: back guest memory with 2 MiB pages.")
+          "huge_pages: back guest memory with 2 MiB pages; worker_process: "
+          "run the Vm in a confined worker process of its own (emulated "
+          "backend, function guests).")
+      .def_readwrite("worker_process", &VmConfig::worker_process,
+                     "Run the Vm in a confined worker process.")
       .def_property_readonly(
           "guest_kind",
           [](const VmConfig& c) {
@@ -821,10 +828,11 @@ PYBIND11_MODULE(_thaw, m) {
           [](const Snapshot& self, const std::string& engine,
              const std::string& backend, double call_timeout,
              bool record_working_set, uint64_t console_limit,
-             py::object console_sink, bool huge_pages) {
+             py::object console_sink, bool huge_pages, bool worker_process) {
             RestoreOptions options = MakeRestoreOptions(
                 engine, backend, call_timeout, record_working_set,
-                console_limit, std::move(console_sink), huge_pages);
+                console_limit, std::move(console_sink), huge_pages,
+                worker_process);
             return std::make_unique<PyVm>(
                 Value(WithoutGil([&] { return self.Restore(options); })));
           },
@@ -832,8 +840,10 @@ PYBIND11_MODULE(_thaw, m) {
           py::arg("call_timeout") = 10.0, py::arg("record_working_set") = false,
           py::arg("console_limit") = 1ull << 20,
           py::arg("console_sink") = py::none(), py::arg("huge_pages") = false,
+          py::arg("worker_process") = false,
           "A new Vm restored from this snapshot. engine: 'eager', 'lazy', "
-          "'prefetch' or 'shared'.")
+          "'prefetch' or 'shared'; worker_process: in a confined worker "
+          "process of its own.")
       .def_property_readonly(
           "info", [](const Snapshot& self) { return InfoDict(self.Info()); },
           "The header and manifest summarized (a dict), read at open.")
@@ -856,10 +866,10 @@ PYBIND11_MODULE(_thaw, m) {
          const std::string& backend, double call_timeout,
          bool record_working_set, uint64_t console_limit,
          py::object console_sink, bool huge_pages,
-         std::optional<VerifyKey> verify_key) {
+         std::optional<VerifyKey> verify_key, bool worker_process) {
         RestoreOptions options = MakeRestoreOptions(
             engine, backend, call_timeout, record_working_set, console_limit,
-            std::move(console_sink), huge_pages);
+            std::move(console_sink), huge_pages, worker_process);
         options.verify_key = std::move(verify_key);
         return std::make_unique<PyVm>(
             Value(WithoutGil([&] { return Vm::Restore(path, options); })));
@@ -869,7 +879,7 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("record_working_set") = false,
       py::arg("console_limit") = 1ull << 20,
       py::arg("console_sink") = py::none(), py::arg("huge_pages") = false,
-      py::arg("verify_key") = py::none(),
+      py::arg("verify_key") = py::none(), py::arg("worker_process") = false,
       "Restores a snapshot into a new Vm (thaw.Snapshot(path).restore(...) "
       "without keeping the handle). engine: 'eager', 'lazy', 'prefetch' or "
       "'shared'. Raises CorruptSnapshot for a damaged file; with "

@@ -210,6 +210,23 @@ def test_thread_confinement_switch(tmp_path, snapshot_guest):
         assert u64(clone.call("counter")) == 1
 
 
+def test_a_vm_in_a_worker_process(tmp_path, test_guest, snapshot_guest):
+    with booted(test_guest, worker_process=True) as vm:
+        assert vm.call("echo", b"from the worker") == b"from the worker"
+        vm.register_host_function("lookup", lambda data: b"host:" + data)
+        assert vm.call("call_host", b"lookup") == b"host:ping"
+    path = str(tmp_path / "fn.thaw")
+    with booted(snapshot_guest, memory_size=64 << 20) as vm:
+        vm.snapshot(path)
+    with thaw.restore(path, backend="emulated", worker_process=True) as clone:
+        assert u64(clone.call("counter")) == 1
+    with thaw.Snapshot(path).restore(engine="shared", backend="emulated",
+                                     worker_process=True) as clone:
+        assert u64(clone.call("counter")) == 1
+        clone.reset()
+        assert u64(clone.call("counter")) == 1
+
+
 def test_huge_pages(tmp_path, snapshot_guest):
     """2 MiB pages: reserved ones where the host has them free, else
     transparent ones (this test changes no kernel setting)."""

@@ -39,6 +39,7 @@ class SigningKey:
 
 class VmConfig:
     memory_size: int
+    worker_process: bool
     backend: str
     call_timeout: float
     input_buffer_size: int
@@ -189,6 +190,7 @@ def restore(
     console_sink: Optional[Callable[[bytes], None]] = None,
     huge_pages: bool = False,
     verify_key: Optional[VerifyKey] = None,
+    worker_process: bool = False,
 ) -> Vm: ...
 def inspect(path: str) -> Dict[str, Any]: ...
 def verify(path: str, key: Optional[VerifyKey] = None) -> None: ...

@@ -50,8 +50,9 @@
 namespace thaw {
 
 namespace internal {
-struct VmAccess;  // lib/vm_internal.h: thaw's own tools, not the public API
-class VmCore;     // lib/vm_core.h
+struct VmAccess;     // lib/vm_internal.h: thaw's own tools, not the public API
+class VmCore;        // lib/vm_core.h
+class WorkerClient;  // lib/worker/worker_client.h
 }  // namespace internal
 
 // OK if this process can run guests on KVM, which is what kAuto picks then;
@@ -183,7 +184,11 @@ class Vm {
   friend class Snapshot;
   friend struct internal::VmAccess;
   explicit Vm(std::unique_ptr<internal::VmCore> core);
+  explicit Vm(std::unique_ptr<internal::WorkerClient> worker);
+  absl::Status WorkingSetInWorker() const;
+  // Exactly one is set: the Vm lives here (core_) or in a worker process.
   std::unique_ptr<internal::VmCore> core_;
+  std::unique_ptr<internal::WorkerClient> worker_;
 };
 
 }  // namespace thaw

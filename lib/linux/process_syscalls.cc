@@ -238,15 +238,26 @@ backend::SyscallResult Syscalls::Nanosleep(const uint64_t* a) {
   if (ts.tv_sec < 0 || ts.tv_nsec < 0 || ts.tv_nsec >= 1'000'000'000) {
     return Result(-EINVAL);
   }
-  const int64_t wanted = ts.tv_sec * 1'000'000'000 + ts.tv_nsec;
+  constexpr int64_t kNs = 1'000'000'000;
+  // Saturated: a program may ask for centuries (the fuzzer did: the product
+  // overflowed int64).
+  const int64_t wanted =
+      ts.tv_sec > (INT64_MAX - ts.tv_nsec) / kNs
+          ? INT64_MAX
+          : static_cast<int64_t>(ts.tv_sec) * kNs + ts.tv_nsec;
   const int64_t slept = std::min(wanted, kMaxSleepNs);
   std::this_thread::sleep_for(std::chrono::nanoseconds(slept));
   if (slept < wanted) {
-    // Like a signal arriving: EINTR with the time left, so the program's
-    // loop sleeps again and the call timeout can stop it in between.
+    // Like a signal arriving: EINTR with the time left (exact, taken from
+    // the request, not the saturated sum), so the program's loop sleeps
+    // again and the call timeout can stop it in between.
     if (a[1] != 0) {
-      const int64_t left = wanted - slept;
-      timespec rem{left / 1'000'000'000, left % 1'000'000'000};
+      timespec rem{static_cast<time_t>(ts.tv_sec - slept / kNs),
+                   static_cast<long>(ts.tv_nsec - slept % kNs)};
+      if (rem.tv_nsec < 0) {
+        rem.tv_nsec += kNs;
+        rem.tv_sec -= 1;
+      }
       Put(UserSlice(a[1], sizeof(rem)), rem);
     }
     return Result(-EINTR);

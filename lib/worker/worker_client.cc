@@ -1,0 +1,507 @@
+#include "lib/worker/worker_client.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/errno_status.h"
+#include "lib/signing_access.h"
+#include "lib/snapshot_state.h"
+#include "lib/worker/status_proto.h"
+#include "snapshot/atomic_file.h"
+
+extern char** environ;
+
+namespace thaw::internal {
+namespace {
+
+// Where thaw-worker is: $THAW_WORKER, else the one built with this
+// library, else where `make install` put it.
+std::string WorkerPath() {
+  if (const char* path = std::getenv("THAW_WORKER"); path && *path) {
+    return path;
+  }
+  if (access(THAW_WORKER_BUILD_PATH, X_OK) == 0) return THAW_WORKER_BUILD_PATH;
+  return THAW_WORKER_INSTALL_PATH;
+}
+
+// The worker's environment: none of the host's variables (they may hold
+// secrets), except the sanitizers' and thaw's own settings.
+std::vector<std::string> WorkerEnvironment() {
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const absl::string_view var(*e);
+    for (absl::string_view prefix :
+         {"ASAN_", "UBSAN_", "LSAN_", "TSAN_", "THAW_"}) {
+      if (absl::StartsWith(var, prefix)) env.emplace_back(var);
+    }
+  }
+  return env;
+}
+
+worker::proto::Settings SettingsOf(const VmSettings& s) {
+  worker::proto::Settings out;
+  out.set_call_timeout_ns(absl::ToInt64Nanoseconds(s.call_timeout));
+  out.set_console_limit(s.console_limit);
+  out.set_huge_pages(s.huge_pages);
+  return out;
+}
+
+absl::Status CheckSettings(const VmSettings& s) {
+  if (s.backend == BackendKind::kKvm) {
+    return absl::InvalidArgumentError(
+        "worker_process is for the emulated backend (a KVM guest is already "
+        "isolated by the hardware); use backend kEmulated or kAuto");
+  }
+  if (s.console_sink || s.trace_syscalls) {
+    return absl::UnimplementedError(
+        "worker_process: console_sink and trace_syscalls are not supported "
+        "in a worker process yet");
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeWait(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return absl::StrFormat(
+        "was killed by signal %d (%s)%s", sig, strsignal(sig),
+        sig == SIGSYS ? ": a system call outside its seccomp allow-list" : "");
+  }
+  if (WIFEXITED(status)) {
+    return absl::StrCat(
+        "exited with status ",
+        WEXITSTATUS(status));  // e.g. 3: could not confine itself
+  }
+  return "gone";
+}
+
+}  // namespace
+
+WorkerClient::~WorkerClient() {
+  channel_.reset();  // the worker sees the connection close and exits
+  if (payload_ != nullptr) munmap(payload_, payload_size_);
+  if (payload_fd_ >= 0) close(payload_fd_);
+  if (pid_ > 0) {
+    if (paused_.load()) kill(pid_, SIGCONT);
+    int status;
+    // A worker that does not exit at once (a guest still running) is killed.
+    for (int i = 0; i < 100; ++i) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) return;
+      usleep(1000);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+  }
+}
+
+absl::Status WorkerClient::Start() {
+  int sockets[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+    return ErrnoStatus("worker: socketpair", errno);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  // Descriptor 3 is the connection; nothing else of the host's is open.
+  posix_spawn_file_actions_adddup2(&actions, sockets[1], 3);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
+  const std::string path = WorkerPath();
+  std::vector<std::string> env = WorkerEnvironment();
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>("thaw-worker"), nullptr};
+  const int rc =
+      posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(sockets[1]);
+  if (rc != 0) {
+    close(sockets[0]);
+    pid_ = -1;
+    return ErrnoStatus(absl::StrCat("start the worker process \"", path,
+                                    "\" (set THAW_WORKER to its path)"),
+                       rc);
+  }
+  channel_ = std::make_unique<worker::Channel>(sockets[0]);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerClient::AttachPayloadMemory(uint64_t size) {
+  payload_fd_ = memfd_create("thaw-worker-payload", MFD_CLOEXEC);
+  if (payload_fd_ < 0) return ErrnoStatus("worker: memfd_create", errno);
+  if (ftruncate(payload_fd_, size) != 0) {
+    return ErrnoStatus("worker: size the payload memory", errno);
+  }
+  void* p =
+      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, payload_fd_, 0);
+  if (p == MAP_FAILED)
+    return ErrnoStatus("worker: map the payload memory", errno);
+  payload_ = static_cast<uint8_t*>(p);
+  payload_size_ = size;
+  return absl::OkStatus();
+}
+
+absl::Status WorkerClient::Died(absl::string_view what) {
+  std::string how = "is gone";
+  int status;
+  for (int i = 0; i < 200 && pid_ > 0; ++i) {  // it closed the socket
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      how = DescribeWait(status);
+      pid_ = -1;
+    } else if (r < 0) {
+      break;
+    } else {
+      usleep(1000);
+    }
+  }
+  if (pid_ > 0) {
+    // Alive but out of protocol: it is not trusted to go on.
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    how = "broke the protocol and was killed";
+  }
+  dead_ = absl::UnavailableError(
+      absl::StrFormat("%s: the Vm's worker process %s", what, how));
+  return dead_;
+}
+
+absl::StatusOr<worker::proto::Response> WorkerClient::Exchange(
+    const worker::proto::Request& request, std::vector<int> fds,
+    absl::string_view what) {
+  if (!dead_.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": this Vm failed earlier: ", dead_.message()));
+  }
+  if (!channel_->Send(request, std::move(fds)).ok()) return Died(what);
+  while (true) {
+    worker::proto::Response response;
+    if (!channel_->Receive(response).ok()) return Died(what);
+    if (!response.has_host_call()) return response;
+    // The guest calls a host function: run it here, answer, and wait on.
+    worker::proto::Request answer;
+    worker::proto::HostReply& reply = *answer.mutable_host_reply();
+    auto fn = host_functions_.find(response.host_call().name());
+    if (fn == host_functions_.end()) {
+      reply.set_code(static_cast<int>(absl::StatusCode::kNotFound));
+      reply.set_message("no such host function");
+    } else {
+      absl::StatusOr<std::string> out =
+          fn->second(response.host_call().input());
+      if (out.ok()) {
+        reply.set_output(*std::move(out));
+      } else {
+        reply.set_code(static_cast<int>(out.status().code()));
+        reply.set_message(std::string(out.status().message()));
+      }
+    }
+    if (!channel_->Send(answer).ok()) return Died(what);
+  }
+}
+
+absl::Status WorkerClient::Apply(const worker::proto::Response& r) {
+  if (r.memory_size() == 0 || r.memory_size() > (64ull << 30) ||
+      r.input_buffer_size() + r.output_buffer_size() > payload_size_) {
+    return Died("Create (a layout that does not fit)");
+  }
+  self_test_ = r.self_test();
+  config_.memory_size = r.memory_size();
+  config_.input_buffer_size = r.input_buffer_size();
+  config_.output_buffer_size = r.output_buffer_size();
+  config_.stack_size = r.stack_size();
+  config_.backend = BackendKind::kEmulated;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
+    const VmConfig& config) {
+  if (absl::Status s = CheckSettings(config); !s.ok()) return s;
+  if (config.guest_kind != GuestKind::kFunction) {
+    return absl::UnimplementedError(
+        "worker_process: Linux programs are not supported in a worker "
+        "process yet (their file view needs host directories)");
+  }
+  std::unique_ptr<WorkerClient> client(new WorkerClient);
+  client->config_ = config;
+  if (config.input_buffer_size > (1ull << 30) ||
+      config.output_buffer_size > (1ull << 30)) {
+    return absl::InvalidArgumentError(
+        "worker_process: buffers over 1 GiB are not supported");
+  }
+  if (absl::Status s = client->AttachPayloadMemory(config.input_buffer_size +
+                                                   config.output_buffer_size);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = client->Start(); !s.ok()) return s;
+  worker::proto::Request request;
+  worker::proto::Create& c = *request.mutable_create();
+  *c.mutable_settings() = SettingsOf(config);
+  c.set_memory_size(config.memory_size);
+  c.set_input_buffer_size(config.input_buffer_size);
+  c.set_output_buffer_size(config.output_buffer_size);
+  c.set_stack_size(config.stack_size);
+  auto response = client->Exchange(request, {client->payload_fd_}, "Create");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  if (absl::Status s = client->Apply(*response); !s.ok()) return s;
+  return client;
+}
+
+absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
+    const SnapshotState& snapshot, const RestoreOptions& options) {
+  if (absl::Status s = CheckSettings(options); !s.ok()) return s;
+  if (options.record_working_set) {
+    return absl::UnimplementedError(
+        "worker_process: recording a working set is not supported in a "
+        "worker process yet");
+  }
+  const snapshot::SnapshotImage& image = *snapshot.image();
+  if (image.files().size() != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "worker_process: \"", snapshot.info().path,
+        "\" is a diff snapshot; restoring one in a worker process is not "
+        "supported yet"));
+  }
+  const auto& m = image.manifest();
+  if (m.config().guest_kind() != 0) {
+    return absl::UnimplementedError(
+        "worker_process: Linux programs are not supported in a worker "
+        "process yet");
+  }
+  std::unique_ptr<WorkerClient> client(new WorkerClient);
+  static_cast<VmSettings&>(client->config_) = options;
+  const uint64_t in = m.config().input_buffer_size();
+  const uint64_t out = m.config().output_buffer_size();
+  if (in > (1ull << 30) || out > (1ull << 30)) {
+    return absl::InvalidArgumentError(
+        "worker_process: buffers over 1 GiB are not supported");
+  }
+  if (absl::Status s = client->AttachPayloadMemory(in + out); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = client->Start(); !s.ok()) return s;
+  // The worker gets the very file the host checked, as a descriptor.
+  const int file = fcntl(image.top().fd(), F_DUPFD_CLOEXEC, 0);
+  if (file < 0)
+    return ErrnoStatus("worker: duplicate the snapshot file", errno);
+  worker::proto::Request request;
+  worker::proto::Restore& r = *request.mutable_restore();
+  *r.mutable_settings() = SettingsOf(options);
+  r.set_engine(static_cast<uint32_t>(options.engine));
+  r.set_name(snapshot.info().path);
+  if (snapshot.verify_key().has_value()) {
+    const auto& key = KeyAccess::Public(*snapshot.verify_key());
+    r.set_verify_key(key.data(), key.size());
+  }
+  auto response =
+      client->Exchange(request, {file, client->payload_fd_}, "Restore");
+  close(file);
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  if (absl::Status s = client->Apply(*response); !s.ok()) return s;
+  if (client->config_.input_buffer_size != in ||
+      client->config_.output_buffer_size != out) {
+    return absl::InternalError("worker: restored a different layout");
+  }
+  return client;
+}
+
+absl::Status WorkerClient::LoadGuestImage(absl::Span<const uint8_t> elf,
+                                          absl::string_view name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.mutable_load_guest()->set_elf(elf.data(), elf.size());
+  request.mutable_load_guest()->set_name(std::string(name));
+  auto response = Exchange(request, {}, "LoadGuest");
+  if (!response.ok()) return response.status();
+  return worker::GetStatus(*response);
+}
+
+absl::Status WorkerClient::Boot() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_boot(true);
+  auto response = Exchange(request, {}, "Boot");
+  if (!response.ok()) return response.status();
+  return worker::GetStatus(*response);
+}
+
+absl::StatusOr<std::string> WorkerClient::Call(absl::string_view function,
+                                               absl::string_view input) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (input.size() > config_.input_buffer_size) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Call: input of %d bytes exceeds input_buffer_size %d",
+                        input.size(), config_.input_buffer_size));
+  }
+  if (dead_.ok()) std::memcpy(payload_, input.data(), input.size());
+  worker::proto::Request request;
+  request.mutable_call()->set_function(std::string(function));
+  request.mutable_call()->set_input_size(input.size());
+  auto response = Exchange(request, {}, "Call");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  if (response->reply_size() > payload_size_) {
+    return Died("Call (a reply larger than the payload memory)");
+  }
+  return std::string(reinterpret_cast<const char*>(payload_),
+                     response->reply_size());
+}
+
+absl::Status WorkerClient::RegisterHostFunction(std::string name,
+                                                HostFunction fn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_register_host_function(name);
+  auto response = Exchange(request, {}, "RegisterHostFunction");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  host_functions_[std::move(name)] = std::move(fn);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerClient::Snapshot(const std::string& path,
+                                    const SnapshotOptions& options) {
+  if (!options.parent.empty()) {
+    return absl::UnimplementedError(
+        "worker_process: diff snapshots are not supported in a worker "
+        "process yet");
+  }
+  if (options.signing_key.has_value()) {
+    return absl::UnimplementedError(
+        "worker_process: a snapshot taken in a worker process cannot be "
+        "signed yet (the key must never enter the worker)");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto file = snapshot::AtomicFile::Create(path);
+  if (!file.ok()) return file.status();
+  worker::proto::Request request;
+  worker::proto::Snapshot& s = *request.mutable_snapshot();
+  s.set_compression_level(options.compression_level);
+  s.set_chunk_size(options.chunk_size);
+  s.set_threads(options.threads);
+  auto response = Exchange(request, {(*file)->fd()}, "Snapshot");
+  if (!response.ok()) return response.status();
+  if (absl::Status st = worker::GetStatus(*response); !st.ok()) return st;
+  // The worker wrote it; the host checks it before putting it in place.
+  auto check = snapshot::SnapshotFile::OpenDescriptor(
+      fcntl((*file)->fd(), F_DUPFD_CLOEXEC, 0), path);
+  if (!check.ok()) return check.status();
+  return (*file)->Commit();
+}
+
+absl::Status WorkerClient::Reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_reset(true);
+  auto response = Exchange(request, {}, "Reset");
+  if (!response.ok()) return response.status();
+  return worker::GetStatus(*response);
+}
+
+absl::StatusOr<std::string> WorkerClient::ReadMemory(uint64_t address,
+                                                     uint64_t size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.mutable_read_memory()->set_address(address);
+  request.mutable_read_memory()->set_size(size);
+  auto response = Exchange(request, {}, "ReadGuestMemory");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  if (response->bytes().size() != size) {
+    return Died("ReadGuestMemory (an answer of the wrong size)");
+  }
+  return response->bytes();
+}
+
+absl::StatusOr<uint64_t> WorkerClient::FindSymbol(absl::string_view name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_find_symbol(std::string(name));
+  auto response = Exchange(request, {}, "FindGuestSymbol");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  return response->value();
+}
+
+absl::StatusOr<worker::proto::Response> WorkerClient::State() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_state(true);
+  return Exchange(request, {}, "state");
+}
+
+std::string WorkerClient::console() {
+  auto state = State();
+  return state.ok() ? state->console() : std::string();
+}
+
+absl::Status WorkerClient::failure() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!dead_.ok()) return dead_;
+  }
+  auto state = State();
+  if (!state.ok()) return state.status();
+  return worker::StatusFromCode(state->failure_code(),
+                                state->failure_message());
+}
+
+PhaseReport WorkerClient::report() {
+  PhaseReport r;
+  r.backend = BackendKind::kEmulated;
+  auto state = State();
+  if (!state.ok()) return r;
+  const worker::proto::Report& p = state->report();
+  r.create = absl::Nanoseconds(p.create_ns());
+  r.load = absl::Nanoseconds(p.load_ns());
+  r.boot = absl::Nanoseconds(p.boot_ns());
+  r.restore = absl::Nanoseconds(p.restore_ns());
+  r.snapshot = absl::Nanoseconds(p.snapshot_ns());
+  r.reset = absl::Nanoseconds(p.reset_ns());
+  r.calls = p.calls();
+  r.last_call = absl::Nanoseconds(p.last_call_ns());
+  r.total_calls = absl::Nanoseconds(p.total_calls_ns());
+  return r;
+}
+
+RestoreStats WorkerClient::restore_stats() {
+  RestoreStats s;
+  auto state = State();
+  if (!state.ok()) return s;
+  const worker::proto::Stats& p = state->stats();
+  s.engine = static_cast<RestoreEngine>(p.engine() & 7);
+  s.faults = p.faults();
+  s.chunks_read = p.chunks_read();
+  s.bytes_read = p.bytes_read();
+  s.mapped = p.mapped();
+  s.resets = p.resets();
+  s.pages_reset = p.pages_reset();
+  return s;
+}
+
+// The whole worker stops (SIGSTOP) and goes on (SIGCONT): the guest and
+// every thread of its monitor. Its call timeout still counts the pause.
+void WorkerClient::Pause() {
+  if (pid_ > 0 && !paused_.exchange(true)) kill(pid_, SIGSTOP);
+}
+
+void WorkerClient::Resume() {
+  if (pid_ > 0 && paused_.exchange(false)) kill(pid_, SIGCONT);
+}
+
+}  // namespace thaw::internal

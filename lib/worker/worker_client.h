@@ -1,0 +1,102 @@
+// WorkerClient: the host side of a Vm that lives in a worker process of its
+// own (VmSettings::worker_process). It starts `thaw-worker` (exec'd, so
+// the worker holds none of the host's memory; with only the descriptors it
+// is given and an environment without the host's variables), which
+// confines itself (lib/worker/process_confinement.h) before it reads a
+// request. Every Vm operation becomes one request on a Unix socket; call
+// payloads travel through a memfd both map; the guest's host-function
+// calls come back over the socket and run here, on the calling thread. The
+// host opens every file: the guest's ELF is sent as bytes, a snapshot to
+// restore as a descriptor of the checked file, a snapshot to write as the
+// descriptor of a temporary file the host puts in place.
+//
+// Nothing the worker says is trusted: sizes are checked, and a worker that
+// dies, is killed or answers out of turn makes the operation fail with
+// Unavailable naming what happened; the Vm then refuses further calls.
+//
+// Thread safety: one request at a time (a mutex); any-thread methods
+// (console(), report()) wait for a running call to finish.
+#ifndef THAW_LIB_WORKER_WORKER_CLIENT_H_
+#define THAW_LIB_WORKER_WORKER_CLIENT_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lib/worker/channel.h"
+#include "lib/worker/worker.pb.h"
+#include "thaw/vm.h"
+
+namespace thaw::internal {
+
+class SnapshotState;
+
+class WorkerClient {
+ public:
+  // A worker with a new Vm.
+  static absl::StatusOr<std::unique_ptr<WorkerClient>> Create(
+      const VmConfig& config);
+  // A worker with a Vm restored from the handle's (checked) snapshot file.
+  static absl::StatusOr<std::unique_ptr<WorkerClient>> Restore(
+      const SnapshotState& snapshot, const RestoreOptions& options);
+  ~WorkerClient();
+
+  const VmConfig& config() const { return config_; }
+  pid_t pid() const { return pid_; }
+  // What the worker's confinement self-test found (THAW_WORKER_SELF_TEST).
+  const std::string& self_test() const { return self_test_; }
+
+  absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
+                              absl::string_view name);
+  absl::Status Boot();
+  absl::StatusOr<std::string> Call(absl::string_view function,
+                                   absl::string_view input);
+  absl::Status RegisterHostFunction(std::string name, HostFunction fn);
+  absl::Status Snapshot(const std::string& path,
+                        const SnapshotOptions& options);
+  absl::Status Reset();
+  absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size);
+  absl::StatusOr<uint64_t> FindSymbol(absl::string_view name);
+  std::string console();
+  absl::Status failure();
+  PhaseReport report();
+  RestoreStats restore_stats();
+  void Pause();
+  void Resume();
+  bool paused() const { return paused_.load(); }
+
+ private:
+  WorkerClient() = default;
+  absl::Status Start();
+  absl::Status AttachPayloadMemory(uint64_t size);
+  // Sends `request` and returns the answer, serving host-function calls in
+  // between. A broken connection is the worker's death, named.
+  absl::StatusOr<worker::proto::Response> Exchange(
+      const worker::proto::Request& request, std::vector<int> fds,
+      absl::string_view what);
+  absl::Status Died(absl::string_view what);
+  absl::Status Apply(const worker::proto::Response& response);
+  absl::StatusOr<worker::proto::Response> State();
+
+  VmConfig config_;
+  pid_t pid_ = -1;
+  std::unique_ptr<worker::Channel> channel_;
+  int payload_fd_ = -1;
+  uint8_t* payload_ = nullptr;
+  uint64_t payload_size_ = 0;
+  std::mutex mutex_;  // one exchange at a time
+  absl::Status dead_;
+  std::map<std::string, HostFunction> host_functions_;
+  std::atomic<bool> paused_{false};
+  std::string self_test_;
+};
+
+}  // namespace thaw::internal
+
+#endif  // THAW_LIB_WORKER_WORKER_CLIENT_H_

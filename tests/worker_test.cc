@@ -1,0 +1,221 @@
+// A Vm in a worker process (VmSettings::worker_process) as a user sees it:
+// the same answers, host functions, faults, restores with every engine,
+// snapshots and resets as an in-process Vm; a call outside the worker's
+// allow-list kills the worker, not the host; and a worker killed during a
+// call is a clear error while the host goes on.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lib/vm_internal.h"
+#include "thaw/errors.h"
+#include "thaw/signing.h"
+#include "thaw/snapshot.h"
+#include "thaw/vm.h"
+
+namespace thaw {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr RestoreEngine kAllEngines[] = {
+    RestoreEngine::kEager, RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch,
+    RestoreEngine::kSharedBase};
+
+uint64_t AsU64(const std::string& reply) {
+  uint64_t value = 0;
+  if (reply.size() >= 8) std::memcpy(&value, reply.data(), 8);
+  return value;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat("thaw_worker_", getpid());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    unsetenv("THAW_WORKER_SELF_TEST");
+    std::filesystem::remove_all(dir_);
+  }
+  std::string Path(const std::string& name) { return (dir_ / name).string(); }
+
+  static VmConfig Config(bool worker) {
+    VmConfig config;
+    config.backend = BackendKind::kEmulated;
+    config.memory_size = 32ull << 20;
+    config.call_timeout = absl::Seconds(60);
+    config.worker_process = worker;
+    return config;
+  }
+
+  std::unique_ptr<Vm> Boot(const VmConfig& config, const char* guest) {
+    auto vm = Vm::Create(config);
+    EXPECT_TRUE(vm.ok()) << vm.status();
+    if (!vm.ok()) return nullptr;
+    absl::Status s = (*vm)->LoadGuest(guest);
+    EXPECT_TRUE(s.ok()) << s;
+    s = (*vm)->Boot();
+    EXPECT_TRUE(s.ok()) << s;
+    return *std::move(vm);
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(WorkerTest, AWorkerVmAnswersAsAnInProcessOne) {
+  auto vm = Boot(Config(/*worker=*/true), THAW_TEST_GUEST);
+  ASSERT_NE(vm, nullptr);
+  const pid_t worker = internal::VmAccess::WorkerPid(*vm);
+  EXPECT_GT(worker, 0);
+  EXPECT_NE(worker, getpid());
+  EXPECT_EQ(vm->backend(), BackendKind::kEmulated);
+  // Payloads both ways through the shared memory, up to the buffer size.
+  std::string big(vm->config().input_buffer_size, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31);
+  auto echo = vm->Call("echo", big);
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_EQ(*echo, big);
+  EXPECT_EQ(vm->Call("echo", big + "x").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Host functions run here, called from the guest in the worker.
+  std::atomic<pid_t> called_in{0};
+  ASSERT_TRUE(
+      vm->RegisterHostFunction(
+            "lookup",
+            [&](absl::string_view input) -> absl::StatusOr<std::string> {
+              called_in = getpid();
+              return absl::StrCat("host saw ", input);
+            })
+          .ok());
+  auto host = vm->Call("call_host", "lookup");
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(*host, "host saw ping");
+  EXPECT_EQ(called_in.load(), getpid());
+  ASSERT_TRUE(vm->Call("print", "to the console\n").ok());
+  EXPECT_THAT(vm->console(), HasSubstr("to the console"));
+  EXPECT_EQ(vm->report().calls, 3u);  // the oversized echo never reached it
+  // A function's error and a guest fault, as an in-process Vm reports them.
+  auto fail = vm->Call("fail", "");
+  EXPECT_EQ(fail.status().code(), absl::StatusCode::kAborted) << fail.status();
+  EXPECT_THAT(fail.status().message(), HasSubstr("the function said no"));
+  auto fault = vm->Call("null_deref", "");
+  ASSERT_EQ(fault.status().code(), absl::StatusCode::kAborted);
+  std::optional<GuestFault> info = GetGuestFault(fault.status());
+  ASSERT_TRUE(info.has_value()) << fault.status();
+  EXPECT_EQ(info->vector, 14u);
+  EXPECT_FALSE(vm->failure().ok());
+  EXPECT_EQ(vm->Call("echo", "x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkerTest, RestoresSnapshotsAndResetsInTheWorkerWithEveryEngine) {
+  auto booted = Boot(Config(/*worker=*/false), THAW_SNAPSHOT_GUEST);
+  ASSERT_NE(booted, nullptr);
+  ASSERT_TRUE(booted->Call("counter", "").ok());
+  auto key = SigningKey::Generate();
+  ASSERT_TRUE(key.ok());
+  SnapshotOptions signing;
+  signing.signing_key = *key;
+  ASSERT_TRUE(booted->Snapshot(Path("fn.thaw"), signing).ok());
+  const std::string sum = *booted->Call("table_sum", "");
+  for (RestoreEngine engine : kAllEngines) {
+    SCOPED_TRACE(RestoreEngineName(engine));
+    RestoreOptions options;
+    options.backend = BackendKind::kEmulated;
+    options.engine = engine;
+    options.worker_process = true;
+    options.verify_key = key->verify_key();
+    auto vm = Vm::Restore(Path("fn.thaw"), options);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    EXPECT_GT(internal::VmAccess::WorkerPid(**vm), 0);
+    EXPECT_EQ(AsU64(*(*vm)->Call("counter", "")), 2u);
+    EXPECT_EQ(*(*vm)->Call("table_sum", ""), sum);
+    EXPECT_EQ((*vm)->restore_stats().engine, engine);
+    if (engine == RestoreEngine::kSharedBase) {
+      ASSERT_TRUE((*vm)->Reset().ok());
+      EXPECT_EQ(AsU64(*(*vm)->Call("counter", "")), 2u);
+    }
+    // A snapshot written by the worker, put in place by the host.
+    const std::string out =
+        Path(absl::StrCat("from-worker-", static_cast<int>(engine), ".thaw"));
+    ASSERT_TRUE((*vm)->Snapshot(out).ok());
+    RestoreOptions here;
+    here.backend = BackendKind::kEmulated;
+    auto again = Vm::Restore(out, here);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(AsU64(*(*again)->Call("counter", "")),
+              engine == RestoreEngine::kSharedBase ? 3u : 3u);
+  }
+  // What a worker does not do yet says so.
+  RestoreOptions record;
+  record.engine = RestoreEngine::kLazy;
+  record.record_working_set = true;
+  record.worker_process = true;
+  EXPECT_EQ(Vm::Restore(Path("fn.thaw"), record).status().code(),
+            absl::StatusCode::kUnimplemented);
+  VmConfig kvm = Config(true);
+  kvm.backend = BackendKind::kKvm;
+  EXPECT_EQ(Vm::Create(kvm).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerTest, CodeInTheWorkerCannotOpenHostFilesSocketsOrProcesses) {
+  // The worker, asked to, tries what compromised code in it would, after
+  // its confinement, and reports what it got.
+  setenv("THAW_WORKER_SELF_TEST", "1", 1);
+  auto vm = Boot(Config(/*worker=*/true), THAW_TEST_GUEST);
+  unsetenv("THAW_WORKER_SELF_TEST");
+  ASSERT_NE(vm, nullptr);
+  const std::string found = internal::VmAccess::WorkerSelfTest(*vm);
+  EXPECT_THAT(found, HasSubstr("open /etc/hostname: Operation not permitted"));
+  EXPECT_THAT(found,
+              HasSubstr("open /proc/self/status: Operation not permitted"));
+  EXPECT_THAT(found, HasSubstr("socket: Operation not permitted"));
+  EXPECT_THAT(found, HasSubstr("unix socket: Operation not permitted"));
+  EXPECT_THAT(found, HasSubstr("fork: Operation not permitted"));
+  EXPECT_THAT(found, HasSubstr("namespaces: "));
+  // And its Vm works under the confinement.
+  auto reply = vm->Call("echo", "confined");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(*reply, "confined");
+  // This process is not confined by any of it.
+  int fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  if (fd >= 0) close(fd);
+}
+
+TEST_F(WorkerTest, AWorkerKilledDuringACallIsAClearErrorAndTheHostGoesOn) {
+  auto vm = Boot(Config(/*worker=*/true), THAW_TEST_GUEST);
+  ASSERT_NE(vm, nullptr);
+  const pid_t worker = internal::VmAccess::WorkerPid(*vm);
+  absl::Status status;
+  std::thread caller([&] { status = vm->Call("spin", "0").status(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(kill(worker, SIGKILL), 0);
+  caller.join();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_THAT(status.message(), HasSubstr("signal 9"));
+  auto next = vm->Call("echo", "x");
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(next.status().message(), HasSubstr("failed earlier"));
+  // Another Vm, in this process, is unaffected.
+  auto here = Boot(Config(/*worker=*/false), THAW_TEST_GUEST);
+  ASSERT_NE(here, nullptr);
+  EXPECT_TRUE(here->Call("echo", "fine").ok());
+}
+
+}  // namespace
+}  // namespace thaw
