@@ -67,6 +67,9 @@ constexpr int kAllowed[] = {
     SCMP_SYS(rseq),
     SCMP_SYS(getrandom),
     SCMP_SYS(sched_getaffinity),
+    // Sanitizer runtimes (UBSan's vptr check) test whether memory is
+    // readable by writing it into a pipe of their own.
+    SCMP_SYS(pipe2),
 };
 
 // The userfaultfd requests the fault server and prefetcher issue.

@@ -86,6 +86,9 @@ constexpr int kAllowed[] = {
     SCMP_SYS(getrusage),
     // Its own threads confine themselves further (base/thread_confinement).
     SCMP_SYS(seccomp),
+    // Sanitizer runtimes (UBSan's vptr check) test whether memory is
+    // readable by writing it into a pipe of their own.
+    SCMP_SYS(pipe2),
 };
 
 // userfaultfd's, and PAGEMAP_SCAN (Linux 6.7; 'f' 16 on a 96-byte
