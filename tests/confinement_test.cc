@@ -56,6 +56,10 @@ int ThisThreadsMode() {
 class ConfinementTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // On by default, except in a ThreadSanitizer build
+    // (thread_confinement.cc says why): turned on before any thread of
+    // thaw's starts.
+    SetThreadConfinement(true);
     dir_ =
         new std::filesystem::path(std::filesystem::temp_directory_path() /
                                   absl::StrCat("thaw-confinement-", getpid()));
