@@ -15,6 +15,7 @@
 #include "lib/function_guest.h"
 #include "lib/linux/linux_program.h"
 #include "lib/vm_core.h"
+#include "lib/vm_internal.h"
 #include "lib/worker/worker_client.h"
 #include "snapshot/anonymous_memory.h"
 
@@ -269,17 +270,24 @@ absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
 
 absl::Status Vm::LoadProgram(const std::string& path,
                              const ProgramOptions& options) {
-  if (worker_) {
-    return absl::UnimplementedError(
-        "LoadProgram: Linux programs are not supported in a worker process "
-        "yet");
-  }
   auto bytes = ReadWholeFile(path, "program");
   if (!bytes.ok()) return bytes.status();
-  internal::VmCore::Turn turn(*core_, "LoadProgram");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Load(GuestKind::kLinuxProgram, Bytes(*bytes), path, options);
+  if (worker_) return worker_->LoadProgram(Bytes(*bytes), path, options);
+  return internal::VmAccess::LoadProgramImage(*this, Bytes(*bytes), path,
+                                              options);
 }
+
+namespace internal {
+
+absl::Status VmAccess::LoadProgramImage(Vm& vm, absl::Span<const uint8_t> elf,
+                                        absl::string_view name,
+                                        const ProgramOptions& options) {
+  internal::VmCore::Turn turn(*vm.core_, "LoadProgram");
+  if (!turn.status().ok()) return turn.status();
+  return vm.core_->Load(GuestKind::kLinuxProgram, elf, name, options);
+}
+
+}  // namespace internal
 
 absl::Status Vm::Boot() {
   if (worker_) return worker_->Boot();

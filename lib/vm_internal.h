@@ -34,6 +34,11 @@ struct VmAccess {
   static absl::StatusOr<Snapshot> OpenDescriptor(int fd,
                                                  const std::string& name,
                                                  const VerifyKey* key);
+  // LoadProgram from bytes the host read (the program's files come through
+  // the worker's host: linux_abi::SetFileSourceFactory).
+  static absl::Status LoadProgramImage(Vm& vm, absl::Span<const uint8_t> elf,
+                                       absl::string_view name,
+                                       const ProgramOptions& options);
   static absl::Status SnapshotToDescriptor(Vm& vm, int fd,
                                            const std::string& name,
                                            const SnapshotOptions& options);

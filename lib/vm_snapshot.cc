@@ -502,7 +502,7 @@ absl::Status Vm::failure() const {
 }
 
 ProgramStats Vm::program_stats() const {
-  if (worker_) return {};  // no Linux programs in a worker yet
+  if (worker_) return worker_->program_stats();
   internal::VmCore::Turn turn(*core_, "program_stats");
   if (!turn.status().ok()) return {};
   return core_->runtime().program_stats();

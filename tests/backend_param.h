@@ -30,6 +30,18 @@ inline void RequireBackend(BackendKind kind) {
                << "); CI runs these inside QEMU via tests/kvm-vm/run.sh";
 }
 
+// THAW_TEST_WORKER_PROCESS=1 puts the emulated instances' Vms in worker
+// processes (VmSettings::worker_process): the test command runs a suite so
+// once more (ctest programs_worker) to show that a worker changes nothing a
+// user can observe.
+inline void UseWorkerWhereAsked(VmSettings& settings) {
+  const char* worker = std::getenv("THAW_TEST_WORKER_PROCESS");
+  if (worker != nullptr && std::string(worker) == "1" &&
+      settings.backend == BackendKind::kEmulated) {
+    settings.worker_process = true;
+  }
+}
+
 class BackendTest : public ::testing::TestWithParam<BackendKind> {
  protected:
   void SetUp() override { RequireBackend(GetParam()); }

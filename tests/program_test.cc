@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/vm_internal.h"
 #include "tests/backend_param.h"
 #include "thaw/errors.h"
 #include "thaw/vm.h"
@@ -31,6 +32,7 @@ class ProgramTest : public testing::BackendTest {
     config.backend = GetParam();
     config.memory_size = 64ull << 20;
     config.call_timeout = absl::Seconds(20);  // sanitizer builds are slow
+    testing::UseWorkerWhereAsked(config);
     return config;
   }
   std::unique_ptr<Vm> BootProgram() { return BootProgram(ProgramConfig()); }
@@ -45,6 +47,7 @@ std::unique_ptr<Vm> ProgramTest::BootProgram(const VmConfig& config,
   auto vm = Vm::Create(config);
   EXPECT_TRUE(vm.ok()) << vm.status();
   if (!vm.ok()) return nullptr;
+  EXPECT_EQ(internal::VmAccess::WorkerPid(**vm) > 0, config.worker_process);
   absl::Status s = (*vm)->LoadProgram(program, options);
   EXPECT_TRUE(s.ok()) << s;
   s = (*vm)->Boot();
@@ -391,6 +394,7 @@ class ProgramSnapshotTest
     options.backend = backend();
     options.engine = engine();
     options.call_timeout = absl::Seconds(20);
+    testing::UseWorkerWhereAsked(options);
     return options;
   }
   std::unique_ptr<Vm> Boot() {
@@ -399,6 +403,7 @@ class ProgramSnapshotTest
     config.backend = backend();
     config.memory_size = 64ull << 20;
     config.call_timeout = absl::Seconds(20);
+    testing::UseWorkerWhereAsked(config);
     auto vm = Vm::Create(config);
     EXPECT_TRUE(vm.ok()) << vm.status();
     if (!vm.ok()) return nullptr;
@@ -428,6 +433,7 @@ TEST_P(ProgramSnapshotTest, ARestoredProgramGoesOnWhereItWasSnapshotted) {
   ASSERT_TRUE(a.ok()) << a.status();
   auto b = Vm::Restore(path, Options());
   ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(internal::VmAccess::WorkerPid(**a) > 0, Options().worker_process);
   EXPECT_EQ(Call(**a, "calls"), "4");
   EXPECT_EQ(Call(**a, "argv"), "server\n--snapshot\n");
   EXPECT_EQ(Call(**a, "echo", "restored"), "restored");
@@ -476,6 +482,8 @@ TEST_P(ProgramSnapshotTest, AProgramSnapshotRestoresOnTheOtherBackend) {
   ASSERT_TRUE(vm->Snapshot(path).ok());
   RestoreOptions options = Options();
   options.backend = other;
+  options.worker_process = false;
+  testing::UseWorkerWhereAsked(options);
   auto moved = Vm::Restore(path, options);
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ((*moved)->backend(), other);
@@ -512,6 +520,7 @@ TEST_P(ProgramSnapshotTest, APythonFunctionRestoresAfterItsInit) {
   config.backend = backend();
   config.memory_size = 256ull << 20;
   config.call_timeout = absl::Seconds(120);
+  testing::UseWorkerWhereAsked(config);
   auto vm = Vm::Create(config);
   ASSERT_TRUE(vm.ok());
   ASSERT_TRUE((*vm)->LoadProgram(THAW_PYTHON, PythonFunction()).ok());

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -170,6 +171,39 @@ TEST_F(WorkerTest, RestoresSnapshotsAndResetsInTheWorkerWithEveryEngine) {
   kvm.backend = BackendKind::kKvm;
   EXPECT_EQ(Vm::Create(kvm).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkerTest, ConsoleSinkAndSyscallTracesComeFromTheWorker) {
+  VmConfig config = Config(/*worker=*/true);
+  std::string streamed;
+  config.console_sink = [&](absl::string_view text) {
+    streamed.append(text.data(), text.size());
+  };
+  auto vm = Boot(config, THAW_TEST_GUEST);
+  ASSERT_NE(vm, nullptr);
+  ASSERT_TRUE(vm->Call("print", "streamed out of the worker\n").ok());
+  EXPECT_THAT(streamed, HasSubstr("streamed out of the worker\n"));
+  EXPECT_EQ(streamed, vm->console());
+
+  // A Linux program in a worker, strace-style: its files come through the
+  // host (the worker itself can open none).
+  std::filesystem::create_directories(dir_ / "files");
+  std::ofstream(dir_ / "files" / "note.txt") << "brokered";
+  VmConfig program = Config(/*worker=*/true);
+  program.guest_kind = GuestKind::kLinuxProgram;
+  program.memory_size = 64ull << 20;
+  program.trace_syscalls = true;
+  auto p = Vm::Create(program);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ProgramOptions options;
+  options.files = {{(dir_ / "files").string(), "/files"}};
+  ASSERT_TRUE((*p)->LoadProgram(THAW_TEST_PROGRAM, options).ok());
+  ASSERT_TRUE((*p)->Boot().ok()) << (*p)->console();
+  auto reply = (*p)->Call("cat", "/files/note.txt");
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(*reply, "brokered");
+  EXPECT_THAT((*p)->console(), HasSubstr("[syscall] open"));
+  EXPECT_GT((*p)->program_stats().syscalls, 0u);
 }
 
 TEST_F(WorkerTest, CodeInTheWorkerCannotOpenHostFilesSocketsOrProcesses) {

@@ -43,14 +43,15 @@ struct VmSettings {
   // ("openat(AT_FDCWD, "/etc/x", 0x0) = -2 ENOENT"), to see what a program
   // needs.
   bool trace_syscalls = false;
-  // Run the Vm in a worker process of its own (emulated backend, function
-  // guests): a `thaw-worker` started for it, confined by a seccomp
-  // allow-list and namespaces, so that a bug in the emulator a guest
-  // exploits reaches that process and not this one (doc/security.md). The
-  // Vm and Snapshot API is the same; a worker that dies makes the call
-  // fail with Unavailable, and the host goes on. Not yet in a worker:
-  // Linux programs, diff snapshots, recording working sets, signing a
-  // snapshot, console_sink, trace_syscalls (Unimplemented).
+  // Run the Vm in a worker process of its own (emulated backend): a
+  // `thaw-worker` started for it, confined by a seccomp allow-list and
+  // namespaces, so that a bug in the emulator a guest exploits reaches that
+  // process and not this one (doc/security.md). The Vm and Snapshot API is
+  // the same; a Linux program's file view is resolved here, in the host,
+  // which hands the worker each opened file; console_sink runs here, on
+  // the calling thread. A worker that dies makes the call fail with
+  // Unavailable, and the host goes on. Not yet in a worker: diff
+  // snapshots, recording working sets, signing a snapshot (Unimplemented).
   bool worker_process = false;
 };
 

@@ -26,7 +26,7 @@ constexpr uint64_t kMaxRead = 16ull << 20;
 }  // namespace
 
 Syscalls::Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout,
-                   std::shared_ptr<const FileView> view, std::string cwd)
+                   std::shared_ptr<const FileSource> view, std::string cwd)
     : memory_(memory),
       host_(host),
       layout_(layout),

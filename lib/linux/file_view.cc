@@ -9,8 +9,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/strings/cord.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -18,15 +16,7 @@
 namespace thaw::linux_abi {
 namespace {
 
-constexpr char kErrnoUrl[] = "type.thaw.dev/thaw.Errno";
 constexpr int kMaxLinks = 40;
-
-absl::Status Errno(int error, absl::string_view what) {
-  absl::Status status(absl::StatusCode::kUnavailable,
-                      absl::StrCat(what, ": ", std::strerror(error)));
-  status.SetPayload(kErrnoUrl, absl::Cord(std::to_string(error)));
-  return status;
-}
 
 // One openat2 step beneath `dir`: never follows a symlink, never leaves
 // `dir` (RESOLVE_BENEATH), never crosses a /proc magic link.
@@ -48,26 +38,6 @@ std::vector<std::string> Components(absl::string_view path) {
 }
 
 }  // namespace
-
-HostFd::~HostFd() {
-  if (fd_ >= 0) close(fd_);
-}
-
-HostFd& HostFd::operator=(HostFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-int ErrnoOf(const absl::Status& status) {
-  auto payload = status.GetPayload(kErrnoUrl);
-  if (!payload) return EIO;
-  int value = EIO;
-  if (!absl::SimpleAtoi(std::string(*payload), &value)) return EIO;
-  return value;
-}
 
 std::string FileView::Absolute(absl::string_view cwd, absl::string_view path) {
   std::vector<std::string> stack;
@@ -151,8 +121,8 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
                                                   absl::string_view path,
                                                   int flags,
                                                   bool follow_last) const {
-  if (path.empty()) return Errno(ENOENT, "empty path");
-  if (path.size() >= kMaxPath) return Errno(ENAMETOOLONG, "path");
+  if (path.empty()) return ErrnoError(ENOENT, "empty path");
+  if (path.size() >= kMaxPath) return ErrnoError(ENAMETOOLONG, "path");
   // Resolved step by step below: ".." is taken at the guest level, and one
   // that would climb above "/" is an escape attempt (counted, then stopped
   // at "/" as Linux does).
@@ -178,7 +148,7 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
     const Mount* mount = Find(guest, &rest);
     if (mount == nullptr) {
       if (IsVirtualDir(guest)) continue;
-      return Errno(ENOENT, guest);
+      return ErrnoError(ENOENT, guest);
     }
     const bool last = pending.empty();
     if (last && !follow_last) break;
@@ -188,31 +158,31 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
     if (step.get() < 0) {
       const int e = errno;
       if (e == EXDEV || e == ELOOP) ++escapes_;
-      return Errno(e == EXDEV ? EACCES : e, guest);
+      return ErrnoError(e == EXDEV ? EACCES : e, guest);
     }
     struct stat st;
-    if (fstat(step.get(), &st) != 0) return Errno(errno, guest);
+    if (fstat(step.get(), &st) != 0) return ErrnoError(errno, guest);
     if (S_ISLNK(st.st_mode)) {
-      if (++links > kMaxLinks) return Errno(ELOOP, guest);
+      if (++links > kMaxLinks) return ErrnoError(ELOOP, guest);
       char target[kMaxPath];
       // Safe: readlinkat on an O_PATH symlink fd with an empty path.
       ssize_t n = readlinkat(step.get(), "", target, sizeof(target) - 1);
-      if (n < 0) return Errno(errno, guest);
+      if (n < 0) return ErrnoError(errno, guest);
       resolved.pop_back();
       std::vector<std::string> more = Components(absl::string_view(target, n));
       if (n > 0 && target[0] == '/') resolved.clear();
       pending.insert(pending.begin(), more.begin(), more.end());
       continue;
     }
-    if (!last && !S_ISDIR(st.st_mode)) return Errno(ENOTDIR, guest);
+    if (!last && !S_ISDIR(st.st_mode)) return ErrnoError(ENOTDIR, guest);
   }
   Resolved out;
   out.path = absl::StrCat("/", absl::StrJoin(resolved, "/"));
   std::string rest;
   const Mount* mount = Find(out.path, &rest);
   if (mount == nullptr) {
-    if (!IsVirtualDir(out.path)) return Errno(ENOENT, out.path);
-    if ((flags & O_ACCMODE) != O_RDONLY) return Errno(EROFS, out.path);
+    if (!IsVirtualDir(out.path)) return ErrnoError(ENOENT, out.path);
+    if ((flags & O_ACCMODE) != O_RDONLY) return ErrnoError(EROFS, out.path);
     out.virtual_dir = true;
     return out;
   }
@@ -221,7 +191,7 @@ absl::StatusOr<FileView::Resolved> FileView::Open(absl::string_view cwd,
   if (out.fd.get() < 0) {
     const int e = errno;
     if (e == EXDEV) ++escapes_;
-    return Errno(e == EXDEV ? EACCES : e, out.path);
+    return ErrnoError(e == EXDEV ? EACCES : e, out.path);
   }
   return out;
 }
@@ -230,10 +200,10 @@ absl::StatusOr<std::string> FileView::ReadLink(absl::string_view cwd,
                                                absl::string_view path) const {
   auto link = Open(cwd, path, O_PATH, /*follow_last=*/false);
   if (!link.ok()) return link.status();
-  if (link->virtual_dir) return Errno(EINVAL, link->path);
+  if (link->virtual_dir) return ErrnoError(EINVAL, link->path);
   char target[kMaxPath];
   ssize_t n = readlinkat(link->fd.get(), "", target, sizeof(target) - 1);
-  if (n < 0) return Errno(errno == ENOENT ? EINVAL : errno, link->path);
+  if (n < 0) return ErrnoError(errno == ENOENT ? EINVAL : errno, link->path);
   return std::string(target, n);
 }
 

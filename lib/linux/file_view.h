@@ -21,54 +21,26 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lib/linux/file_source.h"
 #include "thaw/options.h"
 
 namespace thaw::linux_abi {
 
-// An owned file descriptor.
-class HostFd {
- public:
-  explicit HostFd(int fd = -1) : fd_(fd) {}
-  ~HostFd();
-  HostFd(HostFd&& other) noexcept : fd_(other.release()) {}
-  HostFd& operator=(HostFd&& other) noexcept;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
-
-inline constexpr uint64_t kMaxPath = 4096;
-
-class FileView {
+class FileView final : public FileSource {
  public:
   // Opens every mount's host directory (O_PATH). InvalidArgument naming a
   // mount that is not an absolute directory path.
   static absl::StatusOr<std::unique_ptr<FileView>> Create(
       const std::vector<FileMount>& mounts);
 
-  struct Resolved {
-    std::string path;  // normalized guest path
-    HostFd fd;         // open as asked; -1 for a virtual directory
-    bool virtual_dir = false;
-  };
-  // Resolves `path` (absolute, or relative to `cwd`) and opens it with
-  // `flags` (O_RDONLY, optionally O_DIRECTORY / O_PATH). Errors are errno
-  // values: ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EACCES (a path that would
-  // leave the view), ...
   absl::StatusOr<Resolved> Open(absl::string_view cwd, absl::string_view path,
-                                int flags, bool follow_last = true) const;
-  // The target of the symlink at `path` (not followed).
+                                int flags,
+                                bool follow_last = true) const override;
   absl::StatusOr<std::string> ReadLink(absl::string_view cwd,
-                                       absl::string_view path) const;
+                                       absl::string_view path) const override;
 
   // Paths refused because they would have left the view, so far.
-  uint64_t escapes() const { return escapes_; }
+  uint64_t escapes() const override { return escapes_; }
 
   // Normalized absolute guest path of `path` against `cwd`, lexically.
   static std::string Absolute(absl::string_view cwd, absl::string_view path);
@@ -85,9 +57,6 @@ class FileView {
   std::vector<Mount> mounts_;
   mutable uint64_t escapes_ = 0;
 };
-
-// The errno an error status of FileView carries (EIO if none).
-int ErrnoOf(const absl::Status& status);
 
 }  // namespace thaw::linux_abi
 

@@ -58,7 +58,7 @@ absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
                                 const ProgramOptions& options,
                                 backend::Backend& backend) {
   if (!options.files.empty()) {
-    auto view = linux_abi::FileView::Create(options.files);
+    auto view = linux_abi::MakeFileSource(options.files);
     if (!view.ok()) return view.status();
     view_ = *std::move(view);
     mounts_ = options.files;
@@ -397,7 +397,7 @@ absl::Status LinuxProgram::Restore(const snapshot::proto::Manifest& m,
     mounts_.push_back({mount.host_path(), mount.guest_path()});
   }
   if (!mounts_.empty()) {
-    auto view = linux_abi::FileView::Create(mounts_);
+    auto view = linux_abi::MakeFileSource(mounts_);
     if (!view.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("restore \"", path, "\": ", view.status().message()));

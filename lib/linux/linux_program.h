@@ -90,7 +90,7 @@ class LinuxProgram final : public GuestRuntime,
   Console console_;
   backend::Backend* backend_;
   std::vector<FileMount> mounts_;
-  std::shared_ptr<const linux_abi::FileView> view_;
+  std::shared_ptr<const linux_abi::FileSource> view_;
   // For a restored program: its state in the snapshot, for Reset.
   std::unique_ptr<snapshot::proto::LinuxProgram> saved_;
   std::unique_ptr<linux_abi::Syscalls> syscalls_;

@@ -62,7 +62,7 @@ class Syscalls {
   };
   // `view` may be null (no host files).
   Syscalls(GuestMemory& memory, ProgramHost& host, Layout layout,
-           std::shared_ptr<const FileView> view, std::string cwd);
+           std::shared_ptr<const FileSource> view, std::string cwd);
 
   // The layer's state for a snapshot, and taking it back in a Syscalls
   // made with the same Layout over the snapshot's memory
@@ -239,7 +239,7 @@ class Syscalls {
   GuestMemory& memory_;
   ProgramHost& host_;
   const Layout layout_;
-  std::shared_ptr<const FileView> view_;
+  std::shared_ptr<const FileSource> view_;
   std::string cwd_;
   std::vector<std::shared_ptr<OpenFile>> fds_;
   std::map<std::string, TmpFile> tmp_files_;

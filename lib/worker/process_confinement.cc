@@ -34,6 +34,7 @@ constexpr int kAllowed[] = {
     SCMP_SYS(preadv),
     SCMP_SYS(pwritev),
     SCMP_SYS(lseek),
+    SCMP_SYS(getdents64),  // a directory the host opened for a program
     SCMP_SYS(close),
     SCMP_SYS(fstat),
     SCMP_SYS(fsync),

@@ -56,6 +56,8 @@ worker::proto::Settings SettingsOf(const VmSettings& s) {
   out.set_call_timeout_ns(absl::ToInt64Nanoseconds(s.call_timeout));
   out.set_console_limit(s.console_limit);
   out.set_huge_pages(s.huge_pages);
+  out.set_trace_syscalls(s.trace_syscalls);
+  out.set_console_sink(static_cast<bool>(s.console_sink));
   return out;
 }
 
@@ -64,11 +66,6 @@ absl::Status CheckSettings(const VmSettings& s) {
     return absl::InvalidArgumentError(
         "worker_process is for the emulated backend (a KVM guest is already "
         "isolated by the hardware); use backend kEmulated or kAuto");
-  }
-  if (s.console_sink || s.trace_syscalls) {
-    return absl::UnimplementedError(
-        "worker_process: console_sink and trace_syscalls are not supported "
-        "in a worker process yet");
   }
   return absl::OkStatus();
 }
@@ -190,6 +187,15 @@ absl::StatusOr<worker::proto::Response> WorkerClient::Exchange(
   while (true) {
     worker::proto::Response response;
     if (!channel_->Receive(response).ok()) return Died(what);
+    if (response.has_console_output()) {
+      // The sink runs here, on the thread that made the request.
+      if (config_.console_sink) config_.console_sink(response.console_output());
+      continue;
+    }
+    if (response.has_file_request()) {
+      if (!ServeFile(response.file_request()).ok()) return Died(what);
+      continue;
+    }
     if (!response.has_host_call()) return response;
     // The guest calls a host function: run it here, answer, and wait on.
     worker::proto::Request answer;
@@ -212,6 +218,52 @@ absl::StatusOr<worker::proto::Response> WorkerClient::Exchange(
   }
 }
 
+absl::Status WorkerClient::MakeFileView(const std::vector<FileMount>& mounts) {
+  file_view_.reset();
+  if (mounts.empty()) return absl::OkStatus();
+  auto view = linux_abi::FileView::Create(mounts);
+  if (!view.ok()) return view.status();
+  file_view_ = *std::move(view);
+  return absl::OkStatus();
+}
+
+absl::Status WorkerClient::ServeFile(const worker::proto::FileRequest& r) {
+  worker::proto::Request answer;
+  worker::proto::FileReply& reply = *answer.mutable_file_reply();
+  auto refuse = [&](const absl::Status& status) {
+    reply.set_error(linux_abi::ErrnoOf(status));
+    reply.set_message(std::string(status.message()));
+  };
+  linux_abi::HostFd fd;
+  if (file_view_ == nullptr) {
+    refuse(linux_abi::ErrnoError(ENOENT, "no file view"));
+  } else if (r.cwd().size() > linux_abi::kMaxPath ||
+             r.path().size() > linux_abi::kMaxPath) {
+    refuse(linux_abi::ErrnoError(ENAMETOOLONG, "path"));
+  } else if (r.read_link()) {
+    auto target = file_view_->ReadLink(r.cwd(), r.path());
+    if (target.ok()) {
+      reply.set_target(*std::move(target));
+    } else {
+      refuse(target.status());
+    }
+  } else {
+    // Read-only whatever the worker asks: only these flags pass.
+    const int flags = O_RDONLY | (r.flags() & (O_DIRECTORY | O_PATH));
+    auto opened = file_view_->Open(r.cwd(), r.path(), flags, r.follow_last());
+    if (opened.ok()) {
+      reply.set_path(opened->path);
+      reply.set_virtual_dir(opened->virtual_dir);
+      fd = std::move(opened->fd);
+    } else {
+      refuse(opened.status());
+    }
+  }
+  std::vector<int> fds;
+  if (fd.get() >= 0) fds.push_back(fd.get());
+  return channel_->Send(answer, std::move(fds));  // `fd` closes after it
+}
+
 absl::Status WorkerClient::Apply(const worker::proto::Response& r) {
   if (r.memory_size() == 0 || r.memory_size() > (64ull << 30) ||
       r.input_buffer_size() + r.output_buffer_size() > payload_size_) {
@@ -229,11 +281,6 @@ absl::Status WorkerClient::Apply(const worker::proto::Response& r) {
 absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
     const VmConfig& config) {
   if (absl::Status s = CheckSettings(config); !s.ok()) return s;
-  if (config.guest_kind != GuestKind::kFunction) {
-    return absl::UnimplementedError(
-        "worker_process: Linux programs are not supported in a worker "
-        "process yet (their file view needs host directories)");
-  }
   std::unique_ptr<WorkerClient> client(new WorkerClient);
   client->config_ = config;
   if (config.input_buffer_size > (1ull << 30) ||
@@ -254,6 +301,7 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
   c.set_input_buffer_size(config.input_buffer_size);
   c.set_output_buffer_size(config.output_buffer_size);
   c.set_stack_size(config.stack_size);
+  c.set_guest_kind(static_cast<uint32_t>(config.guest_kind));
   auto response = client->Exchange(request, {client->payload_fd_}, "Create");
   if (!response.ok()) return response.status();
   if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
@@ -277,13 +325,17 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
         "supported yet"));
   }
   const auto& m = image.manifest();
-  if (m.config().guest_kind() != 0) {
-    return absl::UnimplementedError(
-        "worker_process: Linux programs are not supported in a worker "
-        "process yet");
-  }
   std::unique_ptr<WorkerClient> client(new WorkerClient);
   static_cast<VmSettings&>(client->config_) = options;
+  // The program's view, from the mounts in the file the host checked.
+  std::vector<FileMount> mounts;
+  for (const auto& mount : m.program().mounts()) {
+    mounts.push_back({mount.host_path(), mount.guest_path()});
+  }
+  if (absl::Status s = client->MakeFileView(mounts); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("restore \"", snapshot.info().path, "\": ", s.message()));
+  }
   const uint64_t in = m.config().input_buffer_size();
   const uint64_t out = m.config().output_buffer_size();
   if (in > (1ull << 30) || out > (1ull << 30)) {
@@ -327,6 +379,28 @@ absl::Status WorkerClient::LoadGuestImage(absl::Span<const uint8_t> elf,
   request.mutable_load_guest()->set_elf(elf.data(), elf.size());
   request.mutable_load_guest()->set_name(std::string(name));
   auto response = Exchange(request, {}, "LoadGuest");
+  if (!response.ok()) return response.status();
+  return worker::GetStatus(*response);
+}
+
+absl::Status WorkerClient::LoadProgram(absl::Span<const uint8_t> elf,
+                                       absl::string_view name,
+                                       const ProgramOptions& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (absl::Status s = MakeFileView(options.files); !s.ok()) return s;
+  worker::proto::Request request;
+  worker::proto::LoadProgram& p = *request.mutable_load_program();
+  p.set_elf(elf.data(), elf.size());
+  p.set_name(std::string(name));
+  for (const FileMount& mount : options.files) {
+    worker::proto::Mount& m = *p.add_files();
+    m.set_host_path(mount.host_path);
+    m.set_guest_path(mount.guest_path);
+  }
+  p.set_cwd(options.cwd);
+  for (const std::string& arg : options.args) p.add_args(arg);
+  for (const std::string& var : options.env) p.add_env(var);
+  auto response = Exchange(request, {}, "LoadProgram");
   if (!response.ok()) return response.status();
   return worker::GetStatus(*response);
 }
@@ -491,6 +565,19 @@ RestoreStats WorkerClient::restore_stats() {
   s.mapped = p.mapped();
   s.resets = p.resets();
   s.pages_reset = p.pages_reset();
+  return s;
+}
+
+ProgramStats WorkerClient::program_stats() {
+  ProgramStats s;
+  auto state = State();
+  if (!state.ok()) return s;
+  s.syscalls = state->syscalls();
+  for (const auto& [name, count] : state->unsupported()) {
+    s.unsupported[name] = count;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  s.path_escapes = file_view_ ? file_view_->escapes() : 0;  // counted here
   return s;
 }
 

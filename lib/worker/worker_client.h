@@ -8,7 +8,11 @@
 // calls come back over the socket and run here, on the calling thread. The
 // host opens every file: the guest's ELF is sent as bytes, a snapshot to
 // restore as a descriptor of the checked file, a snapshot to write as the
-// descriptor of a temporary file the host puts in place.
+// descriptor of a temporary file the host puts in place. A Linux program's
+// file view lives here too: the worker asks for each file, and the host
+// resolves it with its own FileView, made from the mounts the caller gave
+// (or the snapshot's, which the host read itself), and sends the opened
+// read-only descriptor.
 //
 // Nothing the worker says is trusted: sizes are checked, and a worker that
 // dies, is killed or answers out of turn makes the operation fail with
@@ -29,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "lib/linux/file_view.h"
 #include "lib/worker/channel.h"
 #include "lib/worker/worker.pb.h"
 #include "thaw/vm.h"
@@ -54,6 +59,9 @@ class WorkerClient {
 
   absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
                               absl::string_view name);
+  absl::Status LoadProgram(absl::Span<const uint8_t> elf,
+                           absl::string_view name,
+                           const ProgramOptions& options);
   absl::Status Boot();
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
@@ -67,6 +75,7 @@ class WorkerClient {
   absl::Status failure();
   PhaseReport report();
   RestoreStats restore_stats();
+  ProgramStats program_stats();
   void Pause();
   void Resume();
   bool paused() const { return paused_.load(); }
@@ -81,6 +90,10 @@ class WorkerClient {
       const worker::proto::Request& request, std::vector<int> fds,
       absl::string_view what);
   absl::Status Died(absl::string_view what);
+  // Answers the worker's FileRequest from file_view_.
+  absl::Status ServeFile(const worker::proto::FileRequest& request);
+  // The host's FileView of `mounts` (none when empty).
+  absl::Status MakeFileView(const std::vector<FileMount>& mounts);
   absl::Status Apply(const worker::proto::Response& response);
   absl::StatusOr<worker::proto::Response> State();
 
@@ -93,6 +106,7 @@ class WorkerClient {
   std::mutex mutex_;  // one exchange at a time
   absl::Status dead_;
   std::map<std::string, HostFunction> host_functions_;
+  std::shared_ptr<const linux_abi::FileView> file_view_;
   std::atomic<bool> paused_{false};
   std::string self_test_;
 };

@@ -13,20 +13,21 @@
 namespace thaw::worker {
 namespace {
 
-VmSettings SettingsFrom(const proto::Settings& s) {
-  VmSettings settings;
-  settings.backend = BackendKind::kEmulated;
-  settings.call_timeout = absl::Nanoseconds(s.call_timeout_ns());
-  settings.console_limit = s.console_limit();
-  settings.huge_pages = s.huge_pages();
-  return settings;
-}
-
 uint64_t Ns(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 
 }  // namespace
 
+WorkerProcess::WorkerProcess(Channel& channel, std::string self_test)
+    : channel_(channel), self_test_(std::move(self_test)) {
+  HostLink& host = *this;
+  linux_abi::SetFileSourceFactory([&host](const std::vector<FileMount>&) {
+    return absl::StatusOr<std::shared_ptr<const linux_abi::FileSource>>(
+        std::make_shared<BrokeredFiles>(host));
+  });
+}
+
 WorkerProcess::~WorkerProcess() {
+  linux_abi::SetFileSourceFactory(nullptr);
   if (payload_ != nullptr) munmap(payload_, payload_size_);
 }
 
@@ -44,6 +45,25 @@ absl::Status WorkerProcess::AttachPayloadMemory(int fd, uint64_t size) {
   return absl::OkStatus();
 }
 
+VmSettings WorkerProcess::SettingsFrom(const proto::Settings& s) {
+  VmSettings settings;
+  settings.backend = BackendKind::kEmulated;
+  settings.call_timeout = absl::Nanoseconds(s.call_timeout_ns());
+  settings.console_limit = s.console_limit();
+  settings.huge_pages = s.huge_pages();
+  settings.trace_syscalls = s.trace_syscalls();
+  if (s.console_sink()) {
+    // Output goes to the host as it is written, one message each.
+    settings.console_sink = [this](absl::string_view text) {
+      proto::Response out;
+      out.set_console_output(std::string(text));
+      std::lock_guard<std::mutex> lock(ask_mutex_);
+      if (!channel_.Send(out).ok()) broken_ = true;
+    };
+  }
+  return settings;
+}
+
 void WorkerProcess::Describe(proto::Response& r) const {
   r.set_self_test(self_test_);
   const VmConfig& c = vm_->config();
@@ -54,25 +74,35 @@ void WorkerProcess::Describe(proto::Response& r) const {
   r.set_backend(static_cast<uint32_t>(vm_->backend()));
 }
 
+absl::StatusOr<proto::Request> WorkerProcess::Ask(
+    const proto::Response& question, std::vector<int>* fds) {
+  std::lock_guard<std::mutex> lock(ask_mutex_);
+  proto::Request answer;
+  if (absl::Status s = channel_.Send(question); !s.ok()) {
+    broken_ = true;
+    return s;
+  }
+  if (absl::Status s = channel_.Receive(answer, fds); !s.ok()) {
+    broken_ = true;
+    return s;
+  }
+  return answer;
+}
+
 absl::StatusOr<std::string> WorkerProcess::CallHost(const std::string& name,
                                                     absl::string_view input) {
   proto::Response ask;
   ask.mutable_host_call()->set_name(name);
   ask.mutable_host_call()->set_input(std::string(input));
-  proto::Request answer;
-  if (absl::Status s = channel_.Send(ask); !s.ok()) {
-    broken_ = true;
-    return s;
-  }
-  if (absl::Status s = channel_.Receive(answer); !s.ok()) {
-    broken_ = true;
-    return s;
-  }
-  if (!answer.has_host_reply()) {
+  std::vector<int> fds;
+  auto answer = Ask(ask, &fds);
+  for (int fd : fds) close(fd);
+  if (!answer.ok()) return answer.status();
+  if (!answer->has_host_reply()) {
     broken_ = true;
     return absl::InternalError("worker: expected the host function's reply");
   }
-  const proto::HostReply& reply = answer.host_reply();
+  const proto::HostReply& reply = answer->host_reply();
   if (reply.code() != 0) {
     return StatusFromCode(reply.code(), reply.message());
   }
@@ -104,6 +134,7 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       config.input_buffer_size = c.input_buffer_size();
       config.output_buffer_size = c.output_buffer_size();
       config.stack_size = c.stack_size();
+      config.guest_kind = static_cast<GuestKind>(c.guest_kind());
       const int memory = take_fd();
       if (memory < 0)
         return fail(absl::InternalError("worker: no payload memory"));
@@ -168,6 +199,8 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
                               elf.size()),
           request.load_guest().name()));
     }
+    case proto::Request::kLoadProgram:
+      return LoadProgram(request.load_program());
     case proto::Request::kBoot:
       return fail(vm_->Boot());
     case proto::Request::kCall: {
@@ -249,11 +282,35 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       stats.set_mapped(st.mapped);
       stats.set_resets(st.resets);
       stats.set_pages_reset(st.pages_reset);
+      const ProgramStats program = vm_->program_stats();
+      response.set_syscalls(program.syscalls);
+      for (const auto& [name, count] : program.unsupported) {
+        (*response.mutable_unsupported())[name] = count;
+      }
       return response;
     }
     default:
       return fail(absl::InvalidArgumentError("worker: unknown request"));
   }
+}
+
+proto::Response WorkerProcess::LoadProgram(const proto::LoadProgram& r) {
+  ProgramOptions options;
+  for (const proto::Mount& m : r.files()) {
+    options.files.push_back({m.host_path(), m.guest_path()});
+  }
+  options.cwd = r.cwd();
+  options.args.assign(r.args().begin(), r.args().end());
+  options.env.assign(r.env().begin(), r.env().end());
+  proto::Response response;
+  SetStatus(
+      internal::VmAccess::LoadProgramImage(
+          *vm_,
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(r.elf().data()),
+                              r.elf().size()),
+          r.name(), options),
+      response);
+  return response;
 }
 
 int WorkerProcess::Serve() {
