@@ -74,6 +74,10 @@ class VmCore {
   const absl::Status& failure() const { return failure_; }
   // `key`: sign the rewritten file with it.
   absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
+  // FailedPrecondition unless a working set has been recorded.
+  absl::Status CheckWorkingSetRecorded() const;
+  const std::vector<uint32_t>& working_set() const { return working_set_; }
+  const std::vector<uint32_t>& written_pages() const { return written_pages_; }
   absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size) const;
   // Brings this Vm to `image`'s parked state; its memory is in place.
   absl::Status RestoreFrom(std::shared_ptr<const snapshot::SnapshotImage> image,

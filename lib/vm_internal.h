@@ -43,6 +43,14 @@ struct VmAccess {
                                            const std::string& name,
                                            const SnapshotOptions& options);
 
+  // What a Vm restored with record_working_set recorded (for the worker,
+  // whose host rewrites the snapshot file).
+  struct RecordedWorkingSet {
+    std::vector<uint32_t> chunks;         // first-touch order
+    std::vector<uint32_t> written_pages;  // ascending
+  };
+  static absl::StatusOr<RecordedWorkingSet> WorkingSet(Vm& vm);
+
   // A Vm restored in a worker process of its own (worker_process).
   static absl::StatusOr<std::unique_ptr<Vm>> RestoreInWorker(
       const SnapshotState& state, const RestoreOptions& options);

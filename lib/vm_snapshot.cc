@@ -346,6 +346,12 @@ absl::Status VmCore::Reset() {
 }
 
 absl::Status VmCore::WriteWorkingSet(const snapshot::SecretKey* key) {
+  if (absl::Status s = CheckWorkingSetRecorded(); !s.ok()) return s;
+  return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_,
+                                         written_pages_, key);
+}
+
+absl::Status VmCore::CheckWorkingSetRecorded() const {
   const RestoreEngine engine = restore_stats().engine;
   if (restored_.image == nullptr || (engine != RestoreEngine::kLazy &&
                                      engine != RestoreEngine::kLazyPrefetch)) {
@@ -358,8 +364,7 @@ absl::Status VmCore::WriteWorkingSet(const snapshot::SecretKey* key) {
         "WriteWorkingSet: nothing recorded yet (record_working_set was off, "
         "or no call has completed)");
   }
-  return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_,
-                                         written_pages_, key);
+  return absl::OkStatus();
 }
 
 SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {
@@ -390,6 +395,17 @@ absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
   auto worker = WorkerClient::Restore(state, options);
   if (!worker.ok()) return worker.status();
   return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
+}
+
+absl::StatusOr<VmAccess::RecordedWorkingSet> VmAccess::WorkingSet(Vm& vm) {
+  if (vm.worker_) {
+    return absl::UnimplementedError("WorkingSet in a worker's host");
+  }
+  VmCore::Turn turn(*vm.core_, "WriteWorkingSet");
+  if (!turn.status().ok()) return turn.status();
+  if (absl::Status s = vm.core_->CheckWorkingSetRecorded(); !s.ok()) return s;
+  return RecordedWorkingSet{vm.core_->working_set(),
+                            vm.core_->written_pages()};
 }
 
 pid_t VmAccess::WorkerPid(const Vm& vm) {
@@ -470,21 +486,17 @@ absl::Status Vm::Reset() {
   return core_->Reset();
 }
 
-absl::Status Vm::WorkingSetInWorker() const {
-  return absl::UnimplementedError(
-      "WriteWorkingSet: recording a working set is not supported in a worker "
-      "process yet");
-}
-
 absl::Status Vm::WriteWorkingSet() {
-  if (worker_) return WorkingSetInWorker();
+  if (worker_) return worker_->WriteWorkingSet(nullptr);
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
   return core_->WriteWorkingSet(nullptr);
 }
 
 absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
-  if (worker_) return WorkingSetInWorker();
+  if (worker_) {
+    return worker_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
+  }
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
   return core_->WriteWorkingSet(&internal::KeyAccess::Secret(key));

@@ -161,16 +161,74 @@ TEST_F(WorkerTest, RestoresSnapshotsAndResetsInTheWorkerWithEveryEngine) {
               engine == RestoreEngine::kSharedBase ? 3u : 3u);
   }
   // What a worker does not do yet says so.
-  RestoreOptions record;
-  record.engine = RestoreEngine::kLazy;
-  record.record_working_set = true;
-  record.worker_process = true;
-  EXPECT_EQ(Vm::Restore(Path("fn.thaw"), record).status().code(),
-            absl::StatusCode::kUnimplemented);
+  {
+    RestoreOptions options;
+    options.backend = BackendKind::kEmulated;
+    options.worker_process = true;
+    auto vm = Vm::Restore(Path("fn.thaw"), options);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    SnapshotOptions diff;
+    diff.parent = Path("fn.thaw");
+    EXPECT_EQ((*vm)->Snapshot(Path("diff.thaw"), diff).code(),
+              absl::StatusCode::kUnimplemented);
+  }
   VmConfig kvm = Config(true);
   kvm.backend = BackendKind::kKvm;
   EXPECT_EQ(Vm::Create(kvm).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// The key never enters the worker: the host signs what the worker wrote,
+// and rewrites the restored file with the working set the worker recorded.
+TEST_F(WorkerTest, SnapshotsAreSignedAndWorkingSetsRecordedByTheHost) {
+  auto key = SigningKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto other = SigningKey::Generate();
+  ASSERT_TRUE(other.ok());
+  auto vm = Boot(Config(/*worker=*/true), THAW_SNAPSHOT_GUEST);
+  ASSERT_NE(vm, nullptr);
+  ASSERT_TRUE(vm->Call("counter", "").ok());
+  SnapshotOptions signing;
+  signing.signing_key = *key;
+  const std::string path = Path("signed-in-worker.thaw");
+  ASSERT_TRUE(vm->Snapshot(path, signing).ok());
+  EXPECT_TRUE(Snapshot::Open(path, key->verify_key()).ok());
+  auto refused = Snapshot::Open(path, other->verify_key());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  // No temporary file is left beside it.
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    (void)entry;
+    ++files;
+  }
+  EXPECT_EQ(files, 1);
+
+  RestoreOptions record;
+  record.backend = BackendKind::kEmulated;
+  record.engine = RestoreEngine::kLazy;
+  record.record_working_set = true;
+  record.worker_process = true;
+  record.verify_key = key->verify_key();
+  auto recorder = Vm::Restore(path, record);
+  ASSERT_TRUE(recorder.ok()) << recorder.status();
+  EXPECT_EQ((*recorder)->WriteWorkingSet().code(),
+            absl::StatusCode::kFailedPrecondition);  // nothing recorded yet
+  EXPECT_EQ(AsU64(*(*recorder)->Call("counter", "")), 2u);
+  // The file is signed: the rewrite needs the key (here, in the host).
+  EXPECT_EQ((*recorder)->WriteWorkingSet().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*recorder)->WriteWorkingSet(*key).ok());
+  auto info = InspectSnapshot(path);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_GT(info->working_set_chunks, 0u);
+  RestoreOptions prefetch;
+  prefetch.backend = BackendKind::kEmulated;
+  prefetch.worker_process = true;
+  prefetch.verify_key = key->verify_key();
+  auto fast = Vm::Restore(path, prefetch);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_EQ(AsU64(*(*fast)->Call("counter", "")), 2u);
+  EXPECT_GT((*fast)->restore_stats().mapped, 0u);
 }
 
 TEST_F(WorkerTest, ConsoleSinkAndSyscallTracesComeFromTheWorker) {

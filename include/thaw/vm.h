@@ -185,7 +185,6 @@ class Vm {
   friend struct internal::VmAccess;
   explicit Vm(std::unique_ptr<internal::VmCore> core);
   explicit Vm(std::unique_ptr<internal::WorkerClient> worker);
-  absl::Status WorkingSetInWorker() const;
   // Exactly one is set: the Vm lives here (core_) or in a worker process.
   std::unique_ptr<internal::VmCore> core_;
   std::unique_ptr<internal::WorkerClient> worker_;

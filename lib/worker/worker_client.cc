@@ -21,6 +21,7 @@
 #include "lib/snapshot_state.h"
 #include "lib/worker/status_proto.h"
 #include "snapshot/atomic_file.h"
+#include "snapshot/writer.h"
 
 extern char** environ;
 
@@ -312,11 +313,6 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
 absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
     const SnapshotState& snapshot, const RestoreOptions& options) {
   if (absl::Status s = CheckSettings(options); !s.ok()) return s;
-  if (options.record_working_set) {
-    return absl::UnimplementedError(
-        "worker_process: recording a working set is not supported in a "
-        "worker process yet");
-  }
   const snapshot::SnapshotImage& image = *snapshot.image();
   if (image.files().size() != 1) {
     return absl::UnimplementedError(absl::StrCat(
@@ -354,6 +350,7 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
   worker::proto::Restore& r = *request.mutable_restore();
   *r.mutable_settings() = SettingsOf(options);
   r.set_engine(static_cast<uint32_t>(options.engine));
+  r.set_record_working_set(options.record_working_set);
   r.set_name(snapshot.info().path);
   if (snapshot.verify_key().has_value()) {
     const auto& key = KeyAccess::Public(*snapshot.verify_key());
@@ -369,6 +366,7 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
       client->config_.output_buffer_size != out) {
     return absl::InternalError("worker: restored a different layout");
   }
+  client->restored_from_ = snapshot.image();
   return client;
 }
 
@@ -455,11 +453,6 @@ absl::Status WorkerClient::Snapshot(const std::string& path,
         "worker_process: diff snapshots are not supported in a worker "
         "process yet");
   }
-  if (options.signing_key.has_value()) {
-    return absl::UnimplementedError(
-        "worker_process: a snapshot taken in a worker process cannot be "
-        "signed yet (the key must never enter the worker)");
-  }
   std::lock_guard<std::mutex> lock(mutex_);
   auto file = snapshot::AtomicFile::Create(path);
   if (!file.ok()) return file.status();
@@ -475,7 +468,35 @@ absl::Status WorkerClient::Snapshot(const std::string& path,
   auto check = snapshot::SnapshotFile::OpenDescriptor(
       fcntl((*file)->fd(), F_DUPFD_CLOEXEC, 0), path);
   if (!check.ok()) return check.status();
-  return (*file)->Commit();
+  if (!options.signing_key.has_value()) return (*file)->Commit();
+  // Signed here: the key never enters the worker. The checked file's
+  // frames are copied as they are (not recompressed) into a signed one,
+  // which takes the path; the unsigned one is dropped.
+  const snapshot::proto::Manifest& m = (*check)->manifest();
+  return snapshot::RewriteWithWorkingSet(
+      **check, {m.working_set().begin(), m.working_set().end()},
+      {m.working_set_written_pages().begin(),
+       m.working_set_written_pages().end()},
+      &KeyAccess::Secret(*options.signing_key));
+}
+
+absl::Status WorkerClient::WriteWorkingSet(const snapshot::SecretKey* key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker::proto::Request request;
+  request.set_working_set(true);
+  auto response = Exchange(request, {}, "WriteWorkingSet");
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  if (restored_from_ == nullptr) {
+    return Died("WriteWorkingSet (a working set for a Vm never restored)");
+  }
+  // The worker's list only orders frames (out-of-range chunks are
+  // ignored); the host rewrites its own file.
+  return snapshot::RewriteWithWorkingSet(
+      restored_from_->top(),
+      {response->working_set().begin(), response->working_set().end()},
+      {response->written_pages().begin(), response->written_pages().end()},
+      key);
 }
 
 absl::Status WorkerClient::Reset() {

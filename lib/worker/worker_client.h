@@ -36,6 +36,8 @@
 #include "lib/linux/file_view.h"
 #include "lib/worker/channel.h"
 #include "lib/worker/worker.pb.h"
+#include "snapshot/signature.h"
+#include "snapshot/snapshot_file.h"
 #include "thaw/vm.h"
 
 namespace thaw::internal {
@@ -68,6 +70,9 @@ class WorkerClient {
   absl::Status RegisterHostFunction(std::string name, HostFunction fn);
   absl::Status Snapshot(const std::string& path,
                         const SnapshotOptions& options);
+  // Rewrites the file this Vm was restored from with what the worker
+  // recorded (record_working_set); signed with `key` when given.
+  absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
   absl::Status Reset();
   absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size);
   absl::StatusOr<uint64_t> FindSymbol(absl::string_view name);
@@ -107,6 +112,8 @@ class WorkerClient {
   absl::Status dead_;
   std::map<std::string, HostFunction> host_functions_;
   std::shared_ptr<const linux_abi::FileView> file_view_;
+  // The image the host checked and handed the worker (restored Vms).
+  std::shared_ptr<const snapshot::SnapshotImage> restored_from_;
   std::atomic<bool> paused_{false};
   std::string self_test_;
 };

@@ -177,6 +177,7 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       RestoreOptions options;
       static_cast<VmSettings&>(options) = SettingsFrom(r.settings());
       options.engine = static_cast<RestoreEngine>(r.engine());
+      options.record_working_set = r.record_working_set();
       auto vm = snapshot->Restore(options);
       if (!vm.ok()) {
         close(memory);
@@ -198,6 +199,15 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
           absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(elf.data()),
                               elf.size()),
           request.load_guest().name()));
+    }
+    case proto::Request::kWorkingSet: {
+      auto recorded = internal::VmAccess::WorkingSet(*vm_);
+      if (!recorded.ok()) return fail(recorded.status());
+      response.mutable_working_set()->Assign(recorded->chunks.begin(),
+                                             recorded->chunks.end());
+      response.mutable_written_pages()->Assign(
+          recorded->written_pages.begin(), recorded->written_pages.end());
+      return response;
     }
     case proto::Request::kLoadProgram:
       return LoadProgram(request.load_program());
