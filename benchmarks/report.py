@@ -129,6 +129,14 @@ def build(results):
                 (get(f"restore/{engine}/first_call/{size}") or 0) / ms if ms else None,
                 f"{r.get('label', '')}; {r.get('call_faults_vcpu_thread', 0):.0f} faults in the call, "
                 f"{r.get('faults', 0):.0f} served by the pager")
+        for engine in ("eager", "prefetch"):
+            ms = get(f"restore_worker/{engine}/first_call/{size}")
+            if ms is None:
+                continue
+            row(f"restore {size}", f"{engine}: restore to first call, Vm in a worker process",
+                ms, "ms", "the same engine in process",
+                (get(f"restore/{engine}/first_call/{size}") or 0) / ms if ms else None,
+                "the worker's start (exec, namespaces, seccomp) and the snapshot's descriptors included")
         fc_cold = get(f"restore_cold/firecracker/first_call/{size}")
         for engine in ("lazy", "prefetch", "firecracker"):
             ms = get(f"restore_cold/{engine}/first_call/{size}")

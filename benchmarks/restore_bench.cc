@@ -137,12 +137,16 @@ class HugePageReservation {
 // before each restore; `huge`: guest memory in 2 MiB pages (reserved ones
 // where this process may reserve them, else transparent).
 void Restore(benchmark::State& state, std::string name, uint64_t size,
-             RestoreEngine engine, bool first_call, bool cold, bool huge) {
+             RestoreEngine engine, bool first_call, bool cold, bool huge,
+             bool worker = false) {
   const Scenario& s = GetScenario(size);
   const std::string& path =
       engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
   RestoreOptions options = Options(size, engine);
   options.huge_pages = huge;
+  // In a worker process of its own: the process start, its confinement
+  // and the descriptors it is handed are in the time.
+  options.worker_process = worker;
   std::optional<HugePageReservation> reservation;
   if (huge && geteuid() == 0) reservation.emplace(size / (2ull << 20) + 8);
   RestoreStats stats;
@@ -429,6 +433,22 @@ void RegisterRestoreBenchmarks() {
           ->Iterations(Iterations(10))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
+    }
+    // The same restores with the Vm in a worker process (emulated only: a
+    // KVM guest is not put in one).
+    if (BenchConfig(size).backend == BackendKind::kEmulated) {
+      for (const auto& [name, engine] :
+           {std::pair{"eager", RestoreEngine::kEager},
+            std::pair{"prefetch", RestoreEngine::kLazyPrefetch}}) {
+        const std::string bench =
+            absl::StrCat("restore_worker/", name, "/first_call/", n);
+        RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
+                          /*first_call=*/true, /*cold=*/false, /*huge=*/false,
+                          /*worker=*/true)
+            ->Iterations(Iterations(engine == RestoreEngine::kEager ? 10 : 30))
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond);
+      }
     }
     // Guest memory in 2 MiB pages.
     for (const auto& [name, engine] :

@@ -69,10 +69,12 @@ absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
       key != nullptr ? std::optional<VerifyKey>(*key) : std::nullopt));
 }
 
-absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::OpenDescriptor(
-    int fd, const std::string& name, const VerifyKey* key) {
-  auto image = snapshot::SnapshotImage::OpenDescriptor(
-      fd, name, key != nullptr ? &KeyAccess::Public(*key) : nullptr);
+absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::OpenDescriptors(
+    std::vector<int> fds, const std::vector<std::string>& names,
+    const VerifyKey* key) {
+  auto image = snapshot::SnapshotImage::OpenDescriptors(
+      std::move(fds), names,
+      key != nullptr ? &KeyAccess::Public(*key) : nullptr);
   if (!image.ok()) return image.status();
   SnapshotInfo info = Summarize((*image)->top());
   return std::shared_ptr<SnapshotState>(new SnapshotState(

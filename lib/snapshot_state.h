@@ -25,9 +25,11 @@ class SnapshotState {
   // With `key`, the file and its parents must be signed by it.
   static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
       const std::string& path, const VerifyKey* key = nullptr);
-  // Over a full snapshot open at `fd` (taken over); `name` for messages.
-  static absl::StatusOr<std::shared_ptr<SnapshotState>> OpenDescriptor(
-      int fd, const std::string& name, const VerifyKey* key = nullptr);
+  // Over a snapshot and its parents open at `fds` (taken over; see
+  // SnapshotImage::OpenDescriptors); `names` for messages.
+  static absl::StatusOr<std::shared_ptr<SnapshotState>> OpenDescriptors(
+      std::vector<int> fds, const std::vector<std::string>& names,
+      const VerifyKey* key = nullptr);
 
   const std::shared_ptr<const snapshot::SnapshotImage>& image() const {
     return image_;

@@ -67,9 +67,10 @@ class VmCore {
                                    absl::string_view input);
   // `output_fd` >= 0: write into that empty file (the caller keeps the
   // descriptor) instead of creating one at `path`; its creator puts it in
-  // place.
-  absl::Status Snapshot(const std::string& path,
-                        const SnapshotOptions& options, int output_fd = -1);
+  // place. `parent_checked`: options.parent was checked by a worker's host
+  // (CheckDiffParent) and is the path to record, as it is.
+  absl::Status Snapshot(const std::string& path, const SnapshotOptions& options,
+                        int output_fd = -1, bool parent_checked = false);
   absl::Status Reset();
   const absl::Status& failure() const { return failure_; }
   // `key`: sign the rewritten file with it.

@@ -11,7 +11,19 @@
 #include "absl/status/statusor.h"
 #include "thaw/vm.h"
 
+namespace thaw::snapshot {
+class SnapshotImage;
+}  // namespace thaw::snapshot
+
 namespace thaw::internal {
+
+// For a diff snapshot at `path` against `parent_path`: checks that the
+// parent is the snapshot `restored_from` holds and is not `path` itself,
+// and returns the parent's path as the new file records it (relative when
+// both sit in one directory).
+absl::StatusOr<std::string> CheckDiffParent(
+    const std::string& path, const std::string& parent_path,
+    const snapshot::SnapshotImage& restored_from);
 
 struct VmAccess {
   // Firecracker's way of restoring, as the benchmarks' baseline: guest
@@ -29,11 +41,14 @@ struct VmAccess {
   static internal::SnapshotState& State(const Snapshot& snapshot);
 
   // For the worker process (lib/worker/), which opens no files: a handle
-  // on the full snapshot open at `fd` (taken over), and a snapshot written
-  // into the empty file `fd` (the caller keeps it and puts it in place).
-  static absl::StatusOr<Snapshot> OpenDescriptor(int fd,
-                                                 const std::string& name,
-                                                 const VerifyKey* key);
+  // on the snapshot and its parents open at `fds` (taken over; fds[0] the
+  // snapshot), and a snapshot written into the empty file `fd` (the caller
+  // keeps it and puts it in place). For a diff snapshot there, the host has
+  // checked options.parent against the file the Vm was restored from, and
+  // options.parent is the path to record in the file, as it is.
+  static absl::StatusOr<Snapshot> OpenDescriptors(
+      std::vector<int> fds, const std::vector<std::string>& names,
+      const VerifyKey* key);
   // LoadProgram from bytes the host read (the program's files come through
   // the worker's host: linux_abi::SetFileSourceFactory).
   static absl::Status LoadProgramImage(Vm& vm, absl::Span<const uint8_t> elf,

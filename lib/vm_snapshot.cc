@@ -165,7 +165,8 @@ RestoreStats VmCore::restore_stats() const {
 }
 
 absl::Status VmCore::Snapshot(const std::string& path,
-                              const SnapshotOptions& options, int output_fd) {
+                              const SnapshotOptions& options, int output_fd,
+                              bool parent_checked) {
   if (state_ == State::kFailed) {
     return absl::FailedPreconditionError(
         absl::StrCat("Snapshot: this Vm failed earlier: ", failure_.message()));
@@ -202,27 +203,14 @@ absl::Status VmCore::Snapshot(const std::string& path,
           absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
                        "\" needs a Vm restored from it; this one was booted"));
     }
-    auto parent = snapshot::SnapshotFile::Open(options.parent);
-    if (!parent.ok()) return parent.status();
-    if ((*parent)->manifest().snapshot_id() !=
-        restored_.image->manifest().snapshot_id()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("Snapshot: \"", options.parent,
-                       "\" is not the snapshot this Vm was restored from"));
-    }
     request.diff = true;
-    namespace fs = std::filesystem;
-    std::error_code same_error;
-    if (fs::equivalent(path, options.parent, same_error)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Snapshot: a diff snapshot cannot replace its own parent \"",
-          options.parent, "\""));
+    if (parent_checked) {
+      request.parent_path = options.parent;
+    } else {
+      auto recorded = CheckDiffParent(path, options.parent, *restored_.image);
+      if (!recorded.ok()) return recorded.status();
+      request.parent_path = *std::move(recorded);
     }
-    fs::path parent_path = fs::absolute(options.parent);
-    request.parent_path =
-        parent_path.parent_path() == fs::absolute(path).parent_path()
-            ? parent_path.filename().string()
-            : parent_path.string();
   }
   // The guest's before-snapshot hook runs first, so it can drop secrets.
   absl::Status hook = runtime_->BeginBeforeSnapshot();
@@ -345,6 +333,30 @@ absl::Status VmCore::Reset() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> CheckDiffParent(
+    const std::string& path, const std::string& parent_path,
+    const snapshot::SnapshotImage& restored_from) {
+  auto parent = snapshot::SnapshotFile::Open(parent_path);
+  if (!parent.ok()) return parent.status();
+  if ((*parent)->manifest().snapshot_id() !=
+      restored_from.manifest().snapshot_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Snapshot: \"", parent_path,
+                     "\" is not the snapshot this Vm was restored from"));
+  }
+  namespace fs = std::filesystem;
+  std::error_code same_error;
+  if (fs::equivalent(path, parent_path, same_error)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Snapshot: a diff snapshot cannot replace its own parent \"",
+        parent_path, "\""));
+  }
+  const fs::path absolute = fs::absolute(parent_path);
+  return absolute.parent_path() == fs::absolute(path).parent_path()
+             ? absolute.filename().string()
+             : absolute.string();
+}
+
 absl::Status VmCore::WriteWorkingSet(const snapshot::SecretKey* key) {
   if (absl::Status s = CheckWorkingSetRecorded(); !s.ok()) return s;
   return snapshot::RewriteWithWorkingSet(restored_.image->top(), working_set_,
@@ -371,10 +383,10 @@ SnapshotState& VmAccess::State(const thaw::Snapshot& snapshot) {
   return *snapshot.state_;
 }
 
-absl::StatusOr<thaw::Snapshot> VmAccess::OpenDescriptor(int fd,
-                                                        const std::string& name,
-                                                        const VerifyKey* key) {
-  auto state = SnapshotState::OpenDescriptor(fd, name, key);
+absl::StatusOr<thaw::Snapshot> VmAccess::OpenDescriptors(
+    std::vector<int> fds, const std::vector<std::string>& names,
+    const VerifyKey* key) {
+  auto state = SnapshotState::OpenDescriptors(std::move(fds), names, key);
   if (!state.ok()) return state.status();
   return thaw::Snapshot(*std::move(state));
 }
@@ -387,7 +399,7 @@ absl::Status VmAccess::SnapshotToDescriptor(Vm& vm, int fd,
   }
   VmCore::Turn turn(*vm.core_, "Snapshot");
   if (!turn.status().ok()) return turn.status();
-  return vm.core_->Snapshot(name, options, fd);
+  return vm.core_->Snapshot(name, options, fd, /*parent_checked=*/true);
 }
 
 absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
@@ -404,8 +416,7 @@ absl::StatusOr<VmAccess::RecordedWorkingSet> VmAccess::WorkingSet(Vm& vm) {
   VmCore::Turn turn(*vm.core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
   if (absl::Status s = vm.core_->CheckWorkingSetRecorded(); !s.ok()) return s;
-  return RecordedWorkingSet{vm.core_->working_set(),
-                            vm.core_->written_pages()};
+  return RecordedWorkingSet{vm.core_->working_set(), vm.core_->written_pages()};
 }
 
 pid_t VmAccess::WorkerPid(const Vm& vm) {

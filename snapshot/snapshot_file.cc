@@ -394,43 +394,83 @@ absl::Status SnapshotFile::ReadFrame(uint32_t frame,
 
 absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
     const std::string& path, const PublicKey* key) {
+  auto top = SnapshotFile::Open(path, key);
+  if (!top.ok()) return top.status();
+  // With a key, every link of a diff chain must be signed by it.
+  return Link(*std::move(top), [key](const std::string& parent) {
+    return SnapshotFile::Open(parent, key);
+  });
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotImage>>
+SnapshotImage::OpenDescriptors(std::vector<int> fds,
+                               const std::vector<std::string>& names,
+                               const PublicKey* key) {
+  auto close_from = [&fds](size_t i) {
+    for (; i < fds.size(); ++i) close(fds[i]);
+  };
+  if (fds.empty() || names.size() != fds.size()) {
+    close_from(0);
+    return absl::InvalidArgumentError(
+        "OpenDescriptors: one name for each descriptor, at least one");
+  }
+  auto top = SnapshotFile::OpenDescriptor(fds[0], names[0], key);
+  size_t next = 1;
+  if (!top.ok()) {
+    close_from(next);
+    return top.status();
+  }
+  auto image =
+      Link(*std::move(top),
+           [&](const std::string& parent)
+               -> absl::StatusOr<std::shared_ptr<const SnapshotFile>> {
+             if (next >= fds.size()) {
+               return absl::FailedPreconditionError(absl::StrFormat(
+                   "snapshot \"%s\": its parent \"%s\" was not passed",
+                   names[0], parent));
+             }
+             const size_t i = next++;
+             return SnapshotFile::OpenDescriptor(fds[i], names[i], key);
+           });
+  close_from(next);  // any not taken
+  return image;
+}
+
+absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Link(
+    std::shared_ptr<const SnapshotFile> top, const ParentOpener& open_parent) {
   auto image = std::make_shared<SnapshotImage>();
-  std::string next = path;
-  for (int depth = 0;; ++depth) {
+  image->files_.push_back(std::move(top));
+  for (int depth = 1;; ++depth) {
+    const SnapshotFile& child = *image->files_.back();
+    if (!child.manifest().has_parent()) break;
     if (depth >= kMaxChainDepth) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "snapshot \"%s\": chain of diff parents is longer than %d (or "
           "cyclic)",
-          path, kMaxChainDepth));
+          image->files_[0]->path(), kMaxChainDepth));
     }
-    // With a key, every link of a diff chain must be signed by it.
-    auto file = SnapshotFile::Open(next, key);
+    // A relative parent path is taken from the directory of its child.
+    std::filesystem::path next(child.manifest().parent().path());
+    if (next.is_relative()) {
+      next = std::filesystem::path(child.path()).parent_path() / next;
+    }
+    auto file = open_parent(next.string());
     if (!file.ok()) return file.status();
-    if (!image->files_.empty()) {
-      const SnapshotFile& child = *image->files_.back();
-      const proto::Manifest& pm = (*file)->manifest();
-      if (pm.snapshot_id() != child.manifest().parent().snapshot_id()) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "snapshot \"%s\": its parent \"%s\" is not the snapshot it was "
-            "taken from (snapshot id differs)",
-            child.path(), next));
-      }
-      if (pm.memory().size() != child.manifest().memory().size() ||
-          pm.memory().chunk_size() != child.chunk_size()) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "snapshot \"%s\": its parent \"%s\" has a different memory size "
-            "or chunk size",
-            child.path(), next));
-      }
+    const proto::Manifest& pm = (*file)->manifest();
+    if (pm.snapshot_id() != child.manifest().parent().snapshot_id()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "snapshot \"%s\": its parent \"%s\" is not the snapshot it was "
+          "taken from (snapshot id differs)",
+          child.path(), next.string()));
+    }
+    if (pm.memory().size() != child.manifest().memory().size() ||
+        pm.memory().chunk_size() != child.chunk_size()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "snapshot \"%s\": its parent \"%s\" has a different memory size "
+          "or chunk size",
+          child.path(), next.string()));
     }
     image->files_.push_back(*std::move(file));
-    const SnapshotFile& last = *image->files_.back();
-    if (!last.manifest().has_parent()) break;
-    std::filesystem::path parent(last.manifest().parent().path());
-    if (parent.is_relative()) {
-      parent = std::filesystem::path(last.path()).parent_path() / parent;
-    }
-    next = parent.string();
   }
   const uint64_t chunks = image->files_[0]->chunk_count();
   image->locations_.resize(chunks);
@@ -442,29 +482,6 @@ absl::StatusOr<std::shared_ptr<const SnapshotImage>> SnapshotImage::Open(
       frame = image->files_[file]->ChunkFrame(c);
     }
     image->locations_[c] = {file, frame};
-  }
-  std::vector<uint8_t> zeros(image->chunk_size(), 0);
-  image->zero_hash_ = HashContent(zeros);
-  return image;
-}
-
-absl::StatusOr<std::shared_ptr<const SnapshotImage>>
-SnapshotImage::OpenDescriptor(int fd, const std::string& name,
-                              const PublicKey* key) {
-  auto file = SnapshotFile::OpenDescriptor(fd, name, key);
-  if (!file.ok()) return file.status();
-  if ((*file)->manifest().has_parent()) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "snapshot \"%s\" is a diff snapshot: restoring one from a descriptor "
-        "(in a worker process) needs its parents, which is not supported yet",
-        name));
-  }
-  auto image = std::make_shared<SnapshotImage>();
-  image->files_.push_back(*std::move(file));
-  const uint64_t chunks = image->files_[0]->chunk_count();
-  image->locations_.resize(chunks);
-  for (uint64_t c = 0; c < chunks; ++c) {
-    image->locations_[c] = {0, image->files_[0]->ChunkFrame(c)};
   }
   std::vector<uint8_t> zeros(image->chunk_size(), 0);
   image->zero_hash_ = HashContent(zeros);

@@ -15,6 +15,7 @@
 #define THAW_SNAPSHOT_SNAPSHOT_FILE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -142,11 +143,12 @@ class SnapshotImage {
   static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Open(
       const std::string& path, const PublicKey* key = nullptr);
   bool authenticated() const { return files_[0]->authenticated(); }
-  // A full (not diff) snapshot over an open descriptor (taken over): how a
-  // worker process, which opens no files, gets one. Unimplemented for a
-  // diff snapshot.
-  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> OpenDescriptor(
-      int fd, const std::string& name, const PublicKey* key = nullptr);
+  // The same over open descriptors (all taken over, closed on error):
+  // fds[0] is the snapshot, fds[i + 1] the parent of fds[i]; `names` name
+  // them in messages. How a worker process, which opens no files, gets one.
+  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> OpenDescriptors(
+      std::vector<int> fds, const std::vector<std::string>& names,
+      const PublicKey* key = nullptr);
 
   // files()[0] is the snapshot opened; files()[i + 1] is files()[i]'s parent.
   const std::vector<std::shared_ptr<const SnapshotFile>>& files() const {
@@ -164,6 +166,14 @@ class SnapshotImage {
   absl::Status ReadChunk(uint64_t chunk, absl::Span<uint8_t> out) const;
 
  private:
+  using ParentOpener =
+      std::function<absl::StatusOr<std::shared_ptr<const SnapshotFile>>(
+          const std::string& path)>;
+  // The image of `top` and, for a diff snapshot, its parents, each opened
+  // by `open_parent` from the path its child names, the links checked.
+  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Link(
+      std::shared_ptr<const SnapshotFile> top, const ParentOpener& open_parent);
+
   std::vector<std::shared_ptr<const SnapshotFile>> files_;
   std::vector<Location> locations_;
   ContentHash zero_hash_;

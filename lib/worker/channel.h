@@ -12,11 +12,14 @@
 
 #include "absl/status/status.h"
 #include "google/protobuf/message_lite.h"
+#include "snapshot/format.h"
 
 namespace thaw::worker {
 
 inline constexpr uint64_t kMaxMessage = 1ull << 30;
-inline constexpr int kMaxFds = 2;
+// The payload memory and a snapshot with its longest chain of diff parents
+// (snapshot/format.h's kMaxChainDepth); the kernel allows 253 per message.
+inline constexpr int kMaxFds = 1 + snapshot::kMaxChainDepth;
 
 class Channel {
  public:

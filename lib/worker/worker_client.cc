@@ -19,6 +19,7 @@
 #include "base/errno_status.h"
 #include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
+#include "lib/vm_internal.h"
 #include "lib/worker/status_proto.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/writer.h"
@@ -314,12 +315,6 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
     const SnapshotState& snapshot, const RestoreOptions& options) {
   if (absl::Status s = CheckSettings(options); !s.ok()) return s;
   const snapshot::SnapshotImage& image = *snapshot.image();
-  if (image.files().size() != 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "worker_process: \"", snapshot.info().path,
-        "\" is a diff snapshot; restoring one in a worker process is not "
-        "supported yet"));
-  }
   const auto& m = image.manifest();
   std::unique_ptr<WorkerClient> client(new WorkerClient);
   static_cast<VmSettings&>(client->config_) = options;
@@ -342,12 +337,26 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
     return s;
   }
   if (absl::Status s = client->Start(); !s.ok()) return s;
-  // The worker gets the very file the host checked, as a descriptor.
-  const int file = fcntl(image.top().fd(), F_DUPFD_CLOEXEC, 0);
-  if (file < 0)
-    return ErrnoStatus("worker: duplicate the snapshot file", errno);
+  // The worker gets the very files the host checked (the snapshot and its
+  // diff parents), as descriptors.
+  std::vector<int> fds = {client->payload_fd_};
+  std::vector<int> files;
+  auto close_files = [&files] {
+    for (int fd : files) close(fd);
+  };
   worker::proto::Request request;
   worker::proto::Restore& r = *request.mutable_restore();
+  for (const auto& file : image.files()) {
+    const int fd = fcntl(file->fd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      const int error = errno;
+      close_files();
+      return ErrnoStatus("worker: duplicate the snapshot file", error);
+    }
+    files.push_back(fd);
+    fds.push_back(fd);
+    if (files.size() > 1) r.add_parent_names(file->path());
+  }
   *r.mutable_settings() = SettingsOf(options);
   r.set_engine(static_cast<uint32_t>(options.engine));
   r.set_record_working_set(options.record_working_set);
@@ -356,9 +365,8 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
     const auto& key = KeyAccess::Public(*snapshot.verify_key());
     r.set_verify_key(key.data(), key.size());
   }
-  auto response =
-      client->Exchange(request, {file, client->payload_fd_}, "Restore");
-  close(file);
+  auto response = client->Exchange(request, std::move(fds), "Restore");
+  close_files();
   if (!response.ok()) return response.status();
   if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (absl::Status s = client->Apply(*response); !s.ok()) return s;
@@ -448,16 +456,22 @@ absl::Status WorkerClient::RegisterHostFunction(std::string name,
 
 absl::Status WorkerClient::Snapshot(const std::string& path,
                                     const SnapshotOptions& options) {
-  if (!options.parent.empty()) {
-    return absl::UnimplementedError(
-        "worker_process: diff snapshots are not supported in a worker "
-        "process yet");
-  }
   std::lock_guard<std::mutex> lock(mutex_);
-  auto file = snapshot::AtomicFile::Create(path);
-  if (!file.ok()) return file.status();
   worker::proto::Request request;
   worker::proto::Snapshot& s = *request.mutable_snapshot();
+  if (!options.parent.empty()) {
+    // The host checks the parent (the worker can open no file).
+    if (restored_from_ == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
+                       "\" needs a Vm restored from it; this one was booted"));
+    }
+    auto recorded = CheckDiffParent(path, options.parent, *restored_from_);
+    if (!recorded.ok()) return recorded.status();
+    s.set_parent_path(*recorded);
+  }
+  auto file = snapshot::AtomicFile::Create(path);
+  if (!file.ok()) return file.status();
   s.set_compression_level(options.compression_level);
   s.set_chunk_size(options.chunk_size);
   s.set_threads(options.threads);

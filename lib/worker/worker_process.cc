@@ -151,25 +151,28 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
     }
     case proto::Request::kRestore: {
       const proto::Restore& r = request.restore();
-      const int file = take_fd();
       const int memory = take_fd();
-      if (file < 0 || memory < 0) {
-        if (file >= 0) close(file);
+      std::vector<std::string> names = {r.name()};
+      names.insert(names.end(), r.parent_names().begin(),
+                   r.parent_names().end());
+      if (memory < 0 || fds.size() != names.size()) {
         if (memory >= 0) close(memory);
         return fail(absl::InternalError("worker: restore without its files"));
       }
+      std::vector<int> files;
+      files.swap(fds);
       std::optional<VerifyKey> key;
       if (!r.verify_key().empty()) {
         auto parsed = internal::KeyAccess::FromBytes(r.verify_key());
         if (!parsed.ok()) {
-          close(file);
+          for (int fd : files) close(fd);
           close(memory);
           return fail(parsed.status());
         }
         key = *parsed;
       }
-      auto snapshot = internal::VmAccess::OpenDescriptor(
-          file, r.name(), key.has_value() ? &*key : nullptr);
+      auto snapshot = internal::VmAccess::OpenDescriptors(
+          std::move(files), names, key.has_value() ? &*key : nullptr);
       if (!snapshot.ok()) {
         close(memory);
         return fail(snapshot.status());
@@ -205,8 +208,8 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       if (!recorded.ok()) return fail(recorded.status());
       response.mutable_working_set()->Assign(recorded->chunks.begin(),
                                              recorded->chunks.end());
-      response.mutable_written_pages()->Assign(
-          recorded->written_pages.begin(), recorded->written_pages.end());
+      response.mutable_written_pages()->Assign(recorded->written_pages.begin(),
+                                               recorded->written_pages.end());
       return response;
     }
     case proto::Request::kLoadProgram:
@@ -240,6 +243,7 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       options.compression_level = s.compression_level();
       options.chunk_size = s.chunk_size();
       options.threads = s.threads();
+      options.parent = s.parent_path();
       absl::Status status = internal::VmAccess::SnapshotToDescriptor(
           *vm_, file, "(the host's file)", options);
       close(file);
