@@ -138,7 +138,7 @@ class HugePageReservation {
 // where this process may reserve them, else transparent).
 void Restore(benchmark::State& state, std::string name, uint64_t size,
              RestoreEngine engine, bool first_call, bool cold, bool huge,
-             bool worker = false) {
+             bool worker) {
   const Scenario& s = GetScenario(size);
   const std::string& path =
       engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
@@ -415,7 +415,7 @@ void RegisterRestoreBenchmarks() {
         const std::string bench =
             absl::StrCat("restore/", name, "/", phase, "/", n);
         RegisterBenchmark(bench.c_str(), Restore, bench, size, engine, call,
-                          /*cold=*/false, /*huge=*/false)
+                          /*cold=*/false, /*huge=*/false, /*worker=*/false)
             ->Iterations(Iterations(iterations))
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
@@ -458,7 +458,8 @@ void RegisterRestoreBenchmarks() {
       const std::string bench =
           absl::StrCat("restore_huge/", name, "/first_call/", n);
       RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
-                        /*first_call=*/true, /*cold=*/false, /*huge=*/true)
+                        /*first_call=*/true, /*cold=*/false, /*huge=*/true,
+                        /*worker=*/false)
           ->Iterations(Iterations(engine == RestoreEngine::kEager ? 5 : 10))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
@@ -470,7 +471,8 @@ void RegisterRestoreBenchmarks() {
       const std::string bench =
           absl::StrCat("restore_cold/", name, "/first_call/", n);
       RegisterBenchmark(bench.c_str(), Restore, bench, size, engine,
-                        /*first_call=*/true, /*cold=*/true, /*huge=*/false)
+                        /*first_call=*/true, /*cold=*/true, /*huge=*/false,
+                        /*worker=*/false)
           ->Iterations(Iterations(10))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
