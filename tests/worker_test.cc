@@ -10,11 +10,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -247,6 +249,53 @@ TEST_F(WorkerTest, SnapshotsAreSignedAndWorkingSetsRecordedByTheHost) {
   ASSERT_TRUE(fast.ok()) << fast.status();
   EXPECT_EQ(AsU64(*(*fast)->Call("counter", "")), 2u);
   EXPECT_GT((*fast)->restore_stats().mapped, 0u);
+}
+
+// This process's children that are thaw-worker processes.
+std::vector<pid_t> WorkerChildren() {
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ...
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    const std::string comm =
+        line.substr(line.find('(') + 1, close - line.find('(') - 1);
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) != 2) {
+      continue;
+    }
+    if (ppid == getpid() && comm == "thaw-worker" && state != 'Z') {
+      out.push_back(std::stoi(name));
+    }
+  }
+  return out;
+}
+
+TEST_F(WorkerTest, TheNextWorkerIsStartedAheadAndHandedOut) {
+  auto first = Boot(Config(/*worker=*/true), THAW_TEST_GUEST);
+  ASSERT_NE(first, nullptr);
+  const pid_t in_use = internal::VmAccess::WorkerPid(*first);
+  // A spare starts in the background after a worker is handed out.
+  pid_t spare = -1;
+  for (int i = 0; i < 500 && spare < 0; ++i) {
+    for (pid_t pid : WorkerChildren()) {
+      if (pid != in_use) spare = pid;
+    }
+    if (spare < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(spare, 0) << "no spare worker started";
+  // Give it time to be ready; the next Vm gets that very process.
+  auto second = Boot(Config(/*worker=*/true), THAW_TEST_GUEST);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(internal::VmAccess::WorkerPid(*second), spare);
+  ASSERT_TRUE(second->Call("print", "from the spare\n").ok());
+  EXPECT_THAT(second->console(), HasSubstr("from the spare"));
 }
 
 TEST_F(WorkerTest, ConsoleSinkAndSyscallTracesComeFromTheWorker) {

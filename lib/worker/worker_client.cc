@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
@@ -21,37 +18,12 @@
 #include "lib/snapshot_state.h"
 #include "lib/vm_internal.h"
 #include "lib/worker/status_proto.h"
+#include "lib/worker/worker_launcher.h"
 #include "snapshot/atomic_file.h"
 #include "snapshot/writer.h"
 
-extern char** environ;
-
 namespace thaw::internal {
 namespace {
-
-// Where thaw-worker is: $THAW_WORKER, else the one built with this
-// library, else where `make install` put it.
-std::string WorkerPath() {
-  if (const char* path = std::getenv("THAW_WORKER"); path && *path) {
-    return path;
-  }
-  if (access(THAW_WORKER_BUILD_PATH, X_OK) == 0) return THAW_WORKER_BUILD_PATH;
-  return THAW_WORKER_INSTALL_PATH;
-}
-
-// The worker's environment: none of the host's variables (they may hold
-// secrets), except the sanitizers' and thaw's own settings.
-std::vector<std::string> WorkerEnvironment() {
-  std::vector<std::string> env;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const absl::string_view var(*e);
-    for (absl::string_view prefix :
-         {"ASAN_", "UBSAN_", "LSAN_", "TSAN_", "THAW_"}) {
-      if (absl::StartsWith(var, prefix)) env.emplace_back(var);
-    }
-  }
-  return env;
-}
 
 worker::proto::Settings SettingsOf(const VmSettings& s) {
   worker::proto::Settings out;
@@ -107,33 +79,10 @@ WorkerClient::~WorkerClient() {
 }
 
 absl::Status WorkerClient::Start() {
-  int sockets[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
-    return ErrnoStatus("worker: socketpair", errno);
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  // Descriptor 3 is the connection; nothing else of the host's is open.
-  posix_spawn_file_actions_adddup2(&actions, sockets[1], 3);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 4);
-  const std::string path = WorkerPath();
-  std::vector<std::string> env = WorkerEnvironment();
-  std::vector<char*> envp;
-  for (std::string& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  char* argv[] = {const_cast<char*>("thaw-worker"), nullptr};
-  const int rc =
-      posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(sockets[1]);
-  if (rc != 0) {
-    close(sockets[0]);
-    pid_ = -1;
-    return ErrnoStatus(absl::StrCat("start the worker process \"", path,
-                                    "\" (set THAW_WORKER to its path)"),
-                       rc);
-  }
-  channel_ = std::make_unique<worker::Channel>(sockets[0]);
+  auto started = worker::WorkerLauncher::Get().Take();
+  if (!started.ok()) return started.status();
+  pid_ = started->pid;
+  channel_ = std::make_unique<worker::Channel>(started->fd);
   return absl::OkStatus();
 }
 
@@ -600,6 +549,15 @@ RestoreStats WorkerClient::restore_stats() {
   s.mapped = p.mapped();
   s.resets = p.resets();
   s.pages_reset = p.pages_reset();
+  s.prefetch_waits = p.prefetch_waits();
+  s.zero_chunks = p.zero_chunks();
+  s.prefetched = p.prefetched();
+  s.populated_pages = p.populated_pages();
+  s.pages_made_private = p.pages_made_private();
+  s.reads_without_io_uring = p.reads_without_io_uring();
+  s.memory_pages = p.memory_pages();
+  s.shared_base_built = p.shared_base_built();
+  s.reset_uses_dirty_log = p.reset_uses_dirty_log();
   return s;
 }
 

@@ -296,6 +296,15 @@ proto::Response WorkerProcess::Handle(const proto::Request& request,
       stats.set_mapped(st.mapped);
       stats.set_resets(st.resets);
       stats.set_pages_reset(st.pages_reset);
+      stats.set_prefetch_waits(st.prefetch_waits);
+      stats.set_zero_chunks(st.zero_chunks);
+      stats.set_prefetched(st.prefetched);
+      stats.set_populated_pages(st.populated_pages);
+      stats.set_pages_made_private(st.pages_made_private);
+      stats.set_reads_without_io_uring(st.reads_without_io_uring);
+      stats.set_memory_pages(st.memory_pages);
+      stats.set_shared_base_built(st.shared_base_built);
+      stats.set_reset_uses_dirty_log(st.reset_uses_dirty_log);
       const ProgramStats program = vm_->program_stats();
       response.set_syscalls(program.syscalls);
       for (const auto& [name, count] : program.unsupported) {
