@@ -195,9 +195,20 @@ absl::Status ConfineWorkerProcess(std::string* namespaces) {
   } else {
     *namespaces = absl::StrCat("none (unshare: ", std::strerror(errno), ")");
   }
-  // Mounts made on the host from now on do not reach the worker.
+  // Mounts made on the host from now on do not reach the worker, and its
+  // root becomes an empty read-only tmpfs (mounted over /tmp in its own
+  // namespace only): should an open ever get past the filter, there is
+  // nothing to find.
   if (namespaces->find("mount") != std::string::npos) {
     (void)mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
+    if (mount("thaw-worker-root", "/tmp", "tmpfs",
+              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k") == 0 &&
+        chroot("/tmp") == 0 && chdir("/") == 0) {
+      absl::StrAppend(namespaces, "; root: an empty read-only tmpfs");
+    } else {
+      absl::StrAppend(namespaces, "; root: the host's (", std::strerror(errno),
+                      ")");
+    }
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return absl::InternalError(
