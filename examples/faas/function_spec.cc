@@ -87,7 +87,8 @@ absl::StatusOr<FunctionSpec> ParseFunctionSpec(absl::string_view name,
                                         "provisioned_concurrency",
                                         "payload_limit",
                                         "isolation",
-                                        "backend"};
+                                        "backend",
+                                        "worker_process"};
   for (const auto& [key, value] : body.items()) {
     bool known = false;
     for (const char* f : kFields) known |= key == f;
@@ -169,6 +170,17 @@ absl::StatusOr<FunctionSpec> ParseFunctionSpec(absl::string_view name,
     return Bad("backend", parsed_backend.status().message());
   }
   spec.backend = *parsed_backend;
+  if (body.contains("worker_process")) {
+    if (!body["worker_process"].is_boolean()) {
+      return Bad("worker_process", "must be true or false");
+    }
+    spec.worker_process = body["worker_process"].get<bool>();
+  }
+  if (spec.worker_process && spec.backend == BackendKind::kKvm) {
+    return Bad("worker_process",
+               "is for the emulated backend (a KVM guest is isolated by the "
+               "hardware); use \"backend\": \"emulated\" or \"auto\"");
+  }
   return spec;
 }
 
@@ -191,6 +203,7 @@ std::string FunctionSpecJson(const FunctionSpec& spec) {
   body["payload_limit"] = spec.payload_limit;
   body["isolation"] = std::string(IsolationName(spec.isolation));
   body["backend"] = std::string(BackendName(spec.backend));
+  body["worker_process"] = spec.worker_process;
   return body.dump(2);
 }
 

@@ -33,6 +33,9 @@ struct FunctionSpec {
   uint64_t payload_limit = 256 << 10;  // bytes of request
   Isolation isolation = Isolation::kResetPerRequest;
   BackendKind backend = BackendKind::kAuto;
+  // Each sandbox in a confined worker process of its own
+  // (VmSettings::worker_process; emulated backend only).
+  bool worker_process = false;
 };
 
 // A name usable in a URL and as a file name: 1-64 of [A-Za-z0-9_-].

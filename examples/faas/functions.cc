@@ -14,6 +14,7 @@ PoolPolicy PolicyFor(const FunctionSpec& spec) {
   policy.idle_reclaim = absl::Minutes(5);
   policy.restore.backend = spec.backend;
   policy.restore.call_timeout = spec.timeout;
+  policy.restore.worker_process = spec.worker_process;
   policy.restore.engine = spec.isolation == Isolation::kResetPerRequest
                               ? RestoreEngine::kSharedBase
                               : RestoreEngine::kLazyPrefetch;
@@ -24,6 +25,7 @@ GuestRecipe RecipeFor(const FunctionSpec& spec) {
   GuestRecipe recipe;
   recipe.config.backend = spec.backend;
   recipe.config.memory_size = spec.memory_mb << 20;
+  recipe.config.worker_process = spec.worker_process;
   // The init runs under the same limit as a call.
   recipe.config.call_timeout = std::max(spec.timeout, absl::Seconds(30));
   recipe.config.input_buffer_size =

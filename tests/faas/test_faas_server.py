@@ -332,3 +332,26 @@ def test_a_linux_program_deploys_and_serves(server):
     status, _, body = server.deploy("both", program=TEST_PROGRAM,
                                     guest=TEST_GUEST, handler="echo")
     assert status == 400 and "exactly one" in json.loads(body)["errorMessage"]
+
+
+def test_sandboxes_in_worker_processes(server):
+    # Each sandbox of the function lives in a confined thaw-worker process:
+    # the server's own children while a call is served.
+    for name, spec in (("fn", dict(guest=TEST_GUEST, handler="echo")),
+                       ("prog", dict(program=TEST_PROGRAM, handler="echo",
+                                     memory_mb=64))):
+        status, _, body = server.deploy(name, worker_process=True,
+                                        provisioned_concurrency=1, **spec)
+        assert status == 201, body
+        assert json.loads(body)["worker_process"] is True
+        for _ in range(3):  # reset per request, in the worker
+            status, _, body = server.invoke(name, b"isolated")
+            assert (status, body) == (200, b"isolated")
+    children = subprocess.run(
+        ["ps", "-o", "comm=", "--ppid", str(server.proc.pid)],
+        capture_output=True, text=True).stdout.split()
+    assert children.count("thaw-worker") >= 2, children
+    status, _, body = server.deploy("kvm", guest=TEST_GUEST, handler="echo",
+                                    backend="kvm", worker_process=True)
+    assert status == 400
+    assert "worker_process" in json.loads(body)["errorMessage"]
