@@ -20,61 +20,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
+#include "base/seccomp_calls.h"
 
 namespace thaw {
 namespace {
-
-// The calls a confined thread may make. Each is here because one of the
-// confined threads (or the C library and sanitizer runtimes inside them)
-// makes it; see doc/security.md.
-constexpr int kAllowed[] = {
-    // Waiting and time.
-    SCMP_SYS(futex),
-    SCMP_SYS(poll),
-    SCMP_SYS(ppoll),
-    SCMP_SYS(nanosleep),
-    SCMP_SYS(clock_nanosleep),
-    SCMP_SYS(clock_gettime),
-    SCMP_SYS(gettimeofday),
-    SCMP_SYS(sched_yield),
-    SCMP_SYS(restart_syscall),
-    // Descriptors already open: the userfaultfd, the eventfd that stops the
-    // server, the snapshot files, io_uring rings.
-    SCMP_SYS(read),
-    SCMP_SYS(write),
-    SCMP_SYS(pread64),
-    SCMP_SYS(preadv),
-    SCMP_SYS(close),
-    SCMP_SYS(io_uring_setup),
-    SCMP_SYS(io_uring_enter),
-    SCMP_SYS(io_uring_register),
-    // Memory: the allocator, views of a snapshot file, readahead.
-    SCMP_SYS(mmap),
-    SCMP_SYS(munmap),
-    SCMP_SYS(mremap),
-    SCMP_SYS(mprotect),
-    SCMP_SYS(madvise),
-    SCMP_SYS(brk),
-    // Signals and identity (stopping a vCPU: pthread_kill; thread exit).
-    SCMP_SYS(rt_sigprocmask),
-    SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(sigaltstack),
-    SCMP_SYS(getpid),
-    SCMP_SYS(gettid),
-    SCMP_SYS(exit),
-    SCMP_SYS(exit_group),
-    SCMP_SYS(set_robust_list),
-    SCMP_SYS(rseq),
-    SCMP_SYS(getrandom),
-    SCMP_SYS(sched_getaffinity),
-    // Sanitizer runtimes (UBSan's vptr check) test whether memory is
-    // readable by writing it into a pipe of their own.
-    SCMP_SYS(pipe2),
-};
-
-// The userfaultfd requests the fault server and prefetcher issue.
-constexpr unsigned long kUffdIoctls[] = {UFFDIO_COPY, UFFDIO_ZEROPAGE,
-                                         UFFDIO_WAKE};
 
 struct Filter {
   absl::Status status;
@@ -89,12 +38,12 @@ absl::Status Build(std::vector<sock_filter>& program) {
     return absl::InternalError(
         absl::StrCat("thread filter: ", what, ": ", std::strerror(-rc)));
   };
-  for (int call : kAllowed) {
+  for (int call : kConfinedThreadCalls) {
     if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, call, 0); rc < 0) {
       return fail("allow a call", rc);
     }
   }
-  for (unsigned long request : kUffdIoctls) {
+  for (unsigned long request : kConfinedThreadUffdIoctls) {
     // Spelled out rather than SCMP_A1(): its initializer leaves datum_b to
     // a default, which clang's -Wmissing-field-initializers refuses.
     const scmp_arg_cmp is_request{1, SCMP_CMP_EQ, request, 0};

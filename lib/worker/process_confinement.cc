@@ -17,25 +17,23 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/seccomp_calls.h"
 
 namespace thaw::worker {
 namespace {
 
-// Each is here because an emulated Vm, its engines, its threads or the C
-// library and sanitizer runtimes under them make it (doc/security.md).
-constexpr int kAllowed[] = {
+// What the worker allows besides what a confined thread may do
+// (base/seccomp_calls.h). Each is here because an emulated Vm, its
+// engines, its threads or the C library and sanitizer runtimes under them
+// make it (doc/security.md).
+constexpr int kWorkerCalls[] = {
     // Descriptors the worker was given or made itself.
-    SCMP_SYS(read),
-    SCMP_SYS(write),
-    SCMP_SYS(pread64),
     SCMP_SYS(pwrite64),
     SCMP_SYS(readv),
     SCMP_SYS(writev),
-    SCMP_SYS(preadv),
     SCMP_SYS(pwritev),
     SCMP_SYS(lseek),
     SCMP_SYS(getdents64),  // a directory the host opened for a program
-    SCMP_SYS(close),
     SCMP_SYS(fstat),
     SCMP_SYS(fsync),
     SCMP_SYS(fdatasync),
@@ -47,49 +45,17 @@ constexpr int kAllowed[] = {
     SCMP_SYS(recvmsg),
     SCMP_SYS(sendto),
     SCMP_SYS(recvfrom),
-    SCMP_SYS(poll),
-    SCMP_SYS(ppoll),
     SCMP_SYS(eventfd2),
     SCMP_SYS(memfd_create),
     SCMP_SYS(userfaultfd),
-    SCMP_SYS(io_uring_setup),
-    SCMP_SYS(io_uring_enter),
-    SCMP_SYS(io_uring_register),
     // Memory.
-    SCMP_SYS(mmap),
-    SCMP_SYS(munmap),
-    SCMP_SYS(mremap),
-    SCMP_SYS(mprotect),
-    SCMP_SYS(madvise),
-    SCMP_SYS(brk),
     SCMP_SYS(mincore),
     // Threads, signals, time.
-    SCMP_SYS(futex),
-    SCMP_SYS(set_robust_list),
-    SCMP_SYS(rseq),
-    SCMP_SYS(exit),
-    SCMP_SYS(exit_group),
-    SCMP_SYS(gettid),
-    SCMP_SYS(getpid),
     SCMP_SYS(rt_sigaction),
-    SCMP_SYS(rt_sigprocmask),
-    SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(sigaltstack),
-    SCMP_SYS(clock_gettime),
-    SCMP_SYS(clock_nanosleep),
-    SCMP_SYS(nanosleep),
-    SCMP_SYS(gettimeofday),
-    SCMP_SYS(sched_yield),
-    SCMP_SYS(sched_getaffinity),
-    SCMP_SYS(getrandom),
     SCMP_SYS(getcpu),
-    SCMP_SYS(restart_syscall),
     SCMP_SYS(getrusage),
     // Its own threads confine themselves further (base/thread_confinement).
     SCMP_SYS(seccomp),
-    // Sanitizer runtimes (UBSan's vptr check) test whether memory is
-    // readable by writing it into a pipe of their own.
-    SCMP_SYS(pipe2),
 };
 
 // userfaultfd's, and PAGEMAP_SCAN (Linux 6.7; 'f' 16 on a 96-byte
@@ -139,7 +105,10 @@ absl::Status InstallFilter() {
   if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); rc < 0) {
     return absl::InternalError("worker filter: TSYNC not supported");
   }
-  for (int call : kAllowed) {
+  for (int call : kConfinedThreadCalls) {
+    if (absl::Status s = Add(ctx, call, 0, nullptr); !s.ok()) return s;
+  }
+  for (int call : kWorkerCalls) {
     if (absl::Status s = Add(ctx, call, 0, nullptr); !s.ok()) return s;
   }
   for (unsigned long request : kIoctls) {
