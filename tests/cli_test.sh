@@ -57,6 +57,9 @@ check "restore --record-working-set" 0 "$thaw" restore "$tmp/fn.thaw" --call crc
 # One compressing thread writes the same frames as every core; huge pages
 # (transparent ones where none are reserved) hold a restored guest.
 check "snapshot --threads 1" 0 "$thaw" snapshot "$guests/checksum.elf" -o "$tmp/one.thaw" --threads 1 --backend emulated
+check "run --worker" 0 "$thaw" run "$guests/echo.elf" --call echo --input "$tmp/in" --worker --backend emulated
+check "run --worker with kvm" 1 "$thaw" run "$guests/echo.elf" --call echo --input "$tmp/in" --worker --backend kvm
+expect "run --worker with kvm says why" "$tmp/err" "worker_process is for the emulated backend"
 check "restore --huge-pages" 0 "$thaw" restore "$tmp/one.thaw" --call crc32 --input "$tmp/in" --engine lazy --huge-pages --backend emulated
 [ "$(cat "$tmp/out")" = "57020b8e" ] || { echo "FAIL restore --huge-pages output: $(cat "$tmp/out")"; failures=$((failures + 1)); }
 expect "restore --huge-pages report" "$tmp/err" "memory in 2 MiB"
@@ -126,6 +129,8 @@ two' "$program")" ] || { echo "FAIL program argv: $(cat "$tmp/out")"; failures=$
   grep -q "file view: .* -> /data" "$tmp/out" || { echo "FAIL inspect view"; failures=$((failures + 1)); }
   check "program: restore" 0 "$thaw" restore "$tmp/p.thaw" --call cat --input "$tmp/path" --engine shared --backend emulated
   [ "$(cat "$tmp/out")" = "from the view" ] || { echo "FAIL restored cat: $(cat "$tmp/out")"; failures=$((failures + 1)); }
+  check "program: restore in a worker" 0 "$thaw" restore "$tmp/p.thaw" --call cat --input "$tmp/path" --worker --backend emulated
+  [ "$(cat "$tmp/out")" = "from the view" ] || { echo "FAIL worker cat: $(cat "$tmp/out")"; failures=$((failures + 1)); }
   check "program: exit status" 1 sh -c "printf 3 | '$thaw' run '$program' --program --call exit --input - --backend emulated"
   grep -q "exited with status 3" "$tmp/err" || { echo "FAIL exit message"; failures=$((failures + 1)); }
   check "usage: --env needs KEY=VALUE" 2 "$thaw" run "$program" --env nope --call echo

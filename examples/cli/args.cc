@@ -19,12 +19,12 @@ std::vector<std::string> OptionsOf(const std::string& command) {
   };
   if (command == "run") {
     return with_program({"--call", "--input", "--backend", "--memory",
-                         "--timeout-ms", "--huge-pages"});
+                         "--timeout-ms", "--huge-pages", "--worker"});
   }
   if (command == "snapshot") {
     return with_program({"-o", "--level", "--chunk-size", "--threads",
                          "--backend", "--memory", "--timeout-ms",
-                         "--huge-pages", "--sign"});
+                         "--huge-pages", "--sign", "--worker"});
   }
   if (command == "restore") {
     return {"--call",
@@ -36,7 +36,8 @@ std::vector<std::string> OptionsOf(const std::string& command) {
             "--trace-syscalls",
             "--huge-pages",
             "--key",
-            "--sign"};
+            "--sign",
+            "--worker"};
   }
   if (command == "verify") return {"--key"};
   return {};  // inspect, keygen
@@ -89,6 +90,11 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     if (arg == "--huge-pages") {
       out.config.huge_pages = true;
       out.restore.huge_pages = true;
+      continue;
+    }
+    if (arg == "--worker") {
+      out.config.worker_process = true;
+      out.restore.worker_process = true;
       continue;
     }
     if (arg == "--trace-syscalls") {
