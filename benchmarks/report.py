@@ -136,7 +136,7 @@ def build(results):
             row(f"restore {size}", f"{engine}: restore to first call, Vm in a worker process",
                 ms, "ms", "the same engine in process",
                 (get(f"restore/{engine}/first_call/{size}") or 0) / ms if ms else None,
-                "the worker's start (exec, namespaces, seccomp) and the snapshot's descriptors included")
+                "a worker started ahead (lib/worker/worker_launcher.h; its background start shares the 2 cores), the request, and the snapshot's descriptors")
         fc_cold = get(f"restore_cold/firecracker/first_call/{size}")
         for engine in ("lazy", "prefetch", "firecracker"):
             ms = get(f"restore_cold/{engine}/first_call/{size}")
