@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
-targets=(snapshot_reader elf_loader hypercall program_syscalls restore)
+targets=(snapshot_reader elf_loader hypercall program_syscalls restore worker_protocol)
 # THAW_FUZZ_TARGETS="a b" runs only those.
 [ -n "${THAW_FUZZ_TARGETS:-}" ] && read -r -a targets <<< "$THAW_FUZZ_TARGETS"
 missing=()
@@ -31,7 +31,7 @@ cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzzer}" >/dev/n
 # real snapshots (the normal build's, when there is one).
 seeds=build-fuzz/seeds
 mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader" "$seeds/hypercall" \
-  "$seeds/program_syscalls" "$seeds/restore"
+  "$seeds/program_syscalls" "$seeds/restore" "$seeds/worker_protocol"
 for f in build/tests/*.elf build/examples/*.elf build/tests/server_static; do
   [ -f "$f" ] && cp "$f" "$seeds/elf_loader/" || true
 done

@@ -5,6 +5,7 @@
 // call is a clear error while the host goes on.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +24,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lib/vm_internal.h"
+#include "lib/worker/channel.h"
+#include "lib/worker/worker.pb.h"
+#include "lib/worker/worker_client.h"
 #include "thaw/errors.h"
 #include "thaw/signing.h"
 #include "thaw/snapshot.h"
@@ -358,6 +363,127 @@ TEST_F(WorkerTest, CodeInTheWorkerCannotOpenHostFilesSocketsOrProcesses) {
   int fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
   EXPECT_GE(fd, 0);
   if (fd >= 0) close(fd);
+}
+
+// A worker that has been taken over, played by a thread: nothing it says
+// crashes the host, gets it a file outside the view, or hangs the caller.
+class TakenOverWorkerTest : public WorkerTest {
+ protected:
+  using Script = std::function<void(worker::Channel&)>;
+  // A client whose worker is `script`, on a thread.
+  std::unique_ptr<internal::WorkerClient> Adopt(Script script) {
+    int sockets[2];
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), 0);
+    player_ = std::thread([fd = sockets[1], script] {
+      worker::Channel channel(fd);
+      script(channel);
+    });
+    std::filesystem::create_directories(dir_ / "view");
+    std::ofstream(dir_ / "view" / "inside.txt") << "inside";
+    VmConfig config = Config(/*worker=*/true);
+    config.input_buffer_size = config.output_buffer_size = 4096;
+    config.call_timeout = absl::Milliseconds(100);
+    auto client = internal::WorkerClient::AdoptForTesting(
+        sockets[0], config, {{(dir_ / "view").string(), "/data"}},
+        /*slack=*/absl::Milliseconds(400));
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+  void TearDown() override {
+    if (player_.joinable()) player_.join();
+    WorkerTest::TearDown();
+  }
+  std::thread player_;
+};
+
+TEST_F(TakenOverWorkerTest, AReplyLargerThanThePayloadMemoryCutsItOff) {
+  auto client = Adopt([](worker::Channel& channel) {
+    worker::proto::Request request;
+    if (!channel.Receive(request).ok()) return;
+    worker::proto::Response lie;
+    lie.set_reply_size(1ull << 40);
+    (void)channel.Send(lie);
+    (void)channel.Receive(request);  // until the host hangs up
+  });
+  ASSERT_NE(client, nullptr);
+  auto reply = client->Call("f", "in");
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(reply.status().message(), HasSubstr("larger than the payload"));
+  EXPECT_EQ(client->Call("f", "in").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  client.reset();
+}
+
+TEST_F(TakenOverWorkerTest, FileRequestsGetOnlyWhatTheViewHolds) {
+  std::vector<std::string> seen;  // per request: error, or the bytes read
+  auto client = Adopt([&seen](worker::Channel& channel) {
+    worker::proto::Request request;
+    if (!channel.Receive(request).ok()) return;
+    for (const char* path : {"/data/inside.txt", "/data/../../../etc/hostname",
+                             "/etc/hostname", "/proc/self/root/etc/hostname"}) {
+      worker::proto::Response ask;
+      ask.mutable_file_request()->set_cwd("/");
+      ask.mutable_file_request()->set_path(path);
+      ask.mutable_file_request()->set_flags(O_RDWR | O_CREAT);  // ignored
+      ask.mutable_file_request()->set_follow_last(true);
+      (void)channel.Send(ask);
+      std::vector<int> fds;
+      if (!channel.Receive(request, &fds).ok()) return;
+      std::string got = absl::StrCat("error ", request.file_reply().error());
+      if (fds.size() == 1) {
+        char buf[64] = {};
+        got = std::string(buf, std::max<ssize_t>(0, read(fds[0], buf, 64)));
+        // Read-only whatever was asked for.
+        got += write(fds[0], "x", 1) < 0 ? " (read-only)" : " (WRITABLE)";
+      }
+      for (int fd : fds) close(fd);
+      seen.push_back(got);
+    }
+    worker::proto::Response done;
+    (void)channel.Send(done);
+    (void)channel.Receive(request);
+  });
+  ASSERT_NE(client, nullptr);
+  EXPECT_TRUE(client->Call("f", "in").ok());
+  client.reset();
+  player_.join();
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], "inside (read-only)");
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_THAT(seen[i], ::testing::StartsWith("error ")) << i;
+  }
+}
+
+TEST_F(TakenOverWorkerTest, ASilentWorkerIsCutOffAfterItsCallTimeout) {
+  auto client = Adopt([](worker::Channel& channel) {
+    worker::proto::Request request;
+    if (!channel.Receive(request).ok()) return;
+    // Half a message, then nothing: the host must not wait forever.
+    (void)send(channel.fd(), "\x10\x00", 2, MSG_NOSIGNAL);
+    (void)channel.Receive(request);  // until the host hangs up
+  });
+  ASSERT_NE(client, nullptr);
+  const absl::Time start = absl::Now();
+  auto reply = client->Call("f", "in");
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(reply.status().message(), HasSubstr("did not answer within"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  client.reset();
+}
+
+TEST_F(TakenOverWorkerTest, AHugeAnnouncedMessageThatNeverComesIsAnError) {
+  auto client = Adopt([](worker::Channel& channel) {
+    worker::proto::Request request;
+    if (!channel.Receive(request).ok()) return;
+    uint8_t length[8] = {0, 0, 0, 0x40, 0, 0, 0, 0};  // 1 GiB
+    (void)send(channel.fd(), length, sizeof(length), MSG_NOSIGNAL);
+    (void)send(channel.fd(), "abc", 3, MSG_NOSIGNAL);
+    // Hangs up (the Channel closes).
+  });
+  ASSERT_NE(client, nullptr);
+  auto reply = client->Call("f", "in");
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable);
+  client.reset();
 }
 
 TEST_F(WorkerTest, AWorkerKilledDuringACallIsAClearErrorAndTheHostGoesOn) {

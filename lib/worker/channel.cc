@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -136,8 +137,18 @@ absl::Status Channel::Receive(google::protobuf::MessageLite& message,
     return absl::DataLossError(
         absl::StrCat("worker channel: a message of ", size, " bytes"));
   }
-  std::string body(size, '\0');
-  if (absl::Status s = ReadAll(fd_, body.data(), size); !s.ok()) return s;
+  // Grown as the bytes arrive: a peer that announces a large message and
+  // sends less holds no more of this process's memory than it sent.
+  std::string body;
+  constexpr uint64_t kStep = 1 << 20;
+  while (body.size() < size) {
+    const size_t have = body.size();
+    body.resize(have + std::min(kStep, size - have));
+    if (absl::Status s = ReadAll(fd_, body.data() + have, body.size() - have);
+        !s.ok()) {
+      return s;
+    }
+  }
   if (!message.ParseFromString(body)) {
     return absl::DataLossError("worker channel: a message does not parse");
   }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
@@ -83,7 +85,20 @@ absl::Status WorkerClient::Start() {
   if (!started.ok()) return started.status();
   pid_ = started->pid;
   channel_ = std::make_unique<worker::Channel>(started->fd);
+  LimitWaits();
   return absl::OkStatus();
+}
+
+// The worker's own watchdog ends a guest at call_timeout, so a worker
+// always has something to say within that and some slack; one that does
+// not (taken over, or stuck) is cut off rather than left to hang the
+// calling thread.
+void WorkerClient::LimitWaits() {
+  if (config_.call_timeout == absl::InfiniteDuration()) return;
+  answer_limit_ = config_.call_timeout + answer_slack_;
+  const timeval limit = absl::ToTimeval(answer_limit_);
+  (void)setsockopt(channel_->fd(), SOL_SOCKET, SO_RCVTIMEO, &limit,
+                   sizeof(limit));
 }
 
 absl::Status WorkerClient::AttachPayloadMemory(uint64_t size) {
@@ -101,7 +116,23 @@ absl::Status WorkerClient::AttachPayloadMemory(uint64_t size) {
   return absl::OkStatus();
 }
 
-absl::Status WorkerClient::Died(absl::string_view what) {
+absl::Status WorkerClient::Died(absl::string_view what,
+                                const absl::Status& receive) {
+  if (absl::StrContains(receive.message(),
+                        std::strerror(EAGAIN))) {  // SO_RCVTIMEO
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    dead_ = absl::UnavailableError(absl::StrFormat(
+        "%s: the Vm's worker process did not answer within %s (its call "
+        "timeout and %s) and was killed",
+        what, absl::FormatDuration(answer_limit_),
+        absl::FormatDuration(answer_slack_)));
+    return dead_;
+  }
   std::string how = "is gone";
   int status;
   for (int i = 0; i < 200 && pid_ > 0; ++i) {  // it closed the socket
@@ -137,7 +168,9 @@ absl::StatusOr<worker::proto::Response> WorkerClient::Exchange(
   if (!channel_->Send(request, std::move(fds)).ok()) return Died(what);
   while (true) {
     worker::proto::Response response;
-    if (!channel_->Receive(response).ok()) return Died(what);
+    if (absl::Status s = channel_->Receive(response); !s.ok()) {
+      return Died(what, s);
+    }
     if (response.has_console_output()) {
       // The sink runs here, on the thread that made the request.
       if (config_.console_sink) config_.console_sink(response.console_output());
@@ -227,6 +260,23 @@ absl::Status WorkerClient::Apply(const worker::proto::Response& r) {
   config_.stack_size = r.stack_size();
   config_.backend = BackendKind::kEmulated;
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::AdoptForTesting(
+    int fd, const VmConfig& config, const std::vector<FileMount>& mounts,
+    absl::Duration slack) {
+  std::unique_ptr<WorkerClient> client(new WorkerClient);
+  client->channel_ = std::make_unique<worker::Channel>(fd);
+  client->config_ = config;
+  client->answer_slack_ = slack;
+  client->LimitWaits();
+  if (absl::Status s = client->AttachPayloadMemory(config.input_buffer_size +
+                                                   config.output_buffer_size);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = client->MakeFileView(mounts); !s.ok()) return s;
+  return client;
 }
 
 absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(

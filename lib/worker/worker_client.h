@@ -46,12 +46,24 @@ class SnapshotState;
 
 class WorkerClient {
  public:
+  // How long a wait for the worker's next message may take: its call
+  // timeout and this slack (the worker's own watchdog ends a guest at the
+  // call timeout, so it always has something to say by then).
+  static constexpr absl::Duration kAnswerSlack = absl::Seconds(30);
+
   // A worker with a new Vm.
   static absl::StatusOr<std::unique_ptr<WorkerClient>> Create(
       const VmConfig& config);
   // A worker with a Vm restored from the handle's (checked) snapshot file.
   static absl::StatusOr<std::unique_ptr<WorkerClient>> Restore(
       const SnapshotState& snapshot, const RestoreOptions& options);
+  // A client over a connection already made (`fd`, taken over) to a peer
+  // that speaks the worker's protocol, with a file view of `mounts`: for
+  // tests and the fuzzer that play a misbehaving worker.
+  // `slack`: how much longer than the call timeout a wait may take.
+  static absl::StatusOr<std::unique_ptr<WorkerClient>> AdoptForTesting(
+      int fd, const VmConfig& config, const std::vector<FileMount>& mounts,
+      absl::Duration slack = kAnswerSlack);
   ~WorkerClient();
 
   const VmConfig& config() const { return config_; }
@@ -94,7 +106,9 @@ class WorkerClient {
   absl::StatusOr<worker::proto::Response> Exchange(
       const worker::proto::Request& request, std::vector<int> fds,
       absl::string_view what);
-  absl::Status Died(absl::string_view what);
+  absl::Status Died(absl::string_view what,
+                    const absl::Status& receive = absl::OkStatus());
+  void LimitWaits();
   // Answers the worker's FileRequest from file_view_.
   absl::Status ServeFile(const worker::proto::FileRequest& request);
   // The host's FileView of `mounts` (none when empty).
@@ -115,6 +129,8 @@ class WorkerClient {
   // The image the host checked and handed the worker (restored Vms).
   std::shared_ptr<const snapshot::SnapshotImage> restored_from_;
   std::atomic<bool> paused_{false};
+  absl::Duration answer_slack_ = kAnswerSlack;
+  absl::Duration answer_limit_ = absl::InfiniteDuration();
   std::string self_test_;
 };
 
