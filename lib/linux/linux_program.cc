@@ -53,6 +53,14 @@ absl::Status CheckProgramConfig(const VmConfig& c) {
   return absl::OkStatus();
 }
 
+std::vector<FileMount> SavedMounts(const snapshot::proto::LinuxProgram& saved) {
+  std::vector<FileMount> mounts;
+  for (const auto& mount : saved.mounts()) {
+    mounts.push_back({mount.host_path(), mount.guest_path()});
+  }
+  return mounts;
+}
+
 absl::Status LinuxProgram::Load(absl::Span<const uint8_t> elf,
                                 absl::string_view name,
                                 const ProgramOptions& options,
@@ -392,10 +400,7 @@ absl::Status LinuxProgram::Restore(const snapshot::proto::Manifest& m,
   }
   name_ = p.name();
   generation_ = p.restore_generation();
-  mounts_.clear();
-  for (const auto& mount : p.mounts()) {
-    mounts_.push_back({mount.host_path(), mount.guest_path()});
-  }
+  mounts_ = SavedMounts(p);
   if (!mounts_.empty()) {
     auto view = linux_abi::MakeFileSource(mounts_);
     if (!view.ok()) {

@@ -27,6 +27,9 @@ namespace thaw {
 // InvalidArgument naming the field if `config` cannot hold a program.
 absl::Status CheckProgramConfig(const VmConfig& config);
 
+// The file view a program snapshot names (its ProgramOptions::files).
+std::vector<FileMount> SavedMounts(const snapshot::proto::LinuxProgram& saved);
+
 class LinuxProgram final : public GuestRuntime,
                            private linux_abi::ProgramHost,
                            private backend::HypercallHandler {

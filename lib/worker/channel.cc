@@ -28,12 +28,23 @@ absl::Status WriteAll(int fd, const char* data, size_t size) {
   return absl::OkStatus();
 }
 
+// A receive that failed with `error`: DeadlineExceeded when the socket's
+// receive timeout (SO_RCVTIMEO) ran out, so that callers need not read
+// the message.
+absl::Status ReceiveError(absl::string_view what, int error) {
+  if (error == EAGAIN || error == EWOULDBLOCK) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, ": nothing within the socket's receive timeout"));
+  }
+  return ErrnoStatus(what, error);
+}
+
 absl::Status ReadAll(int fd, char* data, size_t size) {
   while (size > 0) {
     ssize_t n = recv(fd, data, size, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoStatus("worker channel: receive", errno);
+      return ReceiveError("worker channel: receive", errno);
     }
     if (n == 0) return absl::UnavailableError("worker channel: closed");
     data += n;
@@ -108,7 +119,7 @@ absl::Status Channel::Receive(google::protobuf::MessageLite& message,
   do {
     n = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
-  if (n < 0) return ErrnoStatus("worker channel: recvmsg", errno);
+  if (n < 0) return ReceiveError("worker channel: recvmsg", errno);
   if (n == 0) return absl::UnavailableError("worker channel: closed");
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
        c = CMSG_NXTHDR(&msg, c)) {

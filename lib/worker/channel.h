@@ -34,7 +34,8 @@ class Channel {
                     std::vector<int> fds = {});
   // Receives the next message; descriptors passed with it land in *fds
   // (the caller owns them; closed when fds is null). Unavailable when the
-  // peer closed the connection.
+  // peer closed the connection; DeadlineExceeded when the socket has a
+  // receive timeout (SO_RCVTIMEO) and it ran out.
   absl::Status Receive(google::protobuf::MessageLite& message,
                        std::vector<int>* fds = nullptr);
 

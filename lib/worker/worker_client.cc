@@ -12,10 +12,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
+#include "lib/linux/linux_program.h"
 #include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
 #include "lib/vm_internal.h"
@@ -42,6 +42,15 @@ absl::Status CheckSettings(const VmSettings& s) {
     return absl::InvalidArgumentError(
         "worker_process is for the emulated backend (a KVM guest is already "
         "isolated by the hardware); use backend kEmulated or kAuto");
+  }
+  return absl::OkStatus();
+}
+
+// The payload memory holds both buffers; each is at most 1 GiB.
+absl::Status CheckBufferSizes(uint64_t input, uint64_t output) {
+  if (input > (1ull << 30) || output > (1ull << 30)) {
+    return absl::InvalidArgumentError(
+        "worker_process: buffers over 1 GiB are not supported");
   }
   return absl::OkStatus();
 }
@@ -75,8 +84,7 @@ WorkerClient::~WorkerClient() {
       if (waitpid(pid_, &status, WNOHANG) == pid_) return;
       usleep(1000);
     }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
+    KillWorker();
   }
 }
 
@@ -116,16 +124,18 @@ absl::Status WorkerClient::AttachPayloadMemory(uint64_t size) {
   return absl::OkStatus();
 }
 
+void WorkerClient::KillWorker() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
 absl::Status WorkerClient::Died(absl::string_view what,
                                 const absl::Status& receive) {
-  if (absl::StrContains(receive.message(),
-                        std::strerror(EAGAIN))) {  // SO_RCVTIMEO
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      int status;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
+  if (receive.code() == absl::StatusCode::kDeadlineExceeded) {  // LimitWaits
+    KillWorker();
     dead_ = absl::UnavailableError(absl::StrFormat(
         "%s: the Vm's worker process did not answer within %s (its call "
         "timeout and %s) and was killed",
@@ -148,9 +158,7 @@ absl::Status WorkerClient::Died(absl::string_view what,
   }
   if (pid_ > 0) {
     // Alive but out of protocol: it is not trusted to go on.
-    kill(pid_, SIGKILL);
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
+    KillWorker();
     how = "broke the protocol and was killed";
   }
   dead_ = absl::UnavailableError(
@@ -180,26 +188,41 @@ absl::StatusOr<worker::proto::Response> WorkerClient::Exchange(
       if (!ServeFile(response.file_request()).ok()) return Died(what);
       continue;
     }
-    if (!response.has_host_call()) return response;
-    // The guest calls a host function: run it here, answer, and wait on.
-    worker::proto::Request answer;
-    worker::proto::HostReply& reply = *answer.mutable_host_reply();
-    auto fn = host_functions_.find(response.host_call().name());
-    if (fn == host_functions_.end()) {
-      reply.set_code(static_cast<int>(absl::StatusCode::kNotFound));
-      reply.set_message("no such host function");
-    } else {
-      absl::StatusOr<std::string> out =
-          fn->second(response.host_call().input());
-      if (out.ok()) {
-        reply.set_output(*std::move(out));
-      } else {
-        reply.set_code(static_cast<int>(out.status().code()));
-        reply.set_message(std::string(out.status().message()));
-      }
+    if (response.has_host_call()) {
+      if (!ServeHostCall(response.host_call()).ok()) return Died(what);
+      continue;
     }
-    if (!channel_->Send(answer).ok()) return Died(what);
+    return response;
   }
+}
+
+absl::StatusOr<worker::proto::Response> WorkerClient::ExchangeOk(
+    const worker::proto::Request& request, std::vector<int> fds,
+    absl::string_view what) {
+  auto response = Exchange(request, std::move(fds), what);
+  if (!response.ok()) return response.status();
+  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
+  return response;
+}
+
+// The guest calls a host function: run it here and answer the worker.
+absl::Status WorkerClient::ServeHostCall(const worker::proto::HostCall& call) {
+  worker::proto::Request answer;
+  worker::proto::HostReply& reply = *answer.mutable_host_reply();
+  auto fn = host_functions_.find(call.name());
+  if (fn == host_functions_.end()) {
+    reply.set_code(static_cast<int>(absl::StatusCode::kNotFound));
+    reply.set_message("no such host function");
+  } else {
+    absl::StatusOr<std::string> out = fn->second(call.input());
+    if (out.ok()) {
+      reply.set_output(*std::move(out));
+    } else {
+      reply.set_code(static_cast<int>(out.status().code()));
+      reply.set_message(std::string(out.status().message()));
+    }
+  }
+  return channel_->Send(answer);
 }
 
 absl::Status WorkerClient::MakeFileView(const std::vector<FileMount>& mounts) {
@@ -284,10 +307,10 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
   if (absl::Status s = CheckSettings(config); !s.ok()) return s;
   std::unique_ptr<WorkerClient> client(new WorkerClient);
   client->config_ = config;
-  if (config.input_buffer_size > (1ull << 30) ||
-      config.output_buffer_size > (1ull << 30)) {
-    return absl::InvalidArgumentError(
-        "worker_process: buffers over 1 GiB are not supported");
+  if (absl::Status s =
+          CheckBufferSizes(config.input_buffer_size, config.output_buffer_size);
+      !s.ok()) {
+    return s;
   }
   if (absl::Status s = client->AttachPayloadMemory(config.input_buffer_size +
                                                    config.output_buffer_size);
@@ -303,9 +326,8 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Create(
   c.set_output_buffer_size(config.output_buffer_size);
   c.set_stack_size(config.stack_size);
   c.set_guest_kind(static_cast<uint32_t>(config.guest_kind));
-  auto response = client->Exchange(request, {client->payload_fd_}, "Create");
+  auto response = client->ExchangeOk(request, {client->payload_fd_}, "Create");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (absl::Status s = client->Apply(*response); !s.ok()) return s;
   return client;
 }
@@ -318,20 +340,14 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
   std::unique_ptr<WorkerClient> client(new WorkerClient);
   static_cast<VmSettings&>(client->config_) = options;
   // The program's view, from the mounts in the file the host checked.
-  std::vector<FileMount> mounts;
-  for (const auto& mount : m.program().mounts()) {
-    mounts.push_back({mount.host_path(), mount.guest_path()});
-  }
-  if (absl::Status s = client->MakeFileView(mounts); !s.ok()) {
+  if (absl::Status s = client->MakeFileView(SavedMounts(m.program()));
+      !s.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("restore \"", snapshot.info().path, "\": ", s.message()));
   }
   const uint64_t in = m.config().input_buffer_size();
   const uint64_t out = m.config().output_buffer_size();
-  if (in > (1ull << 30) || out > (1ull << 30)) {
-    return absl::InvalidArgumentError(
-        "worker_process: buffers over 1 GiB are not supported");
-  }
+  if (absl::Status s = CheckBufferSizes(in, out); !s.ok()) return s;
   if (absl::Status s = client->AttachPayloadMemory(in + out); !s.ok()) {
     return s;
   }
@@ -364,10 +380,9 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Restore(
     const auto& key = KeyAccess::Public(*snapshot.verify_key());
     r.set_verify_key(key.data(), key.size());
   }
-  auto response = client->Exchange(request, std::move(fds), "Restore");
+  auto response = client->ExchangeOk(request, std::move(fds), "Restore");
   close_files();
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (absl::Status s = client->Apply(*response); !s.ok()) return s;
   if (client->config_.input_buffer_size != in ||
       client->config_.output_buffer_size != out) {
@@ -383,9 +398,7 @@ absl::Status WorkerClient::LoadGuestImage(absl::Span<const uint8_t> elf,
   worker::proto::Request request;
   request.mutable_load_guest()->set_elf(elf.data(), elf.size());
   request.mutable_load_guest()->set_name(std::string(name));
-  auto response = Exchange(request, {}, "LoadGuest");
-  if (!response.ok()) return response.status();
-  return worker::GetStatus(*response);
+  return ExchangeOk(request, {}, "LoadGuest").status();
 }
 
 absl::Status WorkerClient::LoadProgram(absl::Span<const uint8_t> elf,
@@ -405,18 +418,14 @@ absl::Status WorkerClient::LoadProgram(absl::Span<const uint8_t> elf,
   p.set_cwd(options.cwd);
   for (const std::string& arg : options.args) p.add_args(arg);
   for (const std::string& var : options.env) p.add_env(var);
-  auto response = Exchange(request, {}, "LoadProgram");
-  if (!response.ok()) return response.status();
-  return worker::GetStatus(*response);
+  return ExchangeOk(request, {}, "LoadProgram").status();
 }
 
 absl::Status WorkerClient::Boot() {
   std::lock_guard<std::mutex> lock(mutex_);
   worker::proto::Request request;
   request.set_boot(true);
-  auto response = Exchange(request, {}, "Boot");
-  if (!response.ok()) return response.status();
-  return worker::GetStatus(*response);
+  return ExchangeOk(request, {}, "Boot").status();
 }
 
 absl::StatusOr<std::string> WorkerClient::Call(absl::string_view function,
@@ -431,9 +440,8 @@ absl::StatusOr<std::string> WorkerClient::Call(absl::string_view function,
   worker::proto::Request request;
   request.mutable_call()->set_function(std::string(function));
   request.mutable_call()->set_input_size(input.size());
-  auto response = Exchange(request, {}, "Call");
+  auto response = ExchangeOk(request, {}, "Call");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (response->reply_size() > payload_size_) {
     return Died("Call (a reply larger than the payload memory)");
   }
@@ -446,9 +454,8 @@ absl::Status WorkerClient::RegisterHostFunction(std::string name,
   std::lock_guard<std::mutex> lock(mutex_);
   worker::proto::Request request;
   request.set_register_host_function(name);
-  auto response = Exchange(request, {}, "RegisterHostFunction");
+  auto response = ExchangeOk(request, {}, "RegisterHostFunction");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   host_functions_[std::move(name)] = std::move(fn);
   return absl::OkStatus();
 }
@@ -474,9 +481,8 @@ absl::Status WorkerClient::Snapshot(const std::string& path,
   s.set_compression_level(options.compression_level);
   s.set_chunk_size(options.chunk_size);
   s.set_threads(options.threads);
-  auto response = Exchange(request, {(*file)->fd()}, "Snapshot");
+  auto response = ExchangeOk(request, {(*file)->fd()}, "Snapshot");
   if (!response.ok()) return response.status();
-  if (absl::Status st = worker::GetStatus(*response); !st.ok()) return st;
   // The worker wrote it; the host checks it before putting it in place.
   auto check = snapshot::SnapshotFile::OpenDescriptor(
       fcntl((*file)->fd(), F_DUPFD_CLOEXEC, 0), path);
@@ -497,9 +503,8 @@ absl::Status WorkerClient::WriteWorkingSet(const snapshot::SecretKey* key) {
   std::lock_guard<std::mutex> lock(mutex_);
   worker::proto::Request request;
   request.set_working_set(true);
-  auto response = Exchange(request, {}, "WriteWorkingSet");
+  auto response = ExchangeOk(request, {}, "WriteWorkingSet");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (restored_from_ == nullptr) {
     return Died("WriteWorkingSet (a working set for a Vm never restored)");
   }
@@ -516,9 +521,7 @@ absl::Status WorkerClient::Reset() {
   std::lock_guard<std::mutex> lock(mutex_);
   worker::proto::Request request;
   request.set_reset(true);
-  auto response = Exchange(request, {}, "Reset");
-  if (!response.ok()) return response.status();
-  return worker::GetStatus(*response);
+  return ExchangeOk(request, {}, "Reset").status();
 }
 
 absl::StatusOr<std::string> WorkerClient::ReadMemory(uint64_t address,
@@ -527,9 +530,8 @@ absl::StatusOr<std::string> WorkerClient::ReadMemory(uint64_t address,
   worker::proto::Request request;
   request.mutable_read_memory()->set_address(address);
   request.mutable_read_memory()->set_size(size);
-  auto response = Exchange(request, {}, "ReadGuestMemory");
+  auto response = ExchangeOk(request, {}, "ReadGuestMemory");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   if (response->bytes().size() != size) {
     return Died("ReadGuestMemory (an answer of the wrong size)");
   }
@@ -540,9 +542,8 @@ absl::StatusOr<uint64_t> WorkerClient::FindSymbol(absl::string_view name) {
   std::lock_guard<std::mutex> lock(mutex_);
   worker::proto::Request request;
   request.set_find_symbol(std::string(name));
-  auto response = Exchange(request, {}, "FindGuestSymbol");
+  auto response = ExchangeOk(request, {}, "FindGuestSymbol");
   if (!response.ok()) return response.status();
-  if (absl::Status s = worker::GetStatus(*response); !s.ok()) return s;
   return response->value();
 }
 

@@ -106,6 +106,15 @@ class WorkerClient {
   absl::StatusOr<worker::proto::Response> Exchange(
       const worker::proto::Request& request, std::vector<int> fds,
       absl::string_view what);
+  // Exchange, then the worker's own answer: an error it reports comes
+  // back as that error.
+  absl::StatusOr<worker::proto::Response> ExchangeOk(
+      const worker::proto::Request& request, std::vector<int> fds,
+      absl::string_view what);
+  // Runs a host function the guest asked for and answers the worker.
+  absl::Status ServeHostCall(const worker::proto::HostCall& call);
+  // SIGKILL and reap the worker, if there is one.
+  void KillWorker();
   absl::Status Died(absl::string_view what,
                     const absl::Status& receive = absl::OkStatus());
   void LimitWaits();
