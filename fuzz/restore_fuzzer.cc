@@ -31,10 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = "/proc/self/fd/" + std::to_string(fd);
   auto snapshot = thaw::Snapshot::Open(path);
   if (snapshot.ok() && snapshot->Info().memory_size <= (64ull << 20)) {
-    for (thaw::RestoreEngine engine :
-         {thaw::RestoreEngine::kEager, thaw::RestoreEngine::kLazy,
-          thaw::RestoreEngine::kLazyPrefetch,
-          thaw::RestoreEngine::kSharedBase}) {
+    for (thaw::RestoreEngine engine : thaw::kRestoreEngines) {
       thaw::RestoreOptions options;
       options.backend = thaw::BackendKind::kEmulated;
       options.engine = engine;

@@ -41,9 +41,7 @@ absl::string_view RestoreEngineName(RestoreEngine engine) {
 }
 
 absl::StatusOr<RestoreEngine> ParseRestoreEngine(absl::string_view name) {
-  for (RestoreEngine engine :
-       {RestoreEngine::kEager, RestoreEngine::kLazy,
-        RestoreEngine::kLazyPrefetch, RestoreEngine::kSharedBase}) {
+  for (RestoreEngine engine : kRestoreEngines) {
     if (name == RestoreEngineName(engine)) return engine;
   }
   return absl::InvalidArgumentError(

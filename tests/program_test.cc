@@ -548,11 +548,9 @@ TEST_P(ProgramSnapshotTest, APythonFunctionRestoresAfterItsInit) {
 
 INSTANTIATE_TEST_SUITE_P(
     Engines, ProgramSnapshotTest,
-    ::testing::Combine(
-        ::testing::Values(BackendKind::kEmulated, BackendKind::kKvm),
-        ::testing::Values(RestoreEngine::kEager, RestoreEngine::kLazy,
-                          RestoreEngine::kLazyPrefetch,
-                          RestoreEngine::kSharedBase)),
+    ::testing::Combine(::testing::Values(BackendKind::kEmulated,
+                                         BackendKind::kKvm),
+                       ::testing::ValuesIn(kRestoreEngines)),
     [](const auto& info) {
       return absl::StrCat(RestoreEngineName(std::get<1>(info.param)), "_",
                           testing::BackendSuffix(std::get<0>(info.param)));

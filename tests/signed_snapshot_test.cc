@@ -34,10 +34,6 @@ using testing::HeaderField;
 using testing::ReadFile;
 using testing::WriteFile;
 
-constexpr RestoreEngine kAllEngines[] = {
-    RestoreEngine::kEager, RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch,
-    RestoreEngine::kSharedBase};
-
 class SignedSnapshotTest : public ::testing::Test {
  protected:
   // One signed snapshot of the test guest, with a recorded working set (so
@@ -152,7 +148,7 @@ TEST_F(SignedSnapshotTest, TheIntactFileRestoresWithItsKeyOnEveryEngine) {
   EXPECT_EQ(info->signer, key_->verify_key().Name());
   EXPECT_FALSE(info->signature_verified);  // inspected without a key
   EXPECT_GT(info->working_set_chunks, 0u);
-  for (RestoreEngine engine : kAllEngines) {
+  for (RestoreEngine engine : kRestoreEngines) {
     auto vm = Vm::Restore(*good_, Options(engine, *key_));
     ASSERT_TRUE(vm.ok()) << RestoreEngineName(engine) << ": " << vm.status();
     auto reply = (*vm)->Call("echo", "hello");
@@ -169,7 +165,7 @@ TEST_F(SignedSnapshotTest, ValidChecksumsButAnotherKeysSignatureIsRefused) {
       Write(Rebuild([](auto&, auto&) {}, /*signer=*/other_));
   auto intact_checksums = snapshot::SnapshotFile::Open(path);
   ASSERT_TRUE(intact_checksums.ok()) << intact_checksums.status();
-  for (RestoreEngine engine : kAllEngines) {
+  for (RestoreEngine engine : kRestoreEngines) {
     auto vm = Vm::Restore(path, Options(engine, *key_));
     EXPECT_EQ(vm.status().code(), absl::StatusCode::kPermissionDenied)
         << RestoreEngineName(engine) << ": " << vm.status();
@@ -221,7 +217,7 @@ TEST_F(SignedSnapshotTest, AFrameThatNoLongerMatchesItsDigestIsNeverUsed) {
       /*signer=*/key_));
   auto opened = Snapshot::Open(path, key_->verify_key());
   ASSERT_TRUE(opened.ok()) << opened.status();
-  for (RestoreEngine engine : kAllEngines) {
+  for (RestoreEngine engine : kRestoreEngines) {
     auto vm = Vm::Restore(path, Options(engine, *key_));
     absl::Status status = vm.status();
     if (vm.ok()) {

@@ -35,10 +35,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr RestoreEngine kAllEngines[] = {
-    RestoreEngine::kEager, RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch,
-    RestoreEngine::kSharedBase};
-
 // Compares two memory images without printing megabytes: the first
 // differing offset and the number of differing pages.
 ::testing::AssertionResult SameMemory(const std::string& actual,
@@ -518,7 +514,7 @@ TEST_P(SnapshotTest, ASnapshotHandleIsOpenedOnceAndUsedFromManyThreads) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (RestoreEngine engine :
-           {RestoreEngine::kSharedBase, kAllEngines[t]}) {
+           {RestoreEngine::kSharedBase, kRestoreEngines[t]}) {
         auto clone = snapshot->Restore(Options(engine));
         if (!clone.ok()) continue;
         built += (*clone)->restore_stats().shared_base_built ? 1 : 0;
@@ -1069,7 +1065,7 @@ INSTANTIATE_TEST_SUITE_P(
     Engines, SnapshotEngineTest,
     ::testing::Combine(::testing::Values(BackendKind::kEmulated,
                                          BackendKind::kKvm),
-                       ::testing::ValuesIn(kAllEngines)),
+                       ::testing::ValuesIn(kRestoreEngines)),
     EngineTestName);
 
 }  // namespace

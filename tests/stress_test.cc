@@ -117,10 +117,7 @@ TEST_P(StressTest, ThousandRestoresFromEightThreadsLeaveNothingBehind) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, StressTest,
-                         ::testing::Values(RestoreEngine::kEager,
-                                           RestoreEngine::kLazy,
-                                           RestoreEngine::kLazyPrefetch,
-                                           RestoreEngine::kSharedBase),
+                         ::testing::ValuesIn(kRestoreEngines),
                          [](const auto& info) {
                            return std::string(RestoreEngineName(info.param));
                          });

@@ -37,10 +37,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr RestoreEngine kAllEngines[] = {
-    RestoreEngine::kEager, RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch,
-    RestoreEngine::kSharedBase};
-
 uint64_t AsU64(const std::string& reply) {
   uint64_t value = 0;
   if (reply.size() >= 8) std::memcpy(&value, reply.data(), 8);
@@ -139,7 +135,7 @@ TEST_F(WorkerTest, RestoresSnapshotsAndResetsInTheWorkerWithEveryEngine) {
   signing.signing_key = *key;
   ASSERT_TRUE(booted->Snapshot(Path("fn.thaw"), signing).ok());
   const std::string sum = *booted->Call("table_sum", "");
-  for (RestoreEngine engine : kAllEngines) {
+  for (RestoreEngine engine : kRestoreEngines) {
     SCOPED_TRACE(RestoreEngineName(engine));
     RestoreOptions options;
     options.backend = BackendKind::kEmulated;
@@ -184,7 +180,7 @@ TEST_F(WorkerTest, RestoresSnapshotsAndResetsInTheWorkerWithEveryEngine) {
     wrong.parent = Path("from-worker-0.thaw");  // not its parent
     EXPECT_EQ((*vm)->Snapshot(Path("diff2.thaw"), wrong).code(),
               absl::StatusCode::kFailedPrecondition);
-    for (RestoreEngine engine : kAllEngines) {
+    for (RestoreEngine engine : kRestoreEngines) {
       SCOPED_TRACE(RestoreEngineName(engine));
       options.engine = engine;
       auto child = Vm::Restore(Path("diff.thaw"), options);

@@ -53,6 +53,11 @@ enum class RestoreEngine {
   kSharedBase,
 };
 
+// Every engine, in the order above (for code that tries each one).
+inline constexpr RestoreEngine kRestoreEngines[] = {
+    RestoreEngine::kEager, RestoreEngine::kLazy, RestoreEngine::kLazyPrefetch,
+    RestoreEngine::kSharedBase};
+
 // "eager", "lazy", "prefetch", "shared".
 absl::string_view RestoreEngineName(RestoreEngine engine);
 // Parses RestoreEngineName's output; InvalidArgument for anything else.
