@@ -14,6 +14,12 @@ std::string PhaseReport::ToString() const {
   } else {
     absl::StrAppendFormat(&out, "load: %.3f ms\nboot+init: %.3f ms\n", ms(load),
                           ms(boot));
+    if (kernel_to_init != absl::ZeroDuration()) {
+      absl::StrAppendFormat(&out,
+                            "  kernel entry to init: %.3f ms\n"
+                            "  init to agent ready: %.3f ms\n",
+                            ms(kernel_to_init), ms(init_to_agent));
+    }
   }
   absl::StrAppendFormat(&out, "calls: %d (last %.3f ms, total %.3f ms)\n",
                         calls, ms(last_call), ms(total_calls));

@@ -14,6 +14,7 @@
 #include "lib/backend/backend.h"
 #include "lib/function_guest.h"
 #include "lib/linux/linux_program.h"
+#include "lib/linuxvm/linux_vm.h"
 #include "lib/vm_core.h"
 #include "lib/vm_internal.h"
 #include "lib/worker/worker_client.h"
@@ -44,7 +45,8 @@ absl::Status VmCore::Start(absl::Time start) {
   backend_ = *std::move(backend);
   loop_ = std::make_unique<VcpuLoop>(*backend_, config_.call_timeout,
                                      config_.memory_size);
-  // The one place the guest kind is chosen.
+  // The one place the guest kind is chosen (a Linux VM is a whole machine,
+  // LinuxVm, chosen in Vm::Create).
   switch (config_.guest_kind) {
     case GuestKind::kFunction:
       runtime_ = std::make_unique<FunctionGuest>(
@@ -53,6 +55,8 @@ absl::Status VmCore::Start(absl::Time start) {
     case GuestKind::kLinuxProgram:
       runtime_ = std::make_unique<LinuxProgram>(config_, *memory_, *backend_);
       break;
+    case GuestKind::kLinuxVm:  // a machine of its own (Vm::Create)
+      return absl::InternalError("a Linux VM has no VmCore");
   }
   // Damage found by the source stops the guest at once.
   backend::Backend* backend_ptr = backend_.get();
@@ -194,9 +198,21 @@ absl::StatusOr<std::string> VmCore::ReadMemory(uint64_t address,
 absl::Status internal::CheckConfig(const VmConfig& config) {
   switch (config.guest_kind) {
     case GuestKind::kFunction:
+      if (config.vcpus != 1) {
+        return absl::InvalidArgumentError(
+            "VmConfig.vcpus: a function guest runs on one vCPU (more are for "
+            "GuestKind::kLinuxVm)");
+      }
       return ComputeLayout(config).status();
     case GuestKind::kLinuxProgram:
+      if (config.vcpus != 1) {
+        return absl::InvalidArgumentError(
+            "VmConfig.vcpus: a Linux program runs on one vCPU (more are for "
+            "GuestKind::kLinuxVm)");
+      }
       return CheckProgramConfig(config);
+    case GuestKind::kLinuxVm:
+      return CheckLinuxVmConfig(config);
   }
   return absl::InvalidArgumentError("VmConfig.guest_kind: unknown kind");
 }
@@ -206,11 +222,18 @@ absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
 Vm::Vm(std::unique_ptr<internal::VmCore> core) : core_(std::move(core)) {}
 Vm::Vm(std::unique_ptr<internal::WorkerClient> worker)
     : worker_(std::move(worker)) {}
+Vm::Vm(std::unique_ptr<internal::LinuxVm> linux_vm)
+    : linux_(std::move(linux_vm)) {}
 Vm::~Vm() = default;
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   absl::Time start = absl::Now();
   if (absl::Status s = internal::CheckConfig(config); !s.ok()) return s;
+  if (config.guest_kind == GuestKind::kLinuxVm) {
+    auto linux_vm = internal::LinuxVm::Create(config);
+    if (!linux_vm.ok()) return linux_vm.status();
+    return std::unique_ptr<Vm>(new Vm(*std::move(linux_vm)));
+  }
   if (config.worker_process) {
     auto worker = internal::WorkerClient::Create(config);
     if (!worker.ok()) return worker.status();
@@ -225,9 +248,11 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
 }
 
 BackendKind Vm::backend() const {
+  if (linux_) return BackendKind::kKvm;
   return worker_ ? BackendKind::kEmulated : core_->backend();
 }
 const VmConfig& Vm::config() const {
+  if (linux_) return linux_->config();
   return worker_ ? worker_->config() : core_->config();
 }
 
@@ -252,7 +277,30 @@ absl::Span<const uint8_t> Bytes(const std::string& bytes) {
       reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
+absl::Status WrongKindForLinuxVm(absl::string_view operation) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      operation,
+      ": this Vm was created for a Linux VM (LoadKernel); set "
+      "VmConfig::guest_kind"));
+}
+
 }  // namespace
+
+absl::Status Vm::LoadKernel(const std::string& kernel_path,
+                            const std::string& initrd_path,
+                            const LinuxBootOptions& options) {
+  if (!linux_) {
+    return absl::FailedPreconditionError(
+        "LoadKernel: this Vm was not created for a Linux VM; set "
+        "VmConfig::guest_kind to GuestKind::kLinuxVm");
+  }
+  auto kernel = ReadWholeFile(kernel_path, "kernel");
+  if (!kernel.ok()) return kernel.status();
+  auto initrd = ReadWholeFile(initrd_path, "initramfs");
+  if (!initrd.ok()) return initrd.status();
+  return linux_->LoadKernel(*kernel, kernel_path, *initrd, initrd_path,
+                            options);
+}
 
 absl::Status Vm::LoadGuest(const std::string& path) {
   auto bytes = ReadWholeFile(path, "guest");
@@ -262,6 +310,7 @@ absl::Status Vm::LoadGuest(const std::string& path) {
 
 absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
                                 absl::string_view name) {
+  if (linux_) return WrongKindForLinuxVm("LoadGuest");
   if (worker_) return worker_->LoadGuestImage(elf, name);
   internal::VmCore::Turn turn(*core_, "LoadGuest");
   if (!turn.status().ok()) return turn.status();
@@ -270,6 +319,7 @@ absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
 
 absl::Status Vm::LoadProgram(const std::string& path,
                              const ProgramOptions& options) {
+  if (linux_) return WrongKindForLinuxVm("LoadProgram");
   auto bytes = ReadWholeFile(path, "program");
   if (!bytes.ok()) return bytes.status();
   if (worker_) return worker_->LoadProgram(Bytes(*bytes), path, options);
@@ -290,6 +340,7 @@ absl::Status VmAccess::LoadProgramImage(Vm& vm, absl::Span<const uint8_t> elf,
 }  // namespace internal
 
 absl::Status Vm::Boot() {
+  if (linux_) return linux_->Boot();
   if (worker_) return worker_->Boot();
   internal::VmCore::Turn turn(*core_, "Boot");
   if (!turn.status().ok()) return turn.status();
@@ -298,6 +349,7 @@ absl::Status Vm::Boot() {
 
 absl::StatusOr<std::string> Vm::Call(absl::string_view function,
                                      absl::string_view input) {
+  if (linux_) return linux_->Call(function, input);
   if (worker_) return worker_->Call(function, input);
   internal::VmCore::Turn turn(*core_, "Call");
   if (!turn.status().ok()) return turn.status();
@@ -309,6 +361,11 @@ absl::Status Vm::RegisterHostFunction(std::string name, HostFunction fn) {
     return absl::InvalidArgumentError(
         "RegisterHostFunction: name and function must be non-empty");
   }
+  if (linux_) {
+    return absl::UnimplementedError(
+        "RegisterHostFunction: a Linux VM's functions cannot call the host "
+        "yet");
+  }
   if (worker_)
     return worker_->RegisterHostFunction(std::move(name), std::move(fn));
   internal::VmCore::Turn turn(*core_, "RegisterHostFunction");
@@ -317,25 +374,39 @@ absl::Status Vm::RegisterHostFunction(std::string name, HostFunction fn) {
   return absl::OkStatus();
 }
 
-void Vm::Pause() { worker_ ? worker_->Pause() : core_->loop().Pause(); }
-void Vm::Resume() { worker_ ? worker_->Resume() : core_->loop().Resume(); }
+void Vm::Pause() {
+  if (linux_) return linux_->Pause();
+  worker_ ? worker_->Pause() : core_->loop().Pause();
+}
+void Vm::Resume() {
+  if (linux_) return linux_->Resume();
+  worker_ ? worker_->Resume() : core_->loop().Resume();
+}
 bool Vm::paused() const {
+  if (linux_) return linux_->paused();
   return worker_ ? worker_->paused() : core_->loop().paused();
 }
 std::string Vm::console() const {
+  if (linux_) return linux_->console();
   return worker_ ? worker_->console() : core_->runtime().console();
 }
 PhaseReport Vm::report() const {
+  if (linux_) return linux_->report();
   return worker_ ? worker_->report() : core_->report();
 }
 
 absl::StatusOr<std::string> Vm::ReadGuestMemory(uint64_t address,
                                                 uint64_t size) const {
+  if (linux_) return linux_->ReadMemory(address, size);
   if (worker_) return worker_->ReadMemory(address, size);
   return core_->ReadMemory(address, size);
 }
 
 absl::StatusOr<uint64_t> Vm::FindGuestSymbol(absl::string_view name) const {
+  if (linux_) {
+    return absl::UnimplementedError(
+        "FindGuestSymbol: a Linux VM's kernel symbols are not read");
+  }
   if (worker_) return worker_->FindSymbol(name);
   return core_->runtime().FindSymbol(name);
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "lib/function_guest.h"
+#include "lib/linuxvm/linux_vm.h"
 #include "lib/memory_choice.h"
 #include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
@@ -484,6 +485,10 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
 
 absl::Status Vm::Snapshot(const std::string& path,
                           const SnapshotOptions& options) {
+  if (linux_) {
+    return absl::UnimplementedError(
+        "Snapshot: snapshots of a Linux VM are not built yet (issue 14)");
+  }
   if (worker_) return worker_->Snapshot(path, options);
   internal::VmCore::Turn turn(*core_, "Snapshot");
   if (!turn.status().ok()) return turn.status();
@@ -491,6 +496,10 @@ absl::Status Vm::Snapshot(const std::string& path,
 }
 
 absl::Status Vm::Reset() {
+  if (linux_) {
+    return absl::UnimplementedError(
+        "Reset: snapshots of a Linux VM are not built yet (issue 14)");
+  }
   if (worker_) return worker_->Reset();
   internal::VmCore::Turn turn(*core_, "Reset");
   if (!turn.status().ok()) return turn.status();
@@ -498,6 +507,10 @@ absl::Status Vm::Reset() {
 }
 
 absl::Status Vm::WriteWorkingSet() {
+  if (linux_) {
+    return absl::UnimplementedError(
+        "WriteWorkingSet: snapshots of a Linux VM are not built yet (issue 14)");
+  }
   if (worker_) return worker_->WriteWorkingSet(nullptr);
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
@@ -505,6 +518,10 @@ absl::Status Vm::WriteWorkingSet() {
 }
 
 absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
+  if (linux_) {
+    return absl::UnimplementedError(
+        "WriteWorkingSet: snapshots of a Linux VM are not built yet (issue 14)");
+  }
   if (worker_) {
     return worker_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
   }
@@ -514,10 +531,12 @@ absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
 }
 
 RestoreStats Vm::restore_stats() const {
+  if (linux_) return {};
   return worker_ ? worker_->restore_stats() : core_->restore_stats();
 }
 
 absl::Status Vm::failure() const {
+  if (linux_) return linux_->failure();
   if (worker_) return worker_->failure();
   internal::VmCore::Turn turn(*core_, "failure");
   if (!turn.status().ok()) return turn.status();
@@ -525,6 +544,7 @@ absl::Status Vm::failure() const {
 }
 
 ProgramStats Vm::program_stats() const {
+  if (linux_) return {};
   if (worker_) return worker_->program_stats();
   internal::VmCore::Turn turn(*core_, "program_stats");
   if (!turn.status().ok()) return {};

@@ -3,7 +3,7 @@
 
 The layers, lowest first (doc/architecture.md draws them):
 
-  abi        include/thaw/abi.h, guest.h, program.h   the guest ABIs (C)
+  abi        include/thaw/abi.h, guest.h, program.h, linux_agent.h   the guest ABIs (C)
   base       base/                        errno, vCPU state, little endian
   snapshot   snapshot/                    format, reader, writer, engines
   api        include/thaw/ (the rest)     the public C++ API
@@ -23,7 +23,7 @@ import re
 import sys
 import tempfile
 
-ABI = {"thaw/abi.h", "thaw/guest.h", "thaw/program.h"}
+ABI = {"thaw/abi.h", "thaw/guest.h", "thaw/program.h", "thaw/linux_agent.h"}
 
 # layer -> (the include prefixes or headers it may use)
 ALLOWED = {

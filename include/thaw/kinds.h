@@ -31,6 +31,12 @@ enum class GuestKind {
   // system calls served by the host; loaded with Vm::LoadProgram and served
   // through include/thaw/program.h.
   kLinuxProgram,
+  // A Linux kernel with an initramfs, booted as a whole micro-VM on KVM
+  // (several vCPUs, in-kernel irqchip, a UART and a virtio console): loaded
+  // with Vm::LoadKernel; Call() reaches the agent in its initramfs
+  // (include/thaw/linux_agent.h, doc/linux-vm.md). KVM only: the emulated
+  // backend refuses it.
+  kLinuxVm,
 };
 
 enum class RestoreEngine {

@@ -71,7 +71,30 @@ struct VmConfig : VmSettings {
   // A function guest's stack; a Linux program's stack (RLIMIT_STACK, at
   // least 1 MiB is used).
   uint64_t stack_size = 256ull << 10;
+  // Virtual CPUs: 1 to 16 for a Linux VM (GuestKind::kLinuxVm), each on a
+  // thread of its own; function guests and Linux programs run on one.
+  int vcpus = 1;
 };
+
+// How Vm::LoadKernel boots a Linux VM (GuestKind::kLinuxVm).
+struct LinuxBootOptions {
+  // The kernel command line; empty for kDefaultLinuxCmdline. The machine
+  // has a UART at ttyS0, an i8042 used only for reset, PCI through
+  // configuration mechanism 1 and no ACPI, so a command line of one's own
+  // keeps "reboot=k" (a reboot then ends the VM cleanly) and no "pci=off".
+  std::string cmdline;
+  // How long Boot() waits for the agent to say it is ready; past it, Boot
+  // fails with DeadlineExceeded naming the last console line.
+  absl::Duration boot_timeout = absl::Minutes(2);
+};
+
+// The command line a Linux VM boots with unless LinuxBootOptions::cmdline
+// says otherwise: the console on the UART, a reboot or panic ends the VM,
+// PCI found without firmware, the i8042 driver told not to probe.
+inline constexpr char kDefaultLinuxCmdline[] =
+    "console=ttyS0 reboot=k panic=-1 pci=conf1 nokaslr quiet "
+    "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+    "initcall_blacklist=cmos_init";
 
 // A host directory a Linux program may read, and where it sees it.
 struct FileMount {

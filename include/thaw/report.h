@@ -20,6 +20,11 @@ struct PhaseReport {
   absl::Duration create;                     // memory, backend and vCPU set-up
   absl::Duration load;       // ELF parsing and copy into guest memory
   absl::Duration boot;       // from first instruction to the park point
+  // A Linux VM's boot, split (both within `boot`): from the kernel's entry
+  // until its init (the agent) starts, and from there until the agent
+  // serves calls (virtio modules loaded, channel open).
+  absl::Duration kernel_to_init;
+  absl::Duration init_to_agent;
   absl::Duration restore;    // the restore, for a restored Vm
   absl::Duration snapshot;   // the most recent Snapshot()
   absl::Duration reset;      // the most recent Reset()

@@ -66,6 +66,10 @@ absl::Status CheckKvm();
 using HostFunction =
     std::function<absl::StatusOr<std::string>(absl::string_view input)>;
 
+namespace internal {
+class LinuxVm;  // lib/linuxvm/linux_vm.h
+}  // namespace internal
+
 class Vm {
  public:
   // Creates guest memory and a vCPU on the configured backend. Fails with
@@ -96,8 +100,19 @@ class Vm {
   absl::Status LoadProgram(const std::string& path,
                            const ProgramOptions& options = {});
 
-  // Runs the guest's init until it parks waiting for its first call.
-  // [operation]
+  // Loads a Linux kernel (a bzImage with boot protocol 2.12 or later, or an
+  // x86-64 vmlinux ELF) and an initramfs (a cpio archive whose /init is
+  // thaw's agent, guest/linux-agent) into a Vm created with
+  // GuestKind::kLinuxVm. Once per Vm, before Boot(), which then boots the
+  // kernel until the agent is ready. A malformed image, or one that does
+  // not fit in the Vm's memory, is refused here with InvalidArgument naming
+  // the file and what is wrong; nothing has run yet. [operation]
+  absl::Status LoadKernel(const std::string& kernel_path,
+                          const std::string& initrd_path,
+                          const LinuxBootOptions& options = {});
+
+  // Runs the guest's init until it parks waiting for its first call (for a
+  // Linux VM: boots the kernel until the agent is ready). [operation]
   absl::Status Boot();
 
   // Calls the guest function `function` with `input` and returns its reply.
@@ -185,9 +200,12 @@ class Vm {
   friend struct internal::VmAccess;
   explicit Vm(std::unique_ptr<internal::VmCore> core);
   explicit Vm(std::unique_ptr<internal::WorkerClient> worker);
-  // Exactly one is set: the Vm lives here (core_) or in a worker process.
+  explicit Vm(std::unique_ptr<internal::LinuxVm> linux_vm);
+  // Exactly one is set: the Vm lives here (core_), in a worker process, or
+  // is a whole Linux machine.
   std::unique_ptr<internal::VmCore> core_;
   std::unique_ptr<internal::WorkerClient> worker_;
+  std::unique_ptr<internal::LinuxVm> linux_;
 };
 
 }  // namespace thaw

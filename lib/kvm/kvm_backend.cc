@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
+#include "lib/kvm/kvm_uapi.h"
 #include "lib/x86/user_mode.h"
 #include "thaw/abi.h"
 
@@ -26,52 +27,6 @@ namespace {
 using backend::Exit;
 
 constexpr uint64_t kTssAddressForIntel = 0xFFFBD000;  // out of guest range
-
-int InterruptSignal() { return SIGRTMIN + 5; }
-
-// ioctl(), retried while a signal interrupts it: creating a VM waits in the
-// kernel (it starts a worker thread) and a stray kick signal meant for
-// another Vm's vCPU on this thread must not fail the creation. Every KVM
-// ioctl but KVM_RUN goes through it; KVM_RUN's EINTR is how a kick arrives.
-template <typename Arg>
-int IoctlRetryingEintr(int fd, unsigned long request, Arg arg) {
-  int rc;
-  do {
-    rc = ioctl(fd, request, arg);
-  } while (rc < 0 && errno == EINTR);
-  return rc;
-}
-
-// <linux/kvm.h> declares kvm_cpuid2 and kvm_msrs with flexible array members
-// that g++ lays out differently from C (entries at offset 16, not 8), which
-// also changes the size encoded in their ioctl numbers. Use the C layout.
-struct CpuidHeader {
-  uint32_t nent;
-  uint32_t padding;
-};
-struct MsrsHeader {
-  uint32_t nmsrs;
-  uint32_t pad;
-};
-static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
-constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
-constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
-constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
-constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
-
-void InstallInterruptHandler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction current {};
-    sigaction(InterruptSignal(), nullptr, &current);
-    if (current.sa_handler != SIG_DFL) return;  // the host program owns it
-    struct sigaction action {};
-    // The handler does nothing: its only job is to make KVM_RUN return EINTR.
-    action.sa_handler = [](int) {};
-    sigemptyset(&action.sa_mask);
-    sigaction(InterruptSignal(), &action, nullptr);
-  });
-}
 
 class Fd {
  public:

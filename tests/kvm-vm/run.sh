@@ -34,29 +34,8 @@ for tool in qemu-system-x86_64 cpio dpkg-deb apt-get python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (run scripts/setup.sh)" >&2; exit 3; }
 done
 
-# 1. Kernel and busybox, fetched once. The kernel version follows Debian's
-# linux-image-amd64 metapackage, so it is never hard-coded here.
-if [ ! -f "$cache/ready" ]; then
-  rm -rf "$cache/debs" "$cache/root"
-  mkdir -p "$cache/debs" "$cache/root"
-  resolve_kernel() {
-    apt-cache depends linux-image-amd64 2>/dev/null |
-      awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
-  }
-  kernel_pkg=$(resolve_kernel)
-  if [ -z "$kernel_pkg" ]; then  # empty package lists on a fresh machine
-    apt-get update -qq >/dev/null 2>&1 || true
-    kernel_pkg=$(resolve_kernel)
-  fi
-  [ -n "$kernel_pkg" ] || { echo "run.sh: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 3; }
-  (cd "$cache/debs" && apt-get download -q "$kernel_pkg" busybox-static >/dev/null 2>&1) || {
-    echo "run.sh: apt-get download $kernel_pkg busybox-static failed" >&2; exit 3; }
-  for deb in "$cache"/debs/*.deb; do dpkg-deb -x "$deb" "$cache/root"; done
-  vmlinuz=$(ls "$cache"/root/boot/vmlinuz-* | head -n1)
-  python3 "$here/extract_vmlinux.py" "$vmlinuz" "$cache/vmlinux"
-  rm -rf "$cache/debs"
-  touch "$cache/ready"
-fi
+# 1. Kernel and busybox, fetched once (shared with examples/linux-vm).
+"$here/fetch_debian.sh" "$cache"
 kernel_release=$(basename "$(ls -d "$cache"/root/lib/modules/* | head -n1)")
 moddir="$cache/root/lib/modules/$kernel_release/kernel"
 
