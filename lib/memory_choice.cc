@@ -45,4 +45,20 @@ absl::StatusOr<std::unique_ptr<snapshot::MemorySource>> RestoreMemory(
   return absl::InvalidArgumentError("RestoreOptions.engine: unknown engine");
 }
 
+void AddSourceCounters(const snapshot::MemorySource& source,
+                       RestoreStats& stats) {
+  const snapshot::RestoreCounters& c = source.counters();
+  stats.faults = c.faults.load();
+  stats.prefetch_waits = c.prefetch_waits.load();
+  stats.chunks_read = c.chunks_read.load();
+  stats.bytes_read = c.bytes_read.load();
+  stats.zero_chunks = c.zero_chunks.load();
+  stats.prefetched = c.prefetched.load();
+  stats.mapped = c.mapped.load();
+  stats.populated_pages = c.populated_pages.load();
+  stats.memory_pages = std::string(snapshot::PageBackingName(source.backing()));
+  stats.pages_made_private = c.pages_made_private.load();
+  stats.reads_without_io_uring = c.reads_without_io_uring.load();
+}
+
 }  // namespace thaw::internal

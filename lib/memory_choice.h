@@ -10,6 +10,7 @@
 #include "lib/snapshot_state.h"
 #include "snapshot/memory_source.h"
 #include "thaw/options.h"
+#include "thaw/report.h"
 
 namespace thaw::internal {
 
@@ -17,6 +18,11 @@ namespace thaw::internal {
 // *built_base when this call built the snapshot's shared base.
 absl::StatusOr<std::unique_ptr<snapshot::MemorySource>> RestoreMemory(
     SnapshotState& snapshot, const RestoreOptions& options, bool* built_base);
+
+// Adds what `source` counted (faults, chunks read, pages mapped...) and its
+// page backing to `stats`.
+void AddSourceCounters(const snapshot::MemorySource& source,
+                       RestoreStats& stats);
 
 }  // namespace thaw::internal
 

@@ -42,7 +42,13 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
     info.signer = snapshot::KeyName(file.signer());
     info.signature_verified = file.authenticated();
   }
-  info.guest_kind = m.config().guest_kind() == 1 ? "linux-program" : "function";
+  info.guest_kind = m.config().guest_kind() == 2   ? "linux-vm"
+                    : m.config().guest_kind() == 1 ? "linux-program"
+                                                   : "function";
+  if (m.has_linux_machine()) {
+    info.guest_name = m.linux_machine().kernel_name();
+    info.restore_generation = m.linux_machine().restore_generation();
+  }
   for (const auto& mount : m.program().mounts()) {
     info.program_mounts.push_back(
         absl::StrCat(mount.host_path(), " -> ", mount.guest_path()));

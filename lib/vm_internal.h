@@ -17,6 +17,8 @@ class SnapshotImage;
 
 namespace thaw::internal {
 
+class LinuxVm;  // lib/linuxvm/linux_vm.h
+
 // For a diff snapshot at `path` against `parent_path`: checks that the
 // parent is the snapshot `restored_from` holds and is not `path` itself,
 // and returns the parent's path as the new file records it (relative when
@@ -36,6 +38,7 @@ struct VmAccess {
 
   // A Vm handle over a monitor that is ready to run.
   static std::unique_ptr<Vm> Wrap(std::unique_ptr<VmCore> core);
+  static std::unique_ptr<Vm> WrapLinux(std::unique_ptr<LinuxVm> linux_vm);
 
   // The handle's shared state, for RestoreOverMemoryFile.
   static internal::SnapshotState& State(const Snapshot& snapshot);

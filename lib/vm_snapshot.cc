@@ -36,8 +36,10 @@ VmConfig RestoredConfig(const snapshot::proto::Manifest& m,
                         const RestoreOptions& options) {
   VmConfig config;
   static_cast<VmSettings&>(config) = options;
-  config.guest_kind = m.config().guest_kind() == 1 ? GuestKind::kLinuxProgram
-                                                   : GuestKind::kFunction;
+  config.guest_kind = m.config().guest_kind() == 2   ? GuestKind::kLinuxVm
+                      : m.config().guest_kind() == 1 ? GuestKind::kLinuxProgram
+                                                     : GuestKind::kFunction;
+  config.vcpus = std::max<int>(1, m.config().vcpus());
   config.memory_size = m.config().memory_size();
   config.input_buffer_size = m.config().input_buffer_size();
   config.output_buffer_size = m.config().output_buffer_size();
@@ -59,6 +61,16 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
     SnapshotState& state, const RestoreOptions& options,
     std::unique_ptr<snapshot::MemorySource> memory, absl::Time start) {
   const std::string& path = state.image()->top().path();
+  if (state.image()->manifest().config().guest_kind() == 2) {
+    if (memory != nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          "restore \"", path,
+          "\": a Linux VM restores through thaw's engines only"));
+    }
+    auto linux_vm = LinuxVm::Restore(state, options, start);
+    if (!linux_vm.ok()) return linux_vm.status();
+    return VmAccess::WrapLinux(*std::move(linux_vm));
+  }
   VmConfig config = RestoredConfig(state.image()->manifest(), options);
   if (absl::Status s = CheckConfig(config); !s.ok()) {
     return absl::Status(s.code(),
@@ -84,6 +96,10 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
 
 std::unique_ptr<Vm> VmAccess::Wrap(std::unique_ptr<VmCore> core) {
   return std::unique_ptr<Vm>(new Vm(std::move(core)));
+}
+
+std::unique_ptr<Vm> VmAccess::WrapLinux(std::unique_ptr<LinuxVm> linux_vm) {
+  return std::unique_ptr<Vm>(new Vm(std::move(linux_vm)));
 }
 
 absl::Status VmCore::RestoreFrom(
@@ -149,19 +165,7 @@ RestoreStats VmCore::restore_stats() const {
     std::lock_guard<std::mutex> lock(report_mutex_);
     stats = stats_;
   }
-  const snapshot::RestoreCounters& c = source_->counters();
-  stats.faults = c.faults.load();
-  stats.prefetch_waits = c.prefetch_waits.load();
-  stats.chunks_read = c.chunks_read.load();
-  stats.bytes_read = c.bytes_read.load();
-  stats.zero_chunks = c.zero_chunks.load();
-  stats.prefetched = c.prefetched.load();
-  stats.mapped = c.mapped.load();
-  stats.populated_pages = c.populated_pages.load();
-  stats.memory_pages =
-      std::string(snapshot::PageBackingName(source_->backing()));
-  stats.pages_made_private = c.pages_made_private.load();
-  stats.reads_without_io_uring = c.reads_without_io_uring.load();
+  AddSourceCounters(*source_, stats);
   return stats;
 }
 
@@ -405,6 +409,13 @@ absl::Status VmAccess::SnapshotToDescriptor(Vm& vm, int fd,
 
 absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
     const SnapshotState& state, const RestoreOptions& options) {
+  if (state.image()->manifest().has_linux_machine()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "restore \"", state.image()->top().path(),
+        "\": RestoreOptions.worker_process: a Linux VM runs on KVM, which "
+        "isolates it in hardware; the worker process is for the emulated "
+        "backend"));
+  }
   auto worker = WorkerClient::Restore(state, options);
   if (!worker.ok()) return worker.status();
   return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
@@ -485,10 +496,7 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
 
 absl::Status Vm::Snapshot(const std::string& path,
                           const SnapshotOptions& options) {
-  if (linux_) {
-    return absl::UnimplementedError(
-        "Snapshot: snapshots of a Linux VM are not built yet (issue 14)");
-  }
+  if (linux_) return linux_->Snapshot(path, options);
   if (worker_) return worker_->Snapshot(path, options);
   internal::VmCore::Turn turn(*core_, "Snapshot");
   if (!turn.status().ok()) return turn.status();
@@ -498,7 +506,7 @@ absl::Status Vm::Snapshot(const std::string& path,
 absl::Status Vm::Reset() {
   if (linux_) {
     return absl::UnimplementedError(
-        "Reset: snapshots of a Linux VM are not built yet (issue 14)");
+        "Reset: not yet for a Linux VM (restore the snapshot again)");
   }
   if (worker_) return worker_->Reset();
   internal::VmCore::Turn turn(*core_, "Reset");
@@ -507,10 +515,7 @@ absl::Status Vm::Reset() {
 }
 
 absl::Status Vm::WriteWorkingSet() {
-  if (linux_) {
-    return absl::UnimplementedError(
-        "WriteWorkingSet: snapshots of a Linux VM are not built yet (issue 14)");
-  }
+  if (linux_) return linux_->WriteWorkingSet(nullptr);
   if (worker_) return worker_->WriteWorkingSet(nullptr);
   internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
@@ -519,8 +524,7 @@ absl::Status Vm::WriteWorkingSet() {
 
 absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
   if (linux_) {
-    return absl::UnimplementedError(
-        "WriteWorkingSet: snapshots of a Linux VM are not built yet (issue 14)");
+    return linux_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
   }
   if (worker_) {
     return worker_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
@@ -531,7 +535,7 @@ absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
 }
 
 RestoreStats Vm::restore_stats() const {
-  if (linux_) return {};
+  if (linux_) return linux_->restore_stats();
   return worker_ ? worker_->restore_stats() : core_->restore_stats();
 }
 

@@ -105,7 +105,9 @@ absl::Status Finish(AtomicFile& file, proto::Manifest& manifest,
   const auto span = absl::MakeConstSpan(
       reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   const auto header =
-      MakeHeader(key != nullptr ? kSignedMinorVersion : kUnsignedMinorVersion,
+      MakeHeader(manifest.has_linux_machine() ? kLinuxVmMinorVersion
+                 : key != nullptr             ? kSignedMinorVersion
+                                              : kUnsignedMinorVersion,
                  manifest_offset - kHeaderSize, manifest_offset, bytes.size(),
                  XXH3_64bits(bytes.data(), bytes.size()));
   if (absl::Status s = file.Append(span); !s.ok()) return s;

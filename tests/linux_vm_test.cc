@@ -5,14 +5,20 @@
 // this inside QEMU with a real /dev/kvm (THAW_REQUIRE_KVM=1 fails rather
 // than skips). The refusals that need no KVM run everywhere.
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/backend_param.h"
+#include "thaw/snapshot.h"
 #include "thaw/vm.h"
 
 namespace thaw {
@@ -31,7 +37,9 @@ VmConfig LinuxConfig(int vcpus = 1) {
   config.backend = BackendKind::kKvm;
   config.memory_size = 256ull << 20;
   config.vcpus = vcpus;
-  config.call_timeout = absl::Seconds(60);
+  // A boot takes 10-15 s and a call well under one nested under QEMU; the
+  // limits are a few times that, so that a hang is found soon.
+  config.call_timeout = absl::Seconds(30);
   return config;
 }
 
@@ -62,6 +70,50 @@ TEST(LinuxVmConfigTest, BadSettingsAreNamed) {
               HasSubstr("VmConfig.vcpus"));
 }
 
+// Checks for the test bodies below, which return a status so that a body
+// can be run again (RunRetryingPlatformHangs).
+#define RETURN_IF_ERROR(expression)            \
+  do {                                         \
+    const absl::Status status_ = (expression); \
+    if (!status_.ok()) return status_;         \
+  } while (0)
+#define CHECK_OR_RETURN(condition, ...)                           \
+  do {                                                            \
+    if (!(condition)) {                                           \
+      return absl::InternalError(                                 \
+          absl::StrCat("line ", __LINE__, ": ", #condition,       \
+                       " is false " __VA_OPT__(, ) __VA_ARGS__)); \
+    }                                                             \
+  } while (0)
+#define ASSIGN_OR_RETURN(lhs, expression) \
+  auto lhs##_or = (expression);           \
+  RETURN_IF_ERROR(lhs##_or.status());     \
+  auto lhs = *std::move(lhs##_or)
+
+// The harness's KVM runs nested inside QEMU's software emulation, which now
+// and then delivers an interrupt a second time inside its own handler
+// (doc/platform-facts.md, "Linux guests under nested KVM"): the guest then
+// deadlocks in handle_edge_irq, or faults in an interrupt. A body that ends
+// in exactly that — the agent stops answering (DeadlineExceeded) or the
+// kernel dies with "Fatal exception in interrupt" — runs again, up to three
+// times in all, and says so; any other failure fails the test at once.
+bool IsNestedInterruptHang(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kDeadlineExceeded ||
+         absl::StrContains(s.message(), "Fatal exception in interrupt");
+}
+
+void RunRetryingPlatformHangs(const std::function<absl::Status()>& body) {
+  absl::Status status;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    status = body();
+    if (status.ok() || !IsNestedInterruptHang(status)) break;
+    std::cout << "attempt " << attempt
+              << " hit the nested-KVM interrupt hang; running again: "
+              << status.message().substr(0, 300) << "\n";
+  }
+  EXPECT_TRUE(status.ok()) << status;
+}
+
 class LinuxVmTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,87 +126,122 @@ class LinuxVmTest : public ::testing::Test {
     initrd_ = LinuxVmDir() + "/initramfs.cpio";
   }
 
-  std::unique_ptr<Vm> Booted(const VmConfig& config) {
+  absl::StatusOr<std::unique_ptr<Vm>> Booted(const VmConfig& config) {
     auto vm = Vm::Create(config);
-    EXPECT_TRUE(vm.ok()) << vm.status();
-    if (!vm.ok()) return nullptr;
-    absl::Status loaded = (*vm)->LoadKernel(kernel_, initrd_);
-    EXPECT_TRUE(loaded.ok()) << loaded;
-    absl::Status booted = (*vm)->Boot();
-    EXPECT_TRUE(booted.ok()) << booted << "\nconsole:\n" << (*vm)->console();
-    if (!booted.ok()) return nullptr;
-    return *std::move(vm);
+    if (!vm.ok()) return vm.status();
+    LinuxBootOptions options;
+    options.boot_timeout = absl::Seconds(60);
+    RETURN_IF_ERROR((*vm)->LoadKernel(kernel_, initrd_, options));
+    if (absl::Status booted = (*vm)->Boot(); !booted.ok()) {
+      return absl::Status(
+          booted.code(),
+          absl::StrCat(booted.message(), "\nconsole:\n", (*vm)->console()));
+    }
+    return vm;
   }
 
   std::string kernel_, initrd_;
 };
 
+absl::StatusOr<int64_t> GuestClock(Vm& vm) {
+  auto text = vm.Call("clock", "");
+  if (!text.ok()) return text.status();
+  int64_t seconds = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &seconds)) {
+    return absl::InternalError(absl::StrCat("clock said \"", *text, "\""));
+  }
+  return seconds;
+}
+
 TEST_F(LinuxVmTest, BootsToTheAgentAndServesCalls) {
-  auto vm = Booted(LinuxConfig(1));
-  ASSERT_NE(vm, nullptr);
-  auto echo = vm->Call("echo", "hello from the host");
-  ASSERT_TRUE(echo.ok()) << echo.status();
-  EXPECT_EQ(*echo, "hello from the host");
-  // Binary input, larger than a tty or a virtqueue buffer.
-  std::string big(300000, '\0');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
-  auto big_echo = vm->Call("echo", big);
-  ASSERT_TRUE(big_echo.ok()) << big_echo.status();
-  EXPECT_TRUE(*big_echo == big) << "echoed " << big_echo->size() << " bytes";
-  EXPECT_EQ(*vm->Call("cpus", ""), "1\n");
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig(1)));
+    ASSIGN_OR_RETURN(echo, vm->Call("echo", "hello from the host"));
+    CHECK_OR_RETURN(echo == "hello from the host", echo);
+    // Binary input, larger than a tty or a virtqueue buffer.
+    std::string big(300000, '\0');
+    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+    ASSIGN_OR_RETURN(big_echo, vm->Call("echo", big));
+    CHECK_OR_RETURN(big_echo == big, big_echo.size(), " bytes came back");
+    ASSIGN_OR_RETURN(cpus, vm->Call("cpus", ""));
+    CHECK_OR_RETURN(cpus == "1\n", cpus);
 
-  // A failing function is an error for that call; the Vm goes on.
-  auto failed = vm->Call("fail", "");
-  EXPECT_EQ(failed.status().code(), absl::StatusCode::kAborted);
-  EXPECT_THAT(failed.status().message(), HasSubstr("exited with status 3"));
-  auto missing = vm->Call("no-such-function", "");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(vm->Call("../echo", "x").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(*vm->Call("echo", "still here"), "still here");
-  // Its standard error went to the console.
-  EXPECT_THAT(vm->console(), HasSubstr("fail: on purpose"));
+    // A failing function is an error for that call; the Vm goes on.
+    auto failed = vm->Call("fail", "");
+    CHECK_OR_RETURN(failed.status().code() == absl::StatusCode::kAborted &&
+                        absl::StrContains(failed.status().message(),
+                                          "exited with status 3"),
+                    failed.status().ToString());
+    auto missing = vm->Call("no-such-function", "");
+    CHECK_OR_RETURN(missing.status().code() == absl::StatusCode::kNotFound,
+                    missing.status().ToString());
+    CHECK_OR_RETURN(vm->Call("../echo", "x").status().code() ==
+                    absl::StatusCode::kInvalidArgument);
+    ASSIGN_OR_RETURN(still, vm->Call("echo", "still here"));
+    CHECK_OR_RETURN(still == "still here", still);
+    // Its standard error went to the console.
+    CHECK_OR_RETURN(absl::StrContains(vm->console(), "fail: on purpose"));
+    // The guest's clock is the host's.
+    ASSIGN_OR_RETURN(clock, GuestClock(*vm));
+    CHECK_OR_RETURN(clock >= static_cast<int64_t>(time(nullptr)) - 2, clock);
 
-  const PhaseReport report = vm->report();
-  EXPECT_EQ(report.backend, BackendKind::kKvm);
-  EXPECT_GT(report.kernel_to_init, absl::ZeroDuration());
-  EXPECT_GT(report.init_to_agent, absl::ZeroDuration());
-  EXPECT_GE(report.boot, report.kernel_to_init + report.init_to_agent);
-  // Six reached the agent; the bad name was refused before.
-  EXPECT_EQ(report.calls, 6u);
-  std::cout << report.ToString();
+    const PhaseReport report = vm->report();
+    CHECK_OR_RETURN(report.backend == BackendKind::kKvm);
+    CHECK_OR_RETURN(report.kernel_to_init > absl::ZeroDuration());
+    CHECK_OR_RETURN(report.init_to_agent > absl::ZeroDuration());
+    CHECK_OR_RETURN(report.boot >=
+                    report.kernel_to_init + report.init_to_agent);
+    // Seven reached the agent; the bad name was refused before.
+    CHECK_OR_RETURN(report.calls == 7u, report.calls);
+    std::cout << report.ToString();
+    return absl::OkStatus();
+  });
 }
 
 TEST_F(LinuxVmTest, TwoVcpus) {
-  auto vm = Booted(LinuxConfig(2));
-  ASSERT_NE(vm, nullptr);
-  EXPECT_EQ(*vm->Call("cpus", ""), "2\n");
-  EXPECT_EQ(*vm->Call("echo", "smp"), "smp");
-  // Pause holds every vCPU; a call waits for Resume.
-  vm->Pause();
-  EXPECT_TRUE(vm->paused());
-  vm->Resume();
-  EXPECT_EQ(*vm->Call("echo", "after a pause"), "after a pause");
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig(2)));
+    ASSIGN_OR_RETURN(cpus, vm->Call("cpus", ""));
+    CHECK_OR_RETURN(cpus == "2\n", cpus);
+    // Pause holds every vCPU; calls go on after Resume.
+    vm->Pause();
+    CHECK_OR_RETURN(vm->paused());
+    vm->Resume();
+    ASSIGN_OR_RETURN(echo, vm->Call("echo", "after a pause"));
+    CHECK_OR_RETURN(echo == "after a pause", echo);
+    return absl::OkStatus();
+  });
 }
 
 TEST_F(LinuxVmTest, AKernelPanicEndsTheVmWithAStatus) {
-  auto vm = Booted(LinuxConfig());
-  ASSERT_NE(vm, nullptr);
-  auto panicked = vm->Call("panic", "");
-  EXPECT_EQ(panicked.status().code(), absl::StatusCode::kAborted);
-  EXPECT_THAT(panicked.status().message(), HasSubstr("Kernel panic"));
-  auto after = vm->Call("echo", "x");
-  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(after.status().message(), HasSubstr("Kernel panic"));
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig()));
+    auto panicked = vm->Call("panic", "");
+    CHECK_OR_RETURN(panicked.status().code() == absl::StatusCode::kAborted &&
+                        absl::StrContains(panicked.status().message(),
+                                          "Kernel panic - not syncing: sysrq"),
+                    panicked.status().ToString());
+    auto after = vm->Call("echo", "x");
+    CHECK_OR_RETURN(
+        after.status().code() == absl::StatusCode::kFailedPrecondition &&
+            absl::StrContains(after.status().message(), "Kernel panic"),
+        after.status().ToString());
+    return absl::OkStatus();
+  });
 }
 
 TEST_F(LinuxVmTest, ARebootEndsTheVmWithAStatus) {
-  auto vm = Booted(LinuxConfig());
-  ASSERT_NE(vm, nullptr);
-  auto rebooted = vm->Call("reboot", "");
-  EXPECT_EQ(rebooted.status().code(), absl::StatusCode::kAborted);
-  EXPECT_THAT(rebooted.status().message(), HasSubstr("reset the machine"));
-  EXPECT_THAT(rebooted.status().message(), HasSubstr("last console lines"));
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig()));
+    auto rebooted = vm->Call("reboot", "");
+    CHECK_OR_RETURN(rebooted.status().code() == absl::StatusCode::kAborted &&
+                        absl::StrContains(rebooted.status().message(),
+                                          "reset the machine") &&
+                        absl::StrContains(rebooted.status().message(),
+                                          "last console lines"),
+                    rebooted.status().ToString());
+    return absl::OkStatus();
+  });
 }
 
 TEST_F(LinuxVmTest, ABootThatNeverReachesTheAgentTimesOut) {
@@ -172,6 +259,7 @@ TEST_F(LinuxVmTest, ABootThatNeverReachesTheAgentTimesOut) {
   absl::Status booted = (*vm)->Boot();
   EXPECT_EQ(booted.code(), absl::StatusCode::kDeadlineExceeded) << booted;
   EXPECT_THAT(booted.message(), HasSubstr("last console lines"));
+  EXPECT_THAT(booted.message(), HasSubstr("vCPU 0 at RIP"));
   EXPECT_THAT(booted.message(),
               ::testing::Not(HasSubstr("(no console output)")));
 }
@@ -189,6 +277,125 @@ TEST_F(LinuxVmTest, MalformedImagesAreRefusedBeforeAnythingRuns) {
   EXPECT_THAT(bad_initrd.message(), HasSubstr("initramfs"));
   // Nothing ran: Boot still wants a kernel.
   EXPECT_THAT((*vm)->Boot().message(), HasSubstr("no kernel loaded"));
+}
+
+TEST_F(LinuxVmTest, SnapshotsTheWholeMachineAndRestoresItWithEveryEngine) {
+  const std::string path = ::testing::TempDir() + "/linux.thaw";
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig(2)));
+    RETURN_IF_ERROR(vm->Snapshot(path));
+    // The original goes on.
+    ASSIGN_OR_RETURN(after, vm->Call("echo", "after the snapshot"));
+    CHECK_OR_RETURN(after == "after the snapshot", after);
+    return absl::OkStatus();
+  });
+  auto info = Snapshot::Open(path);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->Info().guest_kind, "linux-vm");
+  EXPECT_EQ(info->Info().format_minor, 4);
+  // Neither the emulated backend nor a worker process takes it.
+  RestoreOptions emulated;
+  emulated.backend = BackendKind::kEmulated;
+  auto refused = Vm::Restore(path, emulated);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("KVM only"));
+  RestoreOptions in_worker;
+  in_worker.worker_process = true;
+  refused = Vm::Restore(path, in_worker);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("worker_process"));
+
+  // Time passes between the snapshot and its restores: a guest clock that
+  // resumed where it stopped would be this far behind.
+  absl::SleepFor(absl::Seconds(3));
+  for (RestoreEngine engine : kRestoreEngines) {
+    SCOPED_TRACE(RestoreEngineName(engine));
+    RunRetryingPlatformHangs([&]() -> absl::Status {
+      RestoreOptions options;
+      options.engine = engine;
+      options.call_timeout = absl::Seconds(30);
+      const int64_t host_before = time(nullptr);
+      ASSIGN_OR_RETURN(restored, Vm::Restore(path, options));
+      ASSIGN_OR_RETURN(echo, restored->Call("echo", "restored"));
+      CHECK_OR_RETURN(echo == "restored", echo);
+      ASSIGN_OR_RETURN(cpus, restored->Call("cpus", ""));
+      CHECK_OR_RETURN(cpus == "2\n", cpus);
+      ASSIGN_OR_RETURN(generation, restored->Call("generation", ""));
+      CHECK_OR_RETURN(generation == "1\n", generation);
+      // Not behind the host's clock (whole seconds: one of slack for the
+      // truncation).
+      ASSIGN_OR_RETURN(clock, GuestClock(*restored));
+      CHECK_OR_RETURN(clock >= host_before - 1, clock, " < ", host_before);
+      CHECK_OR_RETURN(restored->restore_stats().engine == engine);
+      CHECK_OR_RETURN(restored->report().restore > absl::ZeroDuration());
+      std::cout << RestoreEngineName(engine) << ": restore "
+                << absl::FormatDuration(restored->report().restore)
+                << ", first call "
+                << absl::FormatDuration(restored->report().last_call) << "\n";
+      return absl::OkStatus();
+    });
+  }
+}
+
+TEST_F(LinuxVmTest, ClonesOfOneSnapshotReadDifferentRandomBytes) {
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    const std::string path = ::testing::TempDir() + "/clone.thaw";
+    {
+      ASSIGN_OR_RETURN(vm, Booted(LinuxConfig()));
+      RETURN_IF_ERROR(vm->Snapshot(path));
+    }
+    ASSIGN_OR_RETURN(snapshot, Snapshot::Open(path));
+    RestoreOptions options;
+    options.engine = RestoreEngine::kSharedBase;
+    options.call_timeout = absl::Seconds(30);
+    ASSIGN_OR_RETURN(a, snapshot.Restore(options));
+    ASSIGN_OR_RETURN(b, snapshot.Restore(options));
+    ASSIGN_OR_RETURN(random_a, a->Call("random", ""));
+    ASSIGN_OR_RETURN(random_b, b->Call("random", ""));
+    CHECK_OR_RETURN(random_a.size() == 64u, random_a);
+    CHECK_OR_RETURN(random_a != random_b, random_a);
+    return absl::OkStatus();
+  });
+}
+
+TEST_F(LinuxVmTest, WorkingSetsAndDiffSnapshots) {
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    const std::string path = ::testing::TempDir() + "/base.thaw";
+    {
+      ASSIGN_OR_RETURN(vm, Booted(LinuxConfig()));
+      RETURN_IF_ERROR(vm->Snapshot(path));
+    }
+    RestoreOptions record;
+    record.engine = RestoreEngine::kLazy;
+    record.record_working_set = true;
+    record.call_timeout = absl::Seconds(30);
+    const std::string diff = ::testing::TempDir() + "/diff.thaw";
+    {
+      ASSIGN_OR_RETURN(recorded, Vm::Restore(path, record));
+      ASSIGN_OR_RETURN(x, recorded->Call("echo", "x"));
+      CHECK_OR_RETURN(x == "x", x);
+      RETURN_IF_ERROR(recorded->WriteWorkingSet());
+      // A diff against the file it came from holds only what changed.
+      SnapshotOptions diff_options;
+      diff_options.parent = path;
+      RETURN_IF_ERROR(recorded->Snapshot(diff, diff_options));
+    }
+    RestoreOptions prefetch;
+    prefetch.engine = RestoreEngine::kLazyPrefetch;
+    prefetch.call_timeout = absl::Seconds(30);
+    {
+      ASSIGN_OR_RETURN(fast, Vm::Restore(path, prefetch));
+      ASSIGN_OR_RETURN(echo, fast->Call("echo", "prefetched"));
+      CHECK_OR_RETURN(echo == "prefetched", echo);
+      CHECK_OR_RETURN(fast->restore_stats().mapped > 0u);
+    }
+    ASSIGN_OR_RETURN(from_diff, Vm::Restore(diff, prefetch));
+    ASSIGN_OR_RETURN(echo, from_diff->Call("echo", "diff"));
+    CHECK_OR_RETURN(echo == "diff", echo);
+    ASSIGN_OR_RETURN(generation, from_diff->Call("generation", ""));
+    CHECK_OR_RETURN(generation == "2\n", generation);
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace

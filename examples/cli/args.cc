@@ -27,17 +27,17 @@ std::vector<std::string> OptionsOf(const std::string& command) {
                          "--huge-pages", "--sign", "--worker"});
   }
   if (command == "restore") {
-    return {"--call",
-            "--input",
-            "--engine",
-            "--backend",
-            "--timeout-ms",
-            "--record-working-set",
-            "--trace-syscalls",
-            "--huge-pages",
-            "--key",
-            "--sign",
-            "--worker"};
+    return {"--call",           "--input",      "--engine",
+            "--backend",        "--timeout-ms", "--record-working-set",
+            "--trace-syscalls", "--huge-pages", "--key",
+            "--sign",           "--worker"};
+  }
+  if (command == "boot") {
+    return {"--kernel", "--initrd",     "--cmdline",
+            "--memory", "--vcpus",      "--call",
+            "--input",  "--timeout-ms", "--boot-timeout-ms",
+            "-o",       "--level",      "--chunk-size",
+            "--sign"};
   }
   if (command == "verify") return {"--key"};
   return {};  // inspect, keygen
@@ -49,9 +49,10 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   Args out;
   if (argv.empty()) return absl::InvalidArgumentError("missing command");
   out.command = argv[0];
-  if (out.command != "run" && out.command != "snapshot" &&
-      out.command != "restore" && out.command != "inspect" &&
-      out.command != "verify" && out.command != "keygen") {
+  if (out.command != "run" && out.command != "boot" &&
+      out.command != "snapshot" && out.command != "restore" &&
+      out.command != "inspect" && out.command != "verify" &&
+      out.command != "keygen") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command \"", out.command, "\""));
   }
@@ -133,6 +134,20 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     } else if (arg == "--cwd") {
       out.program = true;
       out.program_options.cwd = value;
+    } else if (arg == "--kernel") {
+      out.kernel = value;
+    } else if (arg == "--initrd") {
+      out.initrd = value;
+    } else if (arg == "--cmdline") {
+      out.boot.cmdline = value;
+    } else if (arg == "--vcpus") {
+      auto n = number(1, 16);
+      if (!n.ok()) return n.status();
+      out.config.vcpus = static_cast<int>(*n);
+    } else if (arg == "--boot-timeout-ms") {
+      auto n = number(1, 24ull * 3600 * 1000);
+      if (!n.ok()) return n.status();
+      out.boot.boot_timeout = absl::Milliseconds(*n);
     } else if (arg == "--call") {
       out.function = value;
     } else if (arg == "--input") {
@@ -178,6 +193,23 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       }
       out.snapshot.chunk_size = static_cast<uint32_t>(*n);
     }
+  }
+  if (out.command == "boot") {
+    if (!out.target.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", out.target,
+                       "\" (the kernel is --kernel VMLINUX)"));
+    }
+    if (out.kernel.empty())
+      return absl::InvalidArgumentError("missing --kernel");
+    if (out.initrd.empty())
+      return absl::InvalidArgumentError("missing --initrd");
+    if (out.config.memory_size == VmConfig().memory_size) {
+      out.config.memory_size = 256ull << 20;  // Debian's kernel needs ~100
+    }
+    out.config.guest_kind = GuestKind::kLinuxVm;
+    out.config.backend = BackendKind::kKvm;
+    return out;
   }
   if (out.target.empty()) {
     return absl::InvalidArgumentError(

@@ -13,8 +13,8 @@
 namespace thaw::cli {
 
 struct Args {
-  std::string command;       // run, snapshot, restore, inspect, verify, keygen
-  std::string target;        // GUEST.elf, PROGRAM or the snapshot FILE
+  std::string command;  // run, boot, snapshot, restore, inspect, verify, keygen
+  std::string target;   // GUEST.elf, PROGRAM or the snapshot FILE
   std::string function;      // --call
   std::string input_file;    // --input: empty, a path, or "-" for stdin
   std::string output;        // -o FILE (snapshot)
@@ -31,6 +31,10 @@ struct Args {
   // --fs, --env, --cwd, --trace-syscalls or arguments after "--".
   bool program = false;
   ProgramOptions program_options;  // --fs HOST[:GUEST] --env K=V --cwd DIR
+  // boot: a Linux VM (--kernel --initrd --cmdline --vcpus --memory).
+  std::string kernel;
+  std::string initrd;
+  LinuxBootOptions boot;
 };
 
 // Parses argv after "thaw" for every command; InvalidArgument naming the

@@ -2,6 +2,9 @@
 //
 //   thaw run GUEST.elf --call NAME [--input FILE|-] [--backend B]
 //            [--memory MIB] [--timeout-ms N]
+//   thaw boot --kernel VMLINUX --initrd CPIO [--cmdline TEXT] [--memory MIB]
+//            [--vcpus N] [--call NAME [--input FILE|-]] [-o SNAPSHOT]
+//            (a Linux VM on KVM; its console streams to stderr)
 //   thaw snapshot GUEST.elf -o FILE [--level N] [--chunk-size BYTES]
 //            [--backend B] [--memory MIB] [--timeout-ms N]
 //   thaw restore FILE --call NAME [--input FILE|-] [--engine E]
@@ -43,6 +46,14 @@ constexpr char kUsage[] =
     "FILE|-]\n"
     "                [--backend B] [--memory MIB] [--timeout-ms N] [-- "
     "ARGS...]\n"
+    "       thaw boot --kernel VMLINUX --initrd CPIO [--cmdline TEXT] "
+    "[--memory MIB]\n"
+    "                [--vcpus N] [--boot-timeout-ms N] [--call NAME [--input "
+    "FILE|-]]\n"
+    "                [-o SNAPSHOT [--level N] [--chunk-size BYTES] [--sign "
+    "KEYFILE]]\n"
+    "                (a Linux VM on KVM, console on stderr; restore its "
+    "snapshot with restore)\n"
     "       thaw snapshot GUEST.elf|PROGRAM -o FILE [--level 1-19] "
     "[--chunk-size BYTES]\n"
     "                [--threads N] [--backend B] [--memory MIB] "
@@ -148,6 +159,45 @@ int Run(const thaw::cli::Args& args) {
   auto vm = BootGuest(args);
   if (!vm.ok()) return Fail(vm.status());
   return CallAndReport(**vm, args, (*vm)->Boot());
+}
+
+// A Linux VM: boots to its agent with the console streamed, then calls
+// and snapshots as asked.
+int Boot(thaw::cli::Args args) {
+  if (!args.signing_key_file.empty()) {
+    auto key = thaw::SigningKey::Load(args.signing_key_file);
+    if (!key.ok()) return Fail(key.status());
+    args.snapshot.signing_key = *std::move(key);
+  }
+  args.config.console_sink = [](absl::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stderr);
+  };
+  auto vm = thaw::Vm::Create(args.config);
+  if (!vm.ok()) return Fail(vm.status());
+  if (absl::Status s = (*vm)->LoadKernel(args.kernel, args.initrd, args.boot);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (absl::Status s = (*vm)->Boot(); !s.ok()) return Fail(s);
+  std::fprintf(stderr, "thaw: the agent is ready\n");
+  int code = 0;
+  if (!args.function.empty()) {
+    auto input = ReadInput(args.input_file);
+    if (!input.ok()) return Fail(input.status());
+    auto reply = (*vm)->Call(args.function, *input);
+    if (!reply.ok()) return Fail(reply.status());
+    std::fwrite(reply->data(), 1, reply->size(), stdout);
+    std::fflush(stdout);
+  }
+  if (!args.output.empty()) {
+    if (absl::Status s = (*vm)->Snapshot(args.output, args.snapshot); !s.ok()) {
+      return Fail(s);
+    }
+    std::fprintf(stderr, "thaw: wrote %s\n", args.output.c_str());
+  }
+  std::fprintf(stderr, "--- phase report ---\n%s",
+               (*vm)->report().ToString().c_str());
+  return code;
 }
 
 int Snapshot(thaw::cli::Args args) {
@@ -278,6 +328,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args->command == "run") return Run(*args);
+  if (args->command == "boot") return Boot(*args);
   if (args->command == "snapshot") return Snapshot(*args);
   if (args->command == "restore") return Restore(*args);
   if (args->command == "inspect") return Inspect(*args);

@@ -126,13 +126,20 @@ absl::Status LinuxMachine::Build(const Options& options) {
   if (IoctlRetryingEintr(vm_fd_, KVM_CREATE_PIT2, &pit) < 0) {
     return KvmError("KVM_CREATE_PIT2");
   }
+  // Ticks the guest missed are dropped, not re-injected the moment it
+  // acknowledges one: the guest keeps time by kvmclock, and a backlog of
+  // PIT ticks (a slow or paused vCPU) would arrive inside its own timer
+  // handler, which hangs it on a nested host (doc/linux-vm.md).
+  kvm_reinject_control reinject{};
+  reinject.pit_reinject = 0;
+  if (IoctlRetryingEintr(vm_fd_, KVM_REINJECT_CONTROL, &reinject) < 0) {
+    return KvmError("KVM_REINJECT_CONTROL");
+  }
+  if (options.memory == nullptr || options.memory_size == 0) {
+    return absl::InvalidArgumentError("Linux VM: no guest memory");
+  }
+  memory_base_ = options.memory;
   memory_size_ = options.memory_size;
-  // Safe: a private anonymous mapping owned by this machine, unmapped in
-  // the destructor after every vCPU thread has stopped.
-  void* base = mmap(nullptr, memory_size_, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return KvmError("mmap guest memory");
-  memory_base_ = static_cast<uint8_t*>(base);
   memory_ = GuestMemory::View(memory_base_, memory_size_);
   kvm_userspace_memory_region region{};
   region.slot = 0;
@@ -283,10 +290,14 @@ void LinuxMachine::RunVcpu(int index) {
   sigemptyset(&kick);
   sigaddset(&kick, kvm::InterruptSignal());
   pthread_sigmask(SIG_UNBLOCK, &kick, nullptr);
+  // Held only after a KVM_RUN that was kicked out (EINTR): that entry
+  // completed the previous exit's I/O, so the state a snapshot reads is
+  // whole. Before the first entry there is nothing to complete.
+  bool may_hold = true;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      if (pause_requested_ && end_ == End::kRunning) {
+      if (may_hold && pause_requested_ && end_ == End::kRunning) {
         ++vcpus_held_;
         changed_.notify_all();
         changed_.wait(
@@ -295,6 +306,7 @@ void LinuxMachine::RunVcpu(int index) {
       }
       if (end_ != End::kRunning) return;
     }
+    may_hold = false;
     // Safe: this vCPU's fd and its run structure, both alive until the
     // destructor has joined this thread.
     if (ioctl(v.fd, KVM_RUN, 0) < 0) {
@@ -302,6 +314,7 @@ void LinuxMachine::RunVcpu(int index) {
         // A kick: clear it before looking at why (a kick after the look
         // leaves immediate_exit set, so the next KVM_RUN returns at once).
         __atomic_store_n(&v.run->immediate_exit, 0, __ATOMIC_RELEASE);
+        may_hold = true;
         continue;
       }
       Stop(End::kError, KvmError(absl::StrCat("KVM_RUN on vCPU ", index)));
@@ -437,6 +450,25 @@ void LinuxMachine::Stop(End end, absl::Status why) {
   if (sinks_.stopped) sinks_.stopped();
 }
 
+std::string LinuxMachine::DescribeVcpus() {
+  const bool was_paused = paused();
+  Pause();
+  std::string out;
+  for (int i = 0; i < vcpus(); ++i) {
+    kvm_regs regs{};
+    kvm_mp_state mp{};
+    IoctlRetryingEintr(vcpus_[i].fd, KVM_GET_REGS, &regs);
+    IoctlRetryingEintr(vcpus_[i].fd, KVM_GET_MP_STATE, &mp);
+    absl::StrAppendFormat(
+        &out, "%svCPU %d at RIP 0x%x%s", i ? ", " : "", i, regs.rip,
+        mp.mp_state == KVM_MP_STATE_HALTED          ? " (halted)"
+        : mp.mp_state == KVM_MP_STATE_UNINITIALIZED ? " (not started)"
+                                                    : "");
+  }
+  if (!was_paused) Resume();
+  return out;
+}
+
 void LinuxMachine::RequestStop(absl::Status why) {
   Stop(End::kStoppedByHost, std::move(why));
 }
@@ -497,7 +529,6 @@ LinuxMachine::~LinuxMachine() {
     if (v.fd >= 0) close(v.fd);
   }
   if (vm_fd_ >= 0) close(vm_fd_);
-  if (memory_base_ != nullptr) munmap(memory_base_, memory_size_);
   if (kvm_fd_ >= 0) close(kvm_fd_);
 }
 

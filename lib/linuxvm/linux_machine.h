@@ -33,13 +33,17 @@
 #include "lib/linuxvm/pci_config.h"
 #include "lib/linuxvm/serial_port.h"
 #include "lib/linuxvm/virtio_console.h"
+#include "snapshot/manifest.pb.h"
 
 namespace thaw::linuxvm {
 
 class LinuxMachine {
  public:
   struct Options {
-    uint64_t memory_size = 256ull << 20;
+    // Guest memory: the caller's mapping (a snapshot engine's, or fresh
+    // anonymous memory), kept mapped for the machine's life.
+    uint8_t* memory = nullptr;
+    uint64_t memory_size = 0;
     int vcpus = 1;
   };
   // Where the machine's output and its end go. Each runs on a vCPU thread
@@ -74,11 +78,26 @@ class LinuxMachine {
   // Starts one thread per vCPU.
   absl::Status Start();
 
-  // Stops every vCPU at its next exit and holds it until Resume; returns
-  // when all are held. Idempotent.
+  // Stops every vCPU and holds it until Resume; returns when all are held,
+  // each with its last exit completed (KVM finishes an I/O instruction only
+  // when KVM_RUN is entered again, so a vCPU re-enters with immediate_exit
+  // before it is held: no exit is in flight in a held machine).
+  // Idempotent.
   void Pause();
   void Resume();
   bool paused() const;
+
+  // The whole machine's state (every vCPU, the irqchip, PIT, clock and the
+  // devices) into `out`. FailedPrecondition unless paused; tells the guest
+  // it was stopped (KVM_KVMCLOCK_CTRL) so it reports no soft lockup.
+  absl::Status SaveState(snapshot::proto::LinuxMachine& out);
+  // Puts `state` back, before Start. DataLoss naming the field for a state
+  // of the wrong shape; an error naming the ioctl where KVM refuses it.
+  absl::Status RestoreState(const snapshot::proto::LinuxMachine& state);
+
+  // Where each vCPU is ("vCPU 0 at RIP 0x..., halted"), for messages about
+  // a guest that does not answer. Pauses the machine for the look.
+  std::string DescribeVcpus();
 
   void RequestStop(absl::Status why);
   End end() const;
@@ -101,6 +120,10 @@ class LinuxMachine {
   LinuxMachine(Sinks sinks) : sinks_(std::move(sinks)) {}
   absl::Status Build(const Options& options);
   absl::Status SetUpVcpu(int index);
+  absl::Status SaveVcpu(int index, snapshot::proto::LinuxVcpu& out);
+  absl::Status RestoreVcpu(int index, const snapshot::proto::LinuxVcpu& in);
+  // The MSR indices KVM saves and restores (KVM_GET_MSR_INDEX_LIST).
+  absl::StatusOr<std::vector<uint32_t>> MsrIndices();
   void RunVcpu(int index);
   void HandleIo(kvm_run& run);
   uint32_t PortRead(uint16_t port, uint32_t size);
@@ -112,7 +135,7 @@ class LinuxMachine {
   Sinks sinks_;
   int kvm_fd_ = -1;
   int vm_fd_ = -1;
-  uint8_t* memory_base_ = nullptr;
+  uint8_t* memory_base_ = nullptr;  // the caller's
   uint64_t memory_size_ = 0;
   std::unique_ptr<GuestMemory> memory_;
   std::vector<Vcpu> vcpus_;

@@ -1,5 +1,7 @@
 #include "lib/linuxvm/linux_vm.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -11,6 +13,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "lib/linuxvm/boot_image.h"
+#include "lib/memory_choice.h"
+#include "lib/signing_access.h"
+#include "lib/vm_internal.h"
+#include "snapshot/anonymous_memory.h"
+#include "snapshot/writer.h"
 
 namespace thaw::internal {
 namespace {
@@ -80,26 +87,91 @@ absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Create(
   const absl::Time start = absl::Now();
   if (absl::Status s = CheckLinuxVmConfig(config); !s.ok()) return s;
   std::unique_ptr<LinuxVm> vm(new LinuxVm(config));
+  auto memory = snapshot::AnonymousMemory::Create(config.memory_size,
+                                                  /*huge_pages=*/false);
+  if (!memory.ok()) return memory.status();
+  vm->source_ = *std::move(memory);
+  if (absl::Status s = vm->StartMachine(start); !s.ok()) return s;
+  return vm;
+}
+
+absl::Status LinuxVm::StartMachine(absl::Time start) {
   linuxvm::LinuxMachine::Sinks sinks;
-  LinuxVm* self = vm.get();
-  sinks.serial_output = [self](char c) { self->OnSerialByte(c); };
-  sinks.agent_output = [self](absl::string_view b) { self->OnAgentBytes(b); };
-  sinks.stopped = [self] {
-    std::lock_guard<std::mutex> lock(self->mutex_);
-    self->changed_.notify_all();
+  sinks.serial_output = [this](char c) { OnSerialByte(c); };
+  sinks.agent_output = [this](absl::string_view b) { OnAgentBytes(b); };
+  sinks.stopped = [this] {
+    std::lock_guard<std::mutex> lock(mutex_);
+    changed_.notify_all();
   };
   auto machine = linuxvm::LinuxMachine::Create(
-      {config.memory_size, config.vcpus}, std::move(sinks));
+      {source_->base(), source_->size(), config_.vcpus}, std::move(sinks));
   if (!machine.ok()) return machine.status();
-  vm->machine_ = *std::move(machine);
-  vm->report_.backend = BackendKind::kKvm;
-  vm->report_.create = absl::Now() - start;
+  machine_ = *std::move(machine);
+  machine_for_errors_.store(machine_.get());
+  // Damage the restore engine finds (a chunk that fails its check) stops
+  // the machine at once; the waiting operation reports it.
+  source_->SetErrorCallback([this] {
+    if (linuxvm::LinuxMachine* m = machine_for_errors_.load()) {
+      m->RequestStop(source_->error());
+    }
+  });
+  std::lock_guard<std::mutex> lock(mutex_);
+  report_.backend = BackendKind::kKvm;
+  report_.create = absl::Now() - start;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Restore(
+    SnapshotState& state, const RestoreOptions& options, absl::Time start) {
+  const snapshot::proto::Manifest& m = state.image()->manifest();
+  const std::string& path = state.image()->top().path();
+  VmConfig config;
+  static_cast<VmSettings&>(config) = options;
+  config.guest_kind = GuestKind::kLinuxVm;
+  config.memory_size = m.config().memory_size();
+  config.input_buffer_size = m.config().input_buffer_size();
+  config.output_buffer_size = m.config().output_buffer_size();
+  config.vcpus = std::max<int>(1, m.config().vcpus());
+  auto in_file = [&](const absl::Status& s) {
+    return absl::Status(s.code(),
+                        absl::StrCat("restore \"", path, "\": ", s.message()));
+  };
+  if (absl::Status s = CheckLinuxVmConfig(config); !s.ok()) return in_file(s);
+  if (m.linux_machine().vcpus_size() != config.vcpus) {
+    return in_file(absl::DataLossError(
+        absl::StrFormat("the manifest names %d vCPUs and holds the state of %d",
+                        config.vcpus, m.linux_machine().vcpus_size())));
+  }
+  std::unique_ptr<LinuxVm> vm(new LinuxVm(config));
+  bool built_base = false;
+  auto memory = RestoreMemory(state, options, &built_base);
+  if (!memory.ok()) return memory.status();
+  vm->source_ = *std::move(memory);
+  if (absl::Status s = vm->StartMachine(start); !s.ok()) return s;
+  if (absl::Status s = vm->machine_->RestoreState(m.linux_machine()); !s.ok()) {
+    return in_file(s);
+  }
+  if (absl::Status s = vm->source_->error(); !s.ok()) return s;
+  vm->restored_image_ = state.image();
+  vm->kernel_name_ = m.linux_machine().kernel_name();
+  vm->generation_ = m.linux_machine().restore_generation() + 1;
+  vm->reseed_pending_ = true;
+  vm->recording_ = options.record_working_set;
+  vm->state_ = State::kReady;
+  vm->stats_.engine = options.engine;
+  vm->stats_.shared_base_built = built_base;
+  if (absl::Status s = vm->machine_->Start(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(vm->mutex_);
+  vm->report_.restore = absl::Now() - start;
   return vm;
 }
 
 LinuxVm::~LinuxVm() {
-  // The vCPU threads call into this object; they stop first.
+  // The vCPU threads call into this object and may wait on the memory
+  // source's faults: the machine goes first, then the source's threads.
+  machine_for_errors_.store(nullptr);
   machine_.reset();
+  if (source_ != nullptr) source_->Stop();
 }
 
 void LinuxVm::OnSerialByte(char c) {
@@ -164,6 +236,7 @@ absl::Status LinuxVm::LoadKernel(absl::string_view kernel,
     return s;
   }
   boot_options_ = options;
+  kernel_name_ = std::string(kernel_name);
   state_ = State::kLoaded;
   std::lock_guard<std::mutex> lock(mutex_);
   report_.load = absl::Now() - start;
@@ -225,6 +298,10 @@ absl::StatusOr<AgentMessage> LinuxVm::WaitForMessage(absl::Time start,
     }
     if (machine_->end() != linuxvm::LinuxMachine::End::kRunning) {
       lock.unlock();
+      if (absl::Status damage = source_->error(); !damage.ok()) {
+        return absl::Status(damage.code(),
+                            absl::StrCat(what, ": ", damage.message()));
+      }
       const absl::Status end = DescribeEnd();
       return absl::Status(end.code(), absl::StrCat(what, ": ", end.message()));
     }
@@ -233,8 +310,10 @@ absl::StatusOr<AgentMessage> LinuxVm::WaitForMessage(absl::Time start,
     if (!paused && absl::Now() >= deadline) {
       lock.unlock();
       return absl::DeadlineExceededError(absl::StrFormat(
-          "%s: no answer from the agent within %s; last console lines: %s",
-          what, absl::FormatDuration(timeout), LastConsoleLines(3)));
+          "%s: no answer from the agent within %s (%s); last console lines: "
+          "%s",
+          what, absl::FormatDuration(timeout), machine_->DescribeVcpus(),
+          LastConsoleLines(3)));
     }
     changed_.wait_for(lock, std::chrono::milliseconds(20));
   }
@@ -320,6 +399,10 @@ absl::StatusOr<std::string> LinuxVm::Call(absl::string_view function,
         config_.input_buffer_size));
   }
   const absl::Time start = absl::Now();
+  if (reseed_pending_) {
+    if (absl::Status s = Reseed(); !s.ok()) return Fail(s);
+    reseed_pending_ = false;
+  }
   const std::string what = absl::StrCat("call \"", function, "\"");
   auto reply = Exchange(
       linuxvm::EncodeAgentMessage(
@@ -332,6 +415,10 @@ absl::StatusOr<std::string> LinuxVm::Call(absl::string_view function,
     ++report_.calls;
     report_.last_call = d;
     report_.total_calls += d;
+  }
+  if (recording_) {
+    working_set_ = source_->StopRecording();
+    recording_ = false;
   }
   if (!reply.ok()) return Fail(reply.status());
   if (reply->type != THAW_AGENT_REPLY) {
@@ -355,6 +442,118 @@ absl::StatusOr<std::string> LinuxVm::Call(absl::string_view function,
     default:
       return absl::InternalError(absl::StrCat(what, ": the agent: ", text));
   }
+}
+
+absl::Status LinuxVm::Reseed() {
+  std::string payload(8 + THAW_AGENT_ENTROPY_BYTES, '\0');
+  for (int i = 0; i < 8; ++i)
+    payload[i] = static_cast<char>(generation_ >> (8 * i));
+  // Fresh entropy from the host's kernel: two clones of one snapshot must
+  // not share their random numbers.
+  if (getrandom(payload.data() + 8, THAW_AGENT_ENTROPY_BYTES, 0) !=
+      static_cast<ssize_t>(THAW_AGENT_ENTROPY_BYTES)) {
+    return absl::InternalError("getrandom failed");
+  }
+  auto answer =
+      Exchange(linuxvm::EncodeAgentMessage(THAW_AGENT_RESEED, 0, "", payload),
+               config_.call_timeout, "reseed after restore");
+  if (!answer.ok()) return answer.status();
+  if (answer->type != THAW_AGENT_RESEEDED || answer->status != THAW_AGENT_OK) {
+    return absl::DataLossError(absl::StrFormat(
+        "reseed after restore: the agent answered type %u status %u",
+        answer->type, answer->status));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LinuxVm::Snapshot(const std::string& path,
+                               const SnapshotOptions& options) {
+  std::lock_guard<std::mutex> op(operation_mutex_);
+  if (state_ == State::kFailed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Snapshot: the Vm failed earlier: ", failure_.message()));
+  }
+  if (state_ != State::kReady) {
+    return absl::FailedPreconditionError(
+        "Snapshot: the Linux VM has not been booted (its agent is not up)");
+  }
+  if (path.empty()) return absl::InvalidArgumentError("Snapshot: empty path");
+  const absl::Time start = absl::Now();
+  snapshot::WriteRequest request;
+  request.path = path;
+  request.level = options.compression_level;
+  request.chunk_size = options.chunk_size;
+  request.source = restored_image_;
+  request.progress = options.progress;
+  request.threads = options.threads;
+  if (options.signing_key.has_value()) {
+    request.signing_key = &KeyAccess::Secret(*options.signing_key);
+  }
+  if (!recording_ && restored_image_ != nullptr &&
+      restored_image_->chunk_size() == options.chunk_size) {
+    request.working_set = working_set_;
+  }
+  if (!options.parent.empty()) {
+    if (restored_image_ == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
+                       "\" needs a Vm restored from it; this one was booted"));
+    }
+    auto recorded = CheckDiffParent(path, options.parent, *restored_image_);
+    if (!recorded.ok()) return recorded.status();
+    request.diff = true;
+    request.parent_path = *std::move(recorded);
+  }
+  snapshot::proto::Manifest& m = request.manifest;
+  m.set_source_backend("kvm");
+  snapshot::proto::VmConfig& c = *m.mutable_config();
+  c.set_memory_size(config_.memory_size);
+  c.set_input_buffer_size(config_.input_buffer_size);
+  c.set_output_buffer_size(config_.output_buffer_size);
+  c.set_guest_kind(static_cast<uint32_t>(GuestKind::kLinuxVm));
+  c.set_vcpus(config_.vcpus);
+  snapshot::proto::LinuxMachine& lm = *m.mutable_linux_machine();
+  lm.set_kernel_name(kernel_name_);
+  lm.set_restore_generation(generation_);
+  // Paused for as long as the state and memory are read: the guest must
+  // not change what is being written.
+  const bool was_paused = machine_->paused();
+  machine_->Pause();
+  absl::Status saved = machine_->SaveState(lm);
+  if (saved.ok()) {
+    request.memory = source_->base();
+    request.memory_size = source_->size();
+    auto hints = source_->ChunkHints(options.chunk_size);
+    if (hints.ok()) {
+      request.hint = *std::move(hints);
+      saved = snapshot::WriteSnapshot(request);
+    } else {
+      saved = hints.status();
+    }
+  }
+  if (!was_paused) machine_->Resume();
+  if (!saved.ok()) return saved;
+  if (absl::Status s = source_->error(); !s.ok()) return Fail(s);
+  std::lock_guard<std::mutex> lock(mutex_);
+  report_.snapshot = absl::Now() - start;
+  return absl::OkStatus();
+}
+
+absl::Status LinuxVm::WriteWorkingSet(const snapshot::SecretKey* key) {
+  std::lock_guard<std::mutex> op(operation_mutex_);
+  if (restored_image_ == nullptr || recording_ || working_set_.empty()) {
+    return absl::FailedPreconditionError(
+        "WriteWorkingSet: nothing recorded (restore with a lazy engine and "
+        "RestoreOptions::record_working_set, then make a call)");
+  }
+  return snapshot::RewriteWithWorkingSet(restored_image_->top(), working_set_,
+                                         {}, key);
+}
+
+RestoreStats LinuxVm::restore_stats() const {
+  RestoreStats stats = stats_;
+  AddSourceCounters(*source_, stats);
+  return stats;
 }
 
 void LinuxVm::Pause() {

@@ -12,11 +12,13 @@
 #ifndef THAW_LIB_LINUXVM_LINUX_VM_H_
 #define THAW_LIB_LINUXVM_LINUX_VM_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,6 +26,8 @@
 #include "lib/console.h"
 #include "lib/linuxvm/agent_messages.h"
 #include "lib/linuxvm/linux_machine.h"
+#include "lib/snapshot_state.h"
+#include "snapshot/memory_source.h"
 #include "thaw/options.h"
 #include "thaw/report.h"
 
@@ -39,6 +43,11 @@ class LinuxVm {
   // Unavailable where KVM cannot run it.
   static absl::StatusOr<std::unique_ptr<LinuxVm>> Create(
       const VmConfig& config);
+  // The machine in `state`'s snapshot, its memory through options.engine;
+  // running when this returns. The agent gets the new generation and
+  // fresh entropy (and reseeds the kernel's CRNG) before the first call.
+  static absl::StatusOr<std::unique_ptr<LinuxVm>> Restore(
+      SnapshotState& state, const RestoreOptions& options, absl::Time start);
   ~LinuxVm();
 
   const VmConfig& config() const { return config_; }
@@ -52,6 +61,12 @@ class LinuxVm {
   absl::StatusOr<std::string> Call(absl::string_view function,
                                    absl::string_view input);
 
+  // The whole machine, paused for the time it takes, between calls.
+  absl::Status Snapshot(const std::string& path,
+                        const SnapshotOptions& options);
+  absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
+  RestoreStats restore_stats() const;
+
   void Pause();
   void Resume();
   bool paused() const;
@@ -64,6 +79,10 @@ class LinuxVm {
   enum class State { kCreated, kLoaded, kReady, kFailed };
 
   explicit LinuxVm(const VmConfig& config);
+  // Creates the machine over source_'s memory.
+  absl::Status StartMachine(absl::Time start);
+  // Sends RESEED (generation_, fresh entropy) and waits for RESEEDED.
+  absl::Status Reseed();
   void OnSerialByte(char c);
   void OnAgentBytes(absl::string_view bytes);
   // Sends `message` and waits for the agent's next message until
@@ -82,8 +101,22 @@ class LinuxVm {
 
   VmConfig config_;
   Console console_;
+  // Guest memory: fresh anonymous memory, or a restore engine's.
+  std::unique_ptr<snapshot::MemorySource> source_;
   std::unique_ptr<linuxvm::LinuxMachine> machine_;
+  // What a source's error callback may stop (cleared before the machine
+  // goes).
+  std::atomic<linuxvm::LinuxMachine*> machine_for_errors_{nullptr};
   LinuxBootOptions boot_options_;
+  std::string kernel_name_;
+  // For a restored Vm: the image (unchanged chunks, diff parents, working
+  // sets), the restore generation, and what is still to do.
+  std::shared_ptr<const snapshot::SnapshotImage> restored_image_;
+  uint64_t generation_ = 0;
+  bool reseed_pending_ = false;
+  bool recording_ = false;
+  std::vector<uint32_t> working_set_;
+  RestoreStats stats_;
 
   mutable std::mutex operation_mutex_;  // one operation at a time
   State state_ = State::kCreated;
