@@ -211,14 +211,24 @@ absl::Status SnapshotFile::CheckManifest() {
   const proto::Manifest& m = manifest_;
   if (m.snapshot_id().size() != 16)
     return Corrupt("snapshot id is not 16 bytes");
-  if (m.abi().abi_version() != THAW_ABI_VERSION) {
+  if (m.config().guest_kind() > 2) {
+    return Corrupt(
+        absl::StrFormat("unknown guest kind %d", m.config().guest_kind()));
+  }
+  // A Linux VM (kind 2, format 1.4) carries its machine instead of the
+  // function-guest ABI's state; the two never come together.
+  const bool linux_vm = m.config().guest_kind() == 2;
+  if (linux_vm != m.has_linux_machine() ||
+      (linux_vm && format_minor_ < kLinuxVmMinorVersion)) {
+    return Corrupt(absl::StrFormat(
+        "guest kind %d in a format 1.%d file %s a Linux VM's machine state",
+        m.config().guest_kind(), format_minor_,
+        m.has_linux_machine() ? "with" : "without"));
+  }
+  if (!linux_vm && m.abi().abi_version() != THAW_ABI_VERSION) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "snapshot \"%s\": guest ABI version %d; this build runs version %d",
         path_, m.abi().abi_version(), THAW_ABI_VERSION));
-  }
-  if (m.config().guest_kind() > 1) {
-    return Corrupt(
-        absl::StrFormat("unknown guest kind %d", m.config().guest_kind()));
   }
   const proto::Memory& mem = m.memory();
   const uint32_t chunk = mem.chunk_size();
@@ -298,9 +308,11 @@ absl::Status SnapshotFile::CheckManifest() {
           absl::StrFormat("working set names chunk %d of %d", c, chunks));
     }
   }
+  // A Linux VM's vCPUs are in its machine state, whose shapes the restore
+  // checks field by field (lib/linuxvm/linux_machine_persist.cc).
   const proto::VcpuState& v = m.vcpu();
-  if (v.gpr_size() != 16 || v.fpu().st().size() != 128 ||
-      v.fpu().xmm().size() != 256) {
+  if (!linux_vm && (v.gpr_size() != 16 || v.fpu().st().size() != 128 ||
+                    v.fpu().xmm().size() != 256)) {
     return Corrupt("vCPU state is incomplete");
   }
   return absl::OkStatus();

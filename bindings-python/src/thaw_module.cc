@@ -246,6 +246,14 @@ class PyVm {
     options.cwd = cwd;
     Check(Exclusive([&](Vm& v) { return v.LoadProgram(path, options); }));
   }
+  void LoadKernel(const std::string& kernel, const std::string& initrd,
+                  const std::string& cmdline, double boot_timeout) {
+    LinuxBootOptions options;
+    options.cmdline = cmdline;
+    options.boot_timeout = Seconds(boot_timeout);
+    Check(Exclusive(
+        [&](Vm& v) { return v.LoadKernel(kernel, initrd, options); }));
+  }
   py::dict ProgramStatsDict() {
     ProgramStats stats;
     {
@@ -388,8 +396,10 @@ std::function<void(absl::string_view)> ConsoleSink(py::object callable) {
 GuestKind Kind(const std::string& name) {
   if (name == "function") return GuestKind::kFunction;
   if (name == "program") return GuestKind::kLinuxProgram;
-  RaiseStatus(absl::InvalidArgumentError(absl::StrCat(
-      "guest_kind \"", name, "\": expected 'function' or 'program'")));
+  if (name == "linux-vm") return GuestKind::kLinuxVm;
+  RaiseStatus(absl::InvalidArgumentError(
+      absl::StrCat("guest_kind \"", name,
+                   "\": expected 'function', 'program' or 'linux-vm'")));
 }
 
 VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
@@ -397,8 +407,9 @@ VmConfig MakeConfig(uint64_t memory_size, const std::string& backend,
                     uint64_t output_buffer_size, uint64_t stack_size,
                     uint64_t console_limit, py::object console_sink,
                     const std::string& guest_kind, bool trace_syscalls,
-                    bool huge_pages, bool worker_process) {
+                    bool huge_pages, bool worker_process, int vcpus) {
   VmConfig c;
+  c.vcpus = vcpus;
   c.worker_process = worker_process;
   c.guest_kind = Kind(guest_kind);
   c.trace_syscalls = trace_syscalls;
@@ -604,11 +615,14 @@ PYBIND11_MODULE(_thaw, m) {
           py::arg("console_sink") = py::none(),
           py::arg("guest_kind") = "function", py::arg("trace_syscalls") = false,
           py::arg("huge_pages") = false, py::arg("worker_process") = false,
+          py::arg("vcpus") = 1,
           "memory_size: a multiple of 2 MiB from 4 MiB to 64 GiB; backend: "
           "'auto', 'kvm' or 'emulated'; call_timeout: seconds per boot or "
           "call; console_sink: called with each piece of console output "
           "(bytes) as the guest writes it; guest_kind: 'function' (load_guest) "
-          "or 'program' (load_program, an unmodified Linux program); "
+          "or 'program' (load_program, an unmodified Linux program) or "
+          "'linux-vm' (load_kernel: a Linux kernel on KVM, doc/linux-vm.md); "
+          "vcpus: 1-16 for a Linux VM; "
           "trace_syscalls: write a program's system calls to the console; "
           "huge_pages: back guest memory with 2 MiB pages; worker_process: "
           "run the Vm in a confined worker process of its own (emulated "
@@ -618,10 +632,14 @@ PYBIND11_MODULE(_thaw, m) {
       .def_property_readonly(
           "guest_kind",
           [](const VmConfig& c) {
-            return std::string(
-                c.guest_kind == GuestKind::kFunction ? "function" : "program");
+            return std::string(c.guest_kind == GuestKind::kFunction ? "function"
+                               : c.guest_kind == GuestKind::kLinuxProgram
+                                   ? "program"
+                                   : "linux-vm");
           },
-          "'function' or 'program'.")
+          "'function', 'program' or 'linux-vm'.")
+      .def_readwrite("vcpus", &VmConfig::vcpus,
+                     "Virtual CPUs (a Linux VM: 1 to 16).")
       .def_readwrite("memory_size", &VmConfig::memory_size,
                      "Guest memory in bytes (a multiple of 2 MiB).")
       .def_property(
@@ -715,6 +733,14 @@ PYBIND11_MODULE(_thaw, m) {
            }),
            py::arg("config") = py::none(),
            "Creates guest memory and a vCPU (thaw.VmConfig() if no config).")
+      .def("load_kernel", &PyVm::LoadKernel, py::arg("kernel"),
+           py::arg("initrd"), py::arg("cmdline") = "",
+           py::arg("boot_timeout") = 120.0,
+           "Loads a Linux kernel (bzImage or vmlinux) and an initramfs whose "
+           "/init is thaw's agent into a Vm made with guest_kind='linux-vm' "
+           "(KVM only); boot() then waits up to boot_timeout seconds for the "
+           "agent, and call(name, input) runs /thaw/functions/NAME in the "
+           "guest. cmdline: empty for thaw's default.")
       .def(
           "load_program", &PyVm::LoadProgram, py::arg("path"),
           py::arg("args") = std::vector<std::string>(),

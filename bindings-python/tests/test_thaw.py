@@ -471,6 +471,20 @@ def test_a_linux_program_serves_calls_and_snapshots(tmp_path):
         thaw.VmConfig(guest_kind="kernel")
 
 
+def test_linux_vm_is_refused_on_the_emulated_backend(tmp_path):
+    """A Linux VM runs on KVM only; the emulated backend names why. (Its
+    boots, calls and snapshots are tested on a real /dev/kvm inside QEMU:
+    ctest linux_vm_kvm_in_qemu.)"""
+    config = thaw.VmConfig(guest_kind="linux-vm", backend="emulated",
+                           memory_size=256 << 20, vcpus=2)
+    assert config.guest_kind == "linux-vm"
+    assert config.vcpus == 2
+    with pytest.raises(thaw.InvalidArgument, match="KVM only"):
+        thaw.Vm(config)
+    with pytest.raises(thaw.InvalidArgument, match="vcpus"):
+        thaw.Vm(thaw.VmConfig(backend="emulated", vcpus=2))
+
+
 def test_pool_leases_throttles_isolates_and_replaces(tmp_path, test_guest):
     pool = thaw.Pool.boot(test_guest, str(tmp_path / "fn.thaw"),
                           config=config(), max_concurrency=2, provisioned=1,

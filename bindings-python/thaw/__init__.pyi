@@ -46,6 +46,7 @@ class VmConfig:
     output_buffer_size: int
     stack_size: int
     console_limit: int
+    vcpus: int
     @property
     def guest_kind(self) -> str: ...
     def __init__(
@@ -60,11 +61,21 @@ class VmConfig:
         console_sink: Optional[Callable[[bytes], None]] = None,
         guest_kind: str = "function",
         trace_syscalls: bool = False,
+        huge_pages: bool = False,
+        worker_process: bool = False,
+        vcpus: int = 1,
     ) -> None: ...
 
 class Vm:
     def __init__(self, config: Optional[VmConfig] = None) -> None: ...
     def load_guest(self, path: str) -> None: ...
+    def load_kernel(
+        self,
+        kernel: str,
+        initrd: str,
+        cmdline: str = "",
+        boot_timeout: float = 120.0,
+    ) -> None: ...
     def load_program(
         self,
         path: str,

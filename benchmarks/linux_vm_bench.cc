@@ -1,0 +1,140 @@
+// Linux VMs on KVM (doc/linux-vm.md): boot to the agent against restore +
+// first call per engine. Needs a /dev/kvm that runs Linux guests and the
+// kernel and initramfs of examples/linux-vm/build.sh in THAW_LINUX_VM_DIR;
+// elsewhere every row is skipped with the reason. Run inside the QEMU
+// harness as benchmarks/results/kvm-in-qemu.md shows; nested there, the
+// times prove behaviour and give ratios only.
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
+#include "thaw/snapshot.h"
+#include "thaw/vm.h"
+
+namespace {
+
+std::string Dir() {
+  const char* dir = std::getenv("THAW_LINUX_VM_DIR");
+  return dir ? dir : "";
+}
+
+thaw::VmConfig Config() {
+  thaw::VmConfig config;
+  config.guest_kind = thaw::GuestKind::kLinuxVm;
+  config.backend = thaw::BackendKind::kKvm;
+  config.memory_size = 256ull << 20;
+  config.call_timeout = absl::Seconds(30);
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<thaw::Vm>> Boot() {
+  auto vm = thaw::Vm::Create(Config());
+  if (!vm.ok()) return vm.status();
+  thaw::LinuxBootOptions options;
+  options.boot_timeout = absl::Seconds(60);
+  if (absl::Status s = (*vm)->LoadKernel(Dir() + "/vmlinuz",
+                                         Dir() + "/initramfs.cpio", options);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = (*vm)->Boot(); !s.ok()) return s;
+  return vm;
+}
+
+bool Usable(benchmark::State& state) {
+  if (absl::Status kvm = thaw::CheckKvm(); !kvm.ok()) {
+    state.SkipWithError(std::string(kvm.message()).c_str());
+    return false;
+  }
+  if (Dir().empty()) {
+    state.SkipWithError("THAW_LINUX_VM_DIR is not set");
+    return false;
+  }
+  return true;
+}
+
+// Create + load + boot until the agent serves calls, then one echo call.
+void BM_BootToAgentAndFirstCall(benchmark::State& state) {
+  if (!Usable(state)) return;
+  double kernel_ms = 0, agent_ms = 0;
+  for (auto _ : state) {
+    const absl::Time start = absl::Now();
+    auto vm = Boot();
+    if (!vm.ok()) {
+      state.SkipWithError(std::string(vm.status().message()).c_str());
+      return;
+    }
+    auto reply = (*vm)->Call("echo", "x");
+    state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!reply.ok()) {
+      state.SkipWithError(std::string(reply.status().message()).c_str());
+      return;
+    }
+    kernel_ms += absl::ToDoubleMilliseconds((*vm)->report().kernel_to_init);
+    agent_ms += absl::ToDoubleMilliseconds((*vm)->report().init_to_agent);
+  }
+  state.counters["kernel_to_init_ms"] =
+      benchmark::Counter(kernel_ms / state.iterations());
+  state.counters["init_to_agent_ms"] =
+      benchmark::Counter(agent_ms / state.iterations());
+}
+BENCHMARK(BM_BootToAgentAndFirstCall)
+    ->Name("linux_vm/boot_to_agent_and_first_call")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+
+// Restore of a booted VM's snapshot (taken once) + the first echo call
+// (which includes the agent's reseed).
+void BM_RestoreAndFirstCall(benchmark::State& state) {
+  if (!Usable(state)) return;
+  const thaw::RestoreEngine engine = thaw::kRestoreEngines[state.range(0)];
+  static const std::string path = [] {
+    const std::string file =
+        absl::StrCat(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp",
+                     "/linux_vm_bench.thaw");
+    auto vm = Boot();
+    if (!vm.ok() || !(*vm)->Snapshot(file).ok()) return std::string();
+    return file;
+  }();
+  if (path.empty()) {
+    state.SkipWithError("booting and snapshotting the VM failed");
+    return;
+  }
+  auto snapshot = thaw::Snapshot::Open(path);
+  if (!snapshot.ok()) {
+    state.SkipWithError(std::string(snapshot.status().message()).c_str());
+    return;
+  }
+  thaw::RestoreOptions options;
+  options.engine = engine;
+  options.call_timeout = absl::Seconds(30);
+  for (auto _ : state) {
+    const absl::Time start = absl::Now();
+    auto vm = snapshot->Restore(options);
+    if (!vm.ok()) {
+      state.SkipWithError(std::string(vm.status().message()).c_str());
+      return;
+    }
+    auto reply = (*vm)->Call("echo", "x");
+    state.SetIterationTime(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!reply.ok()) {
+      state.SkipWithError(std::string(reply.status().message()).c_str());
+      return;
+    }
+  }
+  state.SetLabel(std::string(thaw::RestoreEngineName(engine)));
+}
+BENCHMARK(BM_RestoreAndFirstCall)
+    ->Name("linux_vm/restore_and_first_call")
+    ->DenseRange(0, 3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(5);
+
+}  // namespace
+
+BENCHMARK_MAIN();
