@@ -77,6 +77,21 @@ check "restore a flipped byte (eager)" 1 "$thaw" restore "$tmp/bad.thaw" --call 
 head -c 1000 "$tmp/fn.thaw" > "$tmp/short.thaw"
 check "verify a truncated file" 1 "$thaw" verify "$tmp/short.thaw"
 expect "truncation message" "$tmp/err" "do not tile the file"
+# Linux VMs: the usage errors and refusals that need no KVM (a boot itself
+# is tested on a real /dev/kvm inside QEMU: ctest linux_vm_kvm_in_qemu).
+check "boot: needs --kernel" 2 "$thaw" boot --initrd "$tmp/in"
+expect "boot: says so" "$tmp/err" "missing --kernel"
+check "boot: --vcpus range" 2 "$thaw" boot --kernel "$tmp/in" --initrd "$tmp/in" --vcpus 17
+expect "boot: names --vcpus" "$tmp/err" "--vcpus 17"
+check "boot: no target" 2 "$thaw" boot "$tmp/in" --kernel "$tmp/in" --initrd "$tmp/in"
+check "boot: a kernel that is none" 1 "$thaw" boot --kernel "$tmp/in" --initrd "$tmp/in" --boot-timeout-ms 1000
+if [ -c /dev/kvm ]; then
+  # Refused before anything runs: as a bzImage or vmlinux, or for want of a KVM.
+  grep -q -E "neither a bzImage|not a newc cpio|/dev/kvm|KVM" "$tmp/err" || { echo "FAIL boot junk: $(cat "$tmp/err")"; failures=$((failures + 1)); }
+else
+  expect "boot: without KVM says so" "$tmp/err" "/dev/kvm"
+fi
+
 # Signed snapshots: keygen, snapshot --sign, verify and restore --key.
 check "keygen" 0 "$thaw" keygen "$tmp/key"
 expect "keygen prints the key" "$tmp/out" "ed25519:"
