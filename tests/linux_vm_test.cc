@@ -95,8 +95,10 @@ TEST(LinuxVmConfigTest, BadSettingsAreNamed) {
 // (doc/platform-facts.md, "Linux guests under nested KVM"): the guest then
 // deadlocks in handle_edge_irq, or faults in an interrupt. A body that ends
 // in exactly that — the agent stops answering (DeadlineExceeded) or the
-// kernel dies with "Fatal exception in interrupt" — runs again, up to three
-// times in all, and says so; any other failure fails the test at once.
+// kernel dies with "Fatal exception in interrupt" — runs again, up to five
+// times in all (one attempt in four to eight hangs there, so three were
+// not always enough across the suite), and says so; any other failure
+// fails the test at once.
 bool IsNestedInterruptHang(const absl::Status& s) {
   return s.code() == absl::StatusCode::kDeadlineExceeded ||
          absl::StrContains(s.message(), "Fatal exception in interrupt");
@@ -104,7 +106,7 @@ bool IsNestedInterruptHang(const absl::Status& s) {
 
 void RunRetryingPlatformHangs(const std::function<absl::Status()>& body) {
   absl::Status status;
-  for (int attempt = 1; attempt <= 3; ++attempt) {
+  for (int attempt = 1; attempt <= 5; ++attempt) {
     status = body();
     if (status.ok() || !IsNestedInterruptHang(status)) break;
     std::cout << "attempt " << attempt
@@ -194,6 +196,16 @@ TEST_F(LinuxVmTest, BootsToTheAgentAndServesCalls) {
     // Seven reached the agent; the bad name was refused before.
     CHECK_OR_RETURN(report.calls == 7u, report.calls);
     std::cout << report.ToString();
+    return absl::OkStatus();
+  });
+}
+
+TEST_F(LinuxVmTest, BootsTheSameKernelAsAnElfVmlinux) {
+  kernel_ = LinuxVmDir() + "/vmlinux";
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(vm, Booted(LinuxConfig(1)));
+    ASSIGN_OR_RETURN(echo, vm->Call("echo", "from vmlinux"));
+    CHECK_OR_RETURN(echo == "from vmlinux", echo);
     return absl::OkStatus();
   });
 }

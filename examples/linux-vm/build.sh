@@ -5,7 +5,8 @@
 #
 #   examples/linux-vm/build.sh [--build BUILD_DIR] [--functions DIR] OUT_DIR
 #
-# Writes OUT_DIR/vmlinuz (the bzImage) and OUT_DIR/initramfs.cpio. The
+# Writes OUT_DIR/vmlinuz (the bzImage), OUT_DIR/vmlinux (the same kernel as
+# an ELF, for the ELF entry) and OUT_DIR/initramfs.cpio. The
 # Debian packages are fetched once into BUILD_DIR/kvm-vm-cache, the cache
 # the KVM test harness uses too. BUILD_DIR (default: build) must hold a
 # built thaw (for guest/thaw-agent).
@@ -29,6 +30,7 @@ cache="$build/kvm-vm-cache"
 mkdir -p "$out"
 release=$(basename "$(ls -d "$cache"/root/lib/modules/* | head -n1)")
 cp "$cache/root/boot/vmlinuz-$release" "$out/vmlinuz"
+cp "$cache/vmlinux" "$out/vmlinux"
 python3 "$here/build_initramfs.py" --agent "$agent" \
   --busybox "$cache/root/bin/busybox" \
   --modules "$cache/root/lib/modules/$release/kernel" \
