@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
-targets=(snapshot_reader elf_loader hypercall program_syscalls restore worker_protocol)
+targets=(snapshot_reader elf_loader hypercall program_syscalls restore worker_protocol linux_devices)
 # THAW_FUZZ_TARGETS="a b" runs only those.
 [ -n "${THAW_FUZZ_TARGETS:-}" ] && read -r -a targets <<< "$THAW_FUZZ_TARGETS"
 missing=()
@@ -31,7 +31,8 @@ cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/%/_fuzzer}" >/dev/n
 # real snapshots (the normal build's, when there is one).
 seeds=build-fuzz/seeds
 mkdir -p "$seeds/snapshot_reader" "$seeds/elf_loader" "$seeds/hypercall" \
-  "$seeds/program_syscalls" "$seeds/restore" "$seeds/worker_protocol"
+  "$seeds/program_syscalls" "$seeds/restore" "$seeds/worker_protocol" \
+  "$seeds/linux_devices"
 for f in build/tests/*.elf build/examples/*.elf build/tests/server_static; do
   [ -f "$f" ] && cp "$f" "$seeds/elf_loader/" || true
 done
