@@ -99,7 +99,9 @@ TEST(BootImageTest, PlacesABzImageForThe64BitEntry) {
 }
 
 TEST(BootImageTest, NamesWhatDoesNotFit) {
-  auto kernel = ParseKernel(BzImage(std::string(4096, '\x90')), "bz");
+  // The parsed image views these bytes: they outlive it.
+  const std::string image = BzImage(std::string(4096, '\x90'));
+  auto kernel = ParseKernel(image, "bz");
   ASSERT_TRUE(kernel.ok());
   std::vector<uint8_t> small(16 << 20);
   EXPECT_THAT(PlaceBootImage(absl::MakeSpan(small), *kernel, "", "", 1)
