@@ -196,20 +196,15 @@ absl::StatusOr<std::string> VmCore::ReadMemory(uint64_t address,
 }  // namespace internal
 
 absl::Status internal::CheckConfig(const VmConfig& config) {
+  if (config.guest_kind != GuestKind::kLinuxVm && config.vcpus != 1) {
+    return absl::InvalidArgumentError(
+        "VmConfig.vcpus: function guests and Linux programs run on one vCPU "
+        "(more are for GuestKind::kLinuxVm)");
+  }
   switch (config.guest_kind) {
     case GuestKind::kFunction:
-      if (config.vcpus != 1) {
-        return absl::InvalidArgumentError(
-            "VmConfig.vcpus: a function guest runs on one vCPU (more are for "
-            "GuestKind::kLinuxVm)");
-      }
       return ComputeLayout(config).status();
     case GuestKind::kLinuxProgram:
-      if (config.vcpus != 1) {
-        return absl::InvalidArgumentError(
-            "VmConfig.vcpus: a Linux program runs on one vCPU (more are for "
-            "GuestKind::kLinuxVm)");
-      }
       return CheckProgramConfig(config);
     case GuestKind::kLinuxVm:
       return CheckLinuxVmConfig(config);
@@ -278,10 +273,10 @@ absl::Span<const uint8_t> Bytes(const std::string& bytes) {
 }
 
 absl::Status WrongKindForLinuxVm(absl::string_view operation) {
-  return absl::FailedPreconditionError(absl::StrCat(
-      operation,
-      ": this Vm was created for a Linux VM (LoadKernel); set "
-      "VmConfig::guest_kind"));
+  return absl::FailedPreconditionError(
+      absl::StrCat(operation,
+                   ": this Vm was created for a Linux VM (LoadKernel); set "
+                   "VmConfig::guest_kind"));
 }
 
 }  // namespace

@@ -61,20 +61,20 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
     SnapshotState& state, const RestoreOptions& options,
     std::unique_ptr<snapshot::MemorySource> memory, absl::Time start) {
   const std::string& path = state.image()->top().path();
-  if (state.image()->manifest().config().guest_kind() == 2) {
-    if (memory != nullptr) {
-      return absl::UnimplementedError(absl::StrCat(
-          "restore \"", path,
-          "\": a Linux VM restores through thaw's engines only"));
-    }
-    auto linux_vm = LinuxVm::Restore(state, options, start);
-    if (!linux_vm.ok()) return linux_vm.status();
-    return VmAccess::WrapLinux(*std::move(linux_vm));
-  }
   VmConfig config = RestoredConfig(state.image()->manifest(), options);
   if (absl::Status s = CheckConfig(config); !s.ok()) {
     return absl::Status(s.code(),
                         absl::StrCat("restore \"", path, "\": ", s.message()));
+  }
+  if (config.guest_kind == GuestKind::kLinuxVm) {
+    if (memory != nullptr) {
+      return absl::UnimplementedError(
+          absl::StrCat("restore \"", path,
+                       "\": a Linux VM restores through thaw's engines only"));
+    }
+    auto linux_vm = LinuxVm::Restore(state, config, options, start);
+    if (!linux_vm.ok()) return linux_vm.status();
+    return VmAccess::WrapLinux(*std::move(linux_vm));
   }
   bool built_base = false;
   if (memory == nullptr) {

@@ -122,21 +122,14 @@ absl::Status LinuxVm::StartMachine(absl::Time start) {
 }
 
 absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Restore(
-    SnapshotState& state, const RestoreOptions& options, absl::Time start) {
+    SnapshotState& state, const VmConfig& config, const RestoreOptions& options,
+    absl::Time start) {
   const snapshot::proto::Manifest& m = state.image()->manifest();
   const std::string& path = state.image()->top().path();
-  VmConfig config;
-  static_cast<VmSettings&>(config) = options;
-  config.guest_kind = GuestKind::kLinuxVm;
-  config.memory_size = m.config().memory_size();
-  config.input_buffer_size = m.config().input_buffer_size();
-  config.output_buffer_size = m.config().output_buffer_size();
-  config.vcpus = std::max<int>(1, m.config().vcpus());
   auto in_file = [&](const absl::Status& s) {
     return absl::Status(s.code(),
                         absl::StrCat("restore \"", path, "\": ", s.message()));
   };
-  if (absl::Status s = CheckLinuxVmConfig(config); !s.ok()) return in_file(s);
   if (m.linux_machine().vcpus_size() != config.vcpus) {
     return in_file(absl::DataLossError(
         absl::StrFormat("the manifest names %d vCPUs and holds the state of %d",

@@ -44,10 +44,13 @@ class LinuxVm {
   static absl::StatusOr<std::unique_ptr<LinuxVm>> Create(
       const VmConfig& config);
   // The machine in `state`'s snapshot, its memory through options.engine;
-  // running when this returns. The agent gets the new generation and
-  // fresh entropy (and reseeds the kernel's CRNG) before the first call.
+  // running when this returns. `config` is the snapshot's, with the
+  // restore's settings, already checked (RestoreVm). The agent gets the new
+  // generation and fresh entropy (and reseeds the kernel's CRNG) before the
+  // first call.
   static absl::StatusOr<std::unique_ptr<LinuxVm>> Restore(
-      SnapshotState& state, const RestoreOptions& options, absl::Time start);
+      SnapshotState& state, const VmConfig& config,
+      const RestoreOptions& options, absl::Time start);
   ~LinuxVm();
 
   const VmConfig& config() const { return config_; }
