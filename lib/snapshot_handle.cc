@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
+#include "remote/store_location.h"
 #include "snapshot/format.h"
 #include "snapshot/verify.h"
 #include "thaw/snapshot.h"
@@ -75,6 +76,35 @@ absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
       key != nullptr ? std::optional<VerifyKey>(*key) : std::nullopt));
 }
 
+absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
+    const std::string& location, const OpenOptions& options) {
+  const VerifyKey* key = options.key.has_value() ? &*options.key : nullptr;
+  if (!IsRemoteLocation(location)) return Open(location, key);
+  auto store = remote::RemoteStore::Create(options.remote);
+  if (!store.ok()) return store.status();
+  const snapshot::PublicKey* public_key =
+      key != nullptr ? &KeyAccess::Public(*key) : nullptr;
+  auto top = (*store)->OpenFile(location, public_key);
+  if (!top.ok()) return top.status();
+  // A diff chain's links come from the same store, each beside its child.
+  auto image = snapshot::SnapshotImage::Link(
+      *std::move(top),
+      [&](const std::string& parent)
+          -> absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>> {
+        if (absl::Status s = remote::CheckParentLocation(location, parent);
+            !s.ok()) {
+          return s;
+        }
+        return (*store)->OpenFile(parent, public_key);
+      });
+  if (!image.ok()) return image.status();
+  SnapshotInfo info = Summarize((*image)->top());
+  std::shared_ptr<SnapshotState> state(
+      new SnapshotState(*std::move(image), std::move(info), options.key));
+  state->remote_ = *std::move(store);
+  return state;
+}
+
 absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::OpenDescriptors(
     std::vector<int> fds, const std::vector<std::string>& names,
     const VerifyKey* key) {
@@ -103,16 +133,26 @@ SnapshotState::SharedBase(snapshot::RestoreCounters& counters, bool* built) {
 }  // namespace internal
 
 absl::StatusOr<Snapshot> Snapshot::Open(const std::string& path) {
-  auto state = internal::SnapshotState::Open(path);
-  if (!state.ok()) return state.status();
-  return Snapshot(*std::move(state));
+  return Open(path, OpenOptions{});
 }
 
 absl::StatusOr<Snapshot> Snapshot::Open(const std::string& path,
                                         const VerifyKey& key) {
-  auto state = internal::SnapshotState::Open(path, &key);
+  OpenOptions options;
+  options.key = key;
+  return Open(path, options);
+}
+
+absl::StatusOr<Snapshot> Snapshot::Open(const std::string& location,
+                                        const OpenOptions& options) {
+  auto state = internal::SnapshotState::Open(location, options);
   if (!state.ok()) return state.status();
   return Snapshot(*std::move(state));
+}
+
+RemoteStats Snapshot::remote_stats() const {
+  return state_->remote() != nullptr ? state_->remote()->stats()
+                                     : RemoteStats{};
 }
 
 const SnapshotInfo& Snapshot::Info() const { return state_->info(); }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "remote/remote_store.h"
 #include "snapshot/restore_counters.h"
 #include "snapshot/shared_base.h"
 #include "snapshot/snapshot_file.h"
@@ -25,6 +26,9 @@ class SnapshotState {
   // With `key`, the file and its parents must be signed by it.
   static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
       const std::string& path, const VerifyKey* key = nullptr);
+  // A local path or a remote location (thaw/remote.h).
+  static absl::StatusOr<std::shared_ptr<SnapshotState>> Open(
+      const std::string& location, const OpenOptions& options);
   // Over a snapshot and its parents open at `fds` (taken over; see
   // SnapshotImage::OpenDescriptors); `names` for messages.
   static absl::StatusOr<std::shared_ptr<SnapshotState>> OpenDescriptors(
@@ -37,6 +41,8 @@ class SnapshotState {
   const SnapshotInfo& info() const { return info_; }
   // The key the handle was opened with, if any.
   const std::optional<VerifyKey>& verify_key() const { return verify_key_; }
+  // The store a remote snapshot's frames come from; null for a local file.
+  const std::shared_ptr<remote::RemoteStore>& remote() const { return remote_; }
 
   // The decompressed image, built by the first caller (which gets
   // *built = true and the reads counted in `counters`).
@@ -53,6 +59,7 @@ class SnapshotState {
   const std::shared_ptr<const snapshot::SnapshotImage> image_;
   const SnapshotInfo info_;
   const std::optional<VerifyKey> verify_key_;
+  std::shared_ptr<remote::RemoteStore> remote_;
   std::mutex base_mutex_;  // held while building
   std::shared_ptr<const snapshot::SharedBase> base_;
 };

@@ -416,6 +416,14 @@ absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
         "isolates it in hardware; the worker process is for the emulated "
         "backend"));
   }
+  // A remote snapshot: the worker, which reaches no network, gets the
+  // host's local copies, so every frame is fetched (and checked) first.
+  for (const auto& file : state.image()->files()) {
+    if (!file->fetched()) continue;
+    std::vector<uint32_t> frames(file->frame_count());
+    for (uint32_t f = 0; f < frames.size(); ++f) frames[f] = f;
+    if (absl::Status s = file->Fetch(frames); !s.ok()) return s;
+  }
   auto worker = WorkerClient::Restore(state, options);
   if (!worker.ok()) return worker.status();
   return std::unique_ptr<Vm>(new Vm(*std::move(worker)));

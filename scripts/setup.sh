@@ -30,6 +30,10 @@ packages=(
   clang libclang-rt-14-dev
   # the KVM-in-QEMU test harness (tests/kvm-vm/run.sh)
   qemu-system-x86 cpio kmod
+  # remote snapshot stores: HTTP range reads and S3 (libcurl), and the real
+  # servers the remote tests start on loopback: nginx for HTTP, a one-node
+  # Ceph (monitor, memory-backed OSD) with radosgw for S3
+  libcurl4-openssl-dev nginx ceph-mon ceph-osd radosgw
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -22,6 +22,7 @@ absl::Status RestoreRange(const SnapshotImage& image, uint8_t* memory,
   UringReader reader(kBatch, &counters.reads_without_io_uring);
   std::vector<uint8_t> buffer(kBatch * size_t{chunk_size});
   std::vector<FileRead> reads;
+  std::vector<uint32_t> frames;
   for (size_t first = begin; first < end; first += kBatch) {
     const size_t count = std::min(kBatch, end - first);
     // Reads in a batch go to one file at a time so errors can name it.
@@ -30,12 +31,16 @@ absl::Status RestoreRange(const SnapshotImage& image, uint8_t* memory,
       const uint32_t file = image.Locate(chunks[first + i]).file;
       const SnapshotFile& f = *image.files()[file];
       reads.clear();
+      frames.clear();
       size_t j = i;
       for (; j < count && image.Locate(chunks[first + j]).file == file; ++j) {
         const uint32_t frame = image.Locate(chunks[first + j]).frame;
         reads.push_back({f.fd(), f.FrameOffset(frame), f.FrameSize(frame),
                          buffer.data() + j * size_t{chunk_size}});
+        frames.push_back(frame);
       }
+      // A remote file's batch comes in while the other threads decode.
+      if (absl::Status s = f.Fetch(frames); !s.ok()) return s;
       if (absl::Status s = reader.ReadAll(reads, f.path()); !s.ok()) return s;
       for (size_t k = i; k < j; ++k) {
         const uint64_t c = chunks[first + k];

@@ -207,6 +207,19 @@ absl::StatusOr<std::vector<bool>> LazyPager::MapRawWorkingSet() {
     mapped_.push_back({c, 1, where.file, offset});
     mapped[c] = true;
   }
+  // A remote file's mapped frames must be in its stand-in first.
+  for (size_t f = 0; f < image_->files().size(); ++f) {
+    const SnapshotFile& file = *image_->files()[f];
+    if (!file.fetched()) continue;
+    std::vector<uint32_t> frames;
+    for (const MappedRun& run : mapped_) {
+      if (run.file != f) continue;
+      for (uint64_t c = run.first; c < run.first + run.count; ++c) {
+        frames.push_back(image_->Locate(c).frame);
+      }
+    }
+    if (absl::Status s = file.Fetch(frames); !s.ok()) return s;
+  }
   for (const MappedRun& run : mapped_) {
     const SnapshotFile& file = *image_->files()[run.file];
     // Safe: replaces part of the Vm's own, still untouched guest mapping
@@ -536,7 +549,12 @@ bool LazyPager::InstallUnit(uint64_t chunk, UringReader& reader) {
     read_chunks.push_back(c);
     stored_at += file.FrameSize(where.frame);
   }
-  absl::Status status = reader.ReadAll(reads, image_->top().path());
+  absl::Status status = absl::OkStatus();
+  for (size_t i = 0; i < read_chunks.size() && status.ok(); ++i) {
+    SnapshotImage::Location where = image_->Locate(read_chunks[i]);
+    status = image_->files()[where.file]->Fetch({&where.frame, 1});
+  }
+  if (status.ok()) status = reader.ReadAll(reads, image_->top().path());
   for (size_t i = 0; i < reads.size() && status.ok(); ++i) {
     const uint64_t c = read_chunks[i];
     SnapshotImage::Location where = image_->Locate(c);
@@ -619,7 +637,9 @@ void LazyPager::ServeFaults() {
       const SnapshotFile& file = *image_->files()[where.file];
       FileRead read{file.fd(), file.FrameOffset(where.frame),
                     file.FrameSize(where.frame), stored.get()};
-      if (absl::Status s = reader.ReadAll({&read, 1}, file.path()); !s.ok()) {
+      absl::Status s = file.Fetch({&where.frame, 1});
+      if (s.ok()) s = reader.ReadAll({&read, 1}, file.path());
+      if (!s.ok()) {
         Fail(s);
         Install(chunk, nullptr);
         continue;
@@ -649,6 +669,7 @@ void LazyPager::PrefetchWorkingSet() {
       new uint8_t[kPrefetchBatch * size_t{chunk_size_}]);
   std::vector<FileRead> reads;
   std::vector<uint64_t> claimed;
+  std::vector<uint32_t> frames;
   int next = 0;
   size_t batch = kFirstPrefetchBatch;
   while (next < working_set.size() && !stopping_.load()) {
@@ -680,7 +701,12 @@ void LazyPager::PrefetchWorkingSet() {
     if (claimed.empty()) continue;
     batch = std::min(batch * 2, kPrefetchBatch);
     const SnapshotFile& file = *image_->files()[file_index];
-    absl::Status s = reader.ReadAll(reads, file.path());
+    frames.clear();
+    for (uint64_t c : claimed) frames.push_back(image_->Locate(c).frame);
+    // A remote file: the batch's frames, one stretch of the file, come in
+    // one request.
+    absl::Status s = file.Fetch(frames);
+    if (s.ok()) s = reader.ReadAll(reads, file.path());
     for (size_t i = 0; i < claimed.size(); ++i) {
       if (!s.ok()) {
         Fail(s);

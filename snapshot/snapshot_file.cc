@@ -54,6 +54,15 @@ SnapshotFile::OpenDescriptor(int fd, const std::string& name,
   return file;
 }
 
+absl::StatusOr<std::shared_ptr<const SnapshotFile>> SnapshotFile::OpenStandIn(
+    int fd, const std::string& name, const PublicKey* key,
+    std::shared_ptr<const FrameFetcher> fetcher) {
+  std::shared_ptr<SnapshotFile> file(new SnapshotFile(name, fd));
+  if (absl::Status s = file->Load(key); !s.ok()) return s;
+  file->fetcher_ = std::move(fetcher);
+  return file;
+}
+
 SnapshotFile::~SnapshotFile() { close(fd_); }
 
 absl::Status SnapshotFile::Corrupt(absl::string_view what) const {
@@ -381,6 +390,7 @@ bool SnapshotFile::DigestMatches(uint32_t frame,
 }
 
 absl::StatusOr<std::string> SnapshotFile::ReadStored(uint32_t frame) const {
+  if (absl::Status s = Fetch({&frame, 1}); !s.ok()) return s;
   std::string stored(FrameSize(frame), '\0');
   if (absl::Status s =
           PreadFull(fd_,

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "snapshot/frame_fetcher.h"
 #include "snapshot/manifest.pb.h"
 #include "snapshot/signature.h"
 
@@ -51,6 +52,12 @@ class SnapshotFile {
   // in messages.
   static absl::StatusOr<std::shared_ptr<const SnapshotFile>> OpenDescriptor(
       int fd, const std::string& name, const PublicKey* key = nullptr);
+  // A stand-in for a file held elsewhere (snapshot/frame_fetcher.h): `fd`
+  // holds its header, manifest and signature at their offsets; `fetcher`
+  // fills in frames when Fetch() asks for them.
+  static absl::StatusOr<std::shared_ptr<const SnapshotFile>> OpenStandIn(
+      int fd, const std::string& name, const PublicKey* key,
+      std::shared_ptr<const FrameFetcher> fetcher);
   ~SnapshotFile();
   SnapshotFile(const SnapshotFile&) = delete;
   SnapshotFile& operator=(const SnapshotFile&) = delete;
@@ -87,6 +94,19 @@ class SnapshotFile {
   ContentHash FrameContentHash(uint32_t frame) const {
     return {manifest_.frames().content_hash_low(frame),
             manifest_.frames().content_hash_high(frame)};
+  }
+
+  // Makes `frames` readable at their offsets in fd() before they are read
+  // or mapped: nothing for a local file; for a stand-in, fetched and
+  // checked (snapshot/frame_fetcher.h). Every engine calls it.
+  absl::Status Fetch(absl::Span<const uint32_t> frames) const {
+    return fetcher_ == nullptr ? absl::OkStatus()
+                               : fetcher_->Fetch(*this, frames);
+  }
+  // Whether frames come from elsewhere (a stand-in).
+  bool fetched() const { return fetcher_ != nullptr; }
+  uint64_t StoredHash(uint32_t frame) const {
+    return manifest_.frames().stored_hash(frame);
   }
 
   // Checks `stored` (the frame's bytes as read from the file) and decodes it
@@ -126,6 +146,7 @@ class SnapshotFile {
   int format_minor_ = 0;
   PublicKey signer_{};
   bool authenticated_ = false;
+  std::shared_ptr<const FrameFetcher> fetcher_;
 };
 
 class SnapshotImage {
@@ -149,6 +170,15 @@ class SnapshotImage {
   static absl::StatusOr<std::shared_ptr<const SnapshotImage>> OpenDescriptors(
       std::vector<int> fds, const std::vector<std::string>& names,
       const PublicKey* key = nullptr);
+  // The image of `top` and, for a diff snapshot, its parents, each opened
+  // by `open_parent` from the path its child names (relative to the
+  // child's own path), the links checked. How a remote snapshot's chain
+  // is opened.
+  using ParentOpener =
+      std::function<absl::StatusOr<std::shared_ptr<const SnapshotFile>>(
+          const std::string& path)>;
+  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Link(
+      std::shared_ptr<const SnapshotFile> top, const ParentOpener& open_parent);
 
   // files()[0] is the snapshot opened; files()[i + 1] is files()[i]'s parent.
   const std::vector<std::shared_ptr<const SnapshotFile>>& files() const {
@@ -166,14 +196,6 @@ class SnapshotImage {
   absl::Status ReadChunk(uint64_t chunk, absl::Span<uint8_t> out) const;
 
  private:
-  using ParentOpener =
-      std::function<absl::StatusOr<std::shared_ptr<const SnapshotFile>>(
-          const std::string& path)>;
-  // The image of `top` and, for a diff snapshot, its parents, each opened
-  // by `open_parent` from the path its child names, the links checked.
-  static absl::StatusOr<std::shared_ptr<const SnapshotImage>> Link(
-      std::shared_ptr<const SnapshotFile> top, const ParentOpener& open_parent);
-
   std::vector<std::shared_ptr<const SnapshotFile>> files_;
   std::vector<Location> locations_;
   ContentHash zero_hash_;

@@ -40,7 +40,7 @@ std::vector<std::string> OptionsOf(const std::string& command) {
             "--sign"};
   }
   if (command == "verify") return {"--key"};
-  return {};  // inspect, keygen
+  return {};  // inspect, keygen, push, pull
 }
 
 }  // namespace
@@ -52,7 +52,8 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
   if (out.command != "run" && out.command != "boot" &&
       out.command != "snapshot" && out.command != "restore" &&
       out.command != "inspect" && out.command != "verify" &&
-      out.command != "keygen") {
+      out.command != "keygen" && out.command != "push" &&
+      out.command != "pull") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown command \"", out.command, "\""));
   }
@@ -67,6 +68,12 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     }
     const bool is_option = arg.size() > 1 && arg[0] == '-';
     if (!is_option) {
+      if (!out.target.empty() &&
+          (out.command == "push" || out.command == "pull") &&
+          out.destination.empty()) {
+        out.destination = arg;
+        continue;
+      }
       if (!out.target.empty()) {
         return absl::InvalidArgumentError(
             absl::StrCat("unexpected argument \"", arg, "\""));
@@ -209,6 +216,14 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
     }
     out.config.guest_kind = GuestKind::kLinuxVm;
     out.config.backend = BackendKind::kKvm;
+    return out;
+  }
+  if (out.command == "push" || out.command == "pull") {
+    if (out.destination.empty()) {
+      return absl::InvalidArgumentError(out.command == "push"
+                                            ? "push takes FILE URL"
+                                            : "pull takes URL FILE");
+    }
     return out;
   }
   if (out.target.empty()) {

@@ -13,8 +13,10 @@
 namespace thaw::cli {
 
 struct Args {
-  std::string command;  // run, boot, snapshot, restore, inspect, verify, keygen
-  std::string target;   // GUEST.elf, PROGRAM or the snapshot FILE
+  // run, boot, snapshot, restore, inspect, verify, keygen, push, pull
+  std::string command;
+  std::string target;        // GUEST.elf, PROGRAM, the snapshot FILE or URL
+  std::string destination;   // push FILE URL, pull URL FILE: the second
   std::string function;      // --call
   std::string input_file;    // --input: empty, a path, or "-" for stdin
   std::string output;        // -o FILE (snapshot)

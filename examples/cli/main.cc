@@ -12,6 +12,12 @@
 //   thaw inspect FILE
 //   thaw verify FILE [--key KEYFILE.pub]
 //   thaw keygen KEYFILE              (writes KEYFILE and KEYFILE.pub)
+//   thaw push FILE URL               (http(s)://... or s3://BUCKET/KEY)
+//   thaw pull URL FILE
+// restore, inspect and verify take a URL as well as a FILE: frames are
+// fetched as the restore needs them, through the host's chunk cache
+// ($THAW_CACHE_DIR; thaw/remote.h), and `restore` then prints what the
+// store cost. S3 credentials come from the AWS_* environment variables.
 //
 // Signing (thaw/signing.h): snapshot --sign KEYFILE signs the file;
 // restore and verify --key KEYFILE.pub refuse a file not signed by it.
@@ -31,6 +37,7 @@
 
 #include "examples/cli/args.h"
 #include "examples/cli/progress.h"
+#include "thaw/remote.h"
 #include "thaw/signing.h"
 #include "thaw/snapshot.h"
 #include "thaw/vm.h"
@@ -71,6 +78,14 @@ constexpr char kUsage[] =
     "       thaw verify FILE [--key KEYFILE.pub]\n"
     "       thaw keygen KEYFILE   (writes KEYFILE, mode 0600, and "
     "KEYFILE.pub)\n"
+    "       thaw push FILE URL    (URL: http(s)://HOST/PATH or "
+    "s3://BUCKET/KEY)\n"
+    "       thaw pull URL FILE\n"
+    "       restore, inspect and verify take a URL for FILE (chunk cache: "
+    "$THAW_CACHE_DIR;\n"
+    "       S3 keys, region and endpoint: AWS_ACCESS_KEY_ID, "
+    "AWS_SECRET_ACCESS_KEY,\n"
+    "       AWS_REGION, AWS_ENDPOINT_URL)\n"
     "       snapshot --sign KEYFILE signs the file; restore --key "
     "KEYFILE.pub\n"
     "       refuses one not signed by that key (with --record-working-set "
@@ -299,6 +314,26 @@ int Verify(const thaw::cli::Args& args) {
   return 0;
 }
 
+int Push(const thaw::cli::Args& args) {
+  if (absl::Status s = thaw::PushSnapshot(args.target, args.destination);
+      !s.ok()) {
+    return Fail(s);
+  }
+  std::fprintf(stderr, "thaw: pushed %s to %s\n", args.target.c_str(),
+               args.destination.c_str());
+  return 0;
+}
+
+int Pull(const thaw::cli::Args& args) {
+  if (absl::Status s = thaw::PullSnapshot(args.target, args.destination);
+      !s.ok()) {
+    return Fail(s);
+  }
+  std::fprintf(stderr, "thaw: pulled %s into %s (checked)\n",
+               args.target.c_str(), args.destination.c_str());
+  return 0;
+}
+
 int Keygen(const thaw::cli::Args& args) {
   auto key = thaw::SigningKey::Generate();
   if (!key.ok()) return Fail(key.status());
@@ -333,5 +368,7 @@ int main(int argc, char** argv) {
   if (args->command == "restore") return Restore(*args);
   if (args->command == "inspect") return Inspect(*args);
   if (args->command == "keygen") return Keygen(*args);
+  if (args->command == "push") return Push(*args);
+  if (args->command == "pull") return Pull(*args);
   return Verify(*args);
 }

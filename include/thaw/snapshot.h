@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "thaw/options.h"
+#include "thaw/remote.h"
 #include "thaw/signing.h"
 
 namespace thaw {
@@ -79,9 +81,18 @@ struct SnapshotInfo {
   std::string ToString() const;
 };
 
+// How Snapshot::Open reads a snapshot.
+struct OpenOptions {
+  // Require a signature by this key (as Open(path, key)).
+  std::optional<VerifyKey> key;
+  // For a remote location (http://, https://, s3://; thaw/remote.h).
+  RemoteOptions remote;
+};
+
 class Snapshot {
  public:
-  // Opens `path` and, for a diff snapshot, its parents, and checks their
+  // Opens `path` (or a remote location, with default RemoteOptions; see
+  // below) and, for a diff snapshot, its parents, and checks their
   // headers and manifests. DataLoss names the file and the damage;
   // FailedPrecondition for a file this build cannot use; NotFound etc. from
   // the file system.
@@ -93,6 +104,17 @@ class Snapshot {
   // checked against their signed digests wherever they are read or mapped.
   static absl::StatusOr<Snapshot> Open(const std::string& path,
                                        const VerifyKey& key);
+  // Opens a local path or a remote location (thaw/remote.h): a URL's
+  // header and manifest are fetched and checked now, its frames when a
+  // restore needs them (through the host's chunk cache). Unavailable when
+  // the store does not answer (after retries), NotFound / PermissionDenied
+  // as the store says, each naming the URL.
+  static absl::StatusOr<Snapshot> Open(const std::string& location,
+                                       const OpenOptions& options);
+
+  // What reading a remote snapshot has cost so far, over every restore
+  // through this handle (zeros for a local file).
+  RemoteStats remote_stats() const;
 
   // A new Vm, parked where the snapshot was taken and ready for Call(). The
   // guest sees a new restore generation and fresh entropy, and its

@@ -1,0 +1,245 @@
+#include "remote/chunk_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/errno_status.h"
+
+namespace thaw::remote {
+namespace {
+
+// Stale files in tmp/ (a writer that crashed) are removed by a sweep once
+// they are this old.
+constexpr int64_t kStaleTmpSeconds = 3600;
+
+bool ReadExactly(int fd, absl::Span<uint8_t> out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = pread(fd, out.data() + done, out.size() - done, done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += n;
+  }
+  // Nothing after it: the entry is exactly this size.
+  uint8_t extra;
+  return pread(fd, &extra, 1, done) == 0;
+}
+
+}  // namespace
+
+std::string DefaultCacheDir() {
+  if (const char* d = std::getenv("THAW_CACHE_DIR"); d != nullptr && *d) {
+    return d;
+  }
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d != nullptr && *d) {
+    return absl::StrCat(d, "/thaw");
+  }
+  if (const char* d = std::getenv("HOME"); d != nullptr && *d) {
+    return absl::StrCat(d, "/.cache/thaw");
+  }
+  return "/var/tmp/thaw-cache";
+}
+
+absl::StatusOr<std::shared_ptr<ChunkCache>> ChunkCache::Open(
+    const std::string& dir, uint64_t max_bytes) {
+  if (dir.empty()) return absl::InvalidArgumentError("cache_dir is empty");
+  if (max_bytes == 0) {
+    return absl::InvalidArgumentError("cache_max_bytes must be above 0");
+  }
+  static std::mutex mutex;
+  static auto* caches = new std::map<std::string, std::weak_ptr<ChunkCache>>;
+  std::error_code error;
+  for (const char* sub : {"objects", "tmp", "locks"}) {
+    std::filesystem::create_directories(std::filesystem::path(dir) / sub,
+                                        error);
+    if (error) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("chunk cache \"%s\": cannot create %s/: %s", dir, sub,
+                          error.message()));
+    }
+  }
+  const std::string canonical = std::filesystem::canonical(dir, error).string();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = (*caches)[canonical];
+  if (auto cache = slot.lock(); cache != nullptr) return cache;
+  std::shared_ptr<ChunkCache> cache(new ChunkCache(canonical, max_bytes));
+  slot = cache;
+  return cache;
+}
+
+std::string ChunkCache::Key(uint64_t content_low, uint64_t content_high,
+                            uint64_t stored_hash, uint32_t size) {
+  return absl::StrFormat("%016x%016x-%016x-%x", content_high, content_low,
+                         stored_hash, size);
+}
+
+std::string ChunkCache::EntryPath(const std::string& key) const {
+  return absl::StrCat(dir_, "/objects/", key.substr(0, 2), "/", key);
+}
+
+bool ChunkCache::Get(const std::string& key, absl::Span<uint8_t> out) {
+  const std::string path = EntryPath(key);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ReadExactly(fd, out);
+  if (ok) futimens(fd, nullptr);  // recently used (least recently: evicted)
+  close(fd);
+  return ok;
+}
+
+absl::Status ChunkCache::Put(const std::string& key,
+                             absl::Span<const uint8_t> bytes) {
+  const std::string final_path = EntryPath(key);
+  std::error_code error;
+  std::filesystem::create_directories(
+      std::filesystem::path(final_path).parent_path(), error);
+  thread_local std::mt19937_64 random(std::random_device{}());
+  const std::string tmp =
+      absl::StrFormat("%s/tmp/%s.%d.%016x", dir_, key, getpid(), random());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return ErrnoStatus(absl::StrCat("chunk cache: create ", tmp), errno);
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = n < 0 ? errno : ENOSPC;
+      close(fd);
+      unlink(tmp.c_str());
+      return ErrnoStatus(absl::StrCat("chunk cache: write ", tmp), e);
+    }
+    done += n;
+  }
+  close(fd);
+  if (rename(tmp.c_str(), final_path.c_str()) != 0) {
+    const int e = errno;
+    unlink(tmp.c_str());
+    return ErrnoStatus(absl::StrCat("chunk cache: rename into ", final_path),
+                       e);
+  }
+  if (written_since_sweep_.fetch_add(bytes.size()) + bytes.size() >
+      max_bytes_ / 8) {
+    written_since_sweep_.store(0);
+    return Sweep();
+  }
+  return absl::OkStatus();
+}
+
+void ChunkCache::Remove(const std::string& key) {
+  unlink(EntryPath(key).c_str());
+}
+
+ChunkCache::Claim::Claim(Claim&& other) noexcept
+    : fd_(other.fd_), path_(std::move(other.path_)) {
+  other.fd_ = -1;
+}
+
+ChunkCache::Claim::~Claim() {
+  if (fd_ < 0) return;
+  // Unlinked while held: a waiter then finds the entry, a later claimant a
+  // new lock file.
+  unlink(path_.c_str());
+  close(fd_);
+}
+
+std::unique_ptr<ChunkCache::Claim> ChunkCache::TryClaim(
+    const std::string& key) {
+  const std::string path = absl::StrCat(dir_, "/locks/", key);
+  while (true) {
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      // Cannot lock (a read-only cache): fetch without merging.
+      return std::unique_ptr<Claim>(new Claim(-1, ""));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      close(fd);
+      return nullptr;
+    }
+    // The file may have been unlinked by a previous holder between our
+    // open and flock: then lock the current one instead.
+    struct stat held, now;
+    if (fstat(fd, &held) == 0 && stat(path.c_str(), &now) == 0 &&
+        held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
+      return std::unique_ptr<Claim>(new Claim(fd, path));
+    }
+    close(fd);
+  }
+}
+
+void ChunkCache::WaitForClaim(const std::string& key) {
+  const std::string path = absl::StrCat(dir_, "/locks/", key);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // released already
+  while (flock(fd, LOCK_SH) != 0 && errno == EINTR) {
+  }
+  close(fd);
+}
+
+absl::Status ChunkCache::Sweep() {
+  const std::string lock_path = absl::StrCat(dir_, "/evict.lock");
+  int lock = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) return ErrnoStatus("chunk cache: open evict.lock", errno);
+  if (flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    close(lock);
+    return absl::OkStatus();  // another process is sweeping
+  }
+  struct Entry {
+    std::string path;
+    int64_t used_ns;
+    uint64_t size;
+  };
+  std::vector<Entry> entries;
+  uint64_t total = 0;
+  std::error_code error;
+  for (const auto& sub : std::filesystem::directory_iterator(
+           std::filesystem::path(dir_) / "objects", error)) {
+    std::error_code e2;
+    for (const auto& f : std::filesystem::directory_iterator(sub.path(), e2)) {
+      struct stat st;
+      if (stat(f.path().c_str(), &st) != 0) continue;
+      entries.push_back({f.path().string(),
+                         st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+                         static_cast<uint64_t>(st.st_size)});
+      total += st.st_size;
+    }
+  }
+  const time_t now = time(nullptr);
+  for (const auto& f : std::filesystem::directory_iterator(
+           std::filesystem::path(dir_) / "tmp", error)) {
+    struct stat st;
+    if (stat(f.path().c_str(), &st) == 0 &&
+        now - st.st_mtim.tv_sec > kStaleTmpSeconds) {
+      unlink(f.path().c_str());
+    }
+  }
+  const uint64_t target = max_bytes_ / 10 * 9;
+  if (total > target) {
+    std::sort(
+        entries.begin(), entries.end(),
+        [](const Entry& a, const Entry& b) { return a.used_ns < b.used_ns; });
+    for (const Entry& e : entries) {
+      if (total <= target) break;
+      if (unlink(e.path.c_str()) == 0) total -= e.size;
+    }
+  }
+  close(lock);
+  return absl::OkStatus();
+}
+
+}  // namespace thaw::remote

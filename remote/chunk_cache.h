@@ -1,0 +1,96 @@
+// ChunkCache: the per-host cache of snapshot frames, a directory shared by
+// every process on the host.
+//
+//   DIR/objects/XX/KEY   one frame's stored bytes; KEY names the frame's
+//                        content hash, stored hash and size (Key()), XX
+//                        is KEY's first two digits
+//   DIR/tmp/             entries being written; renamed into objects/
+//   DIR/locks/KEY        held (flock) by the one fetching KEY
+//   DIR/evict.lock       held by the one evicting
+//
+// Crash safety: an entry appears only by rename(2) of a complete file, and
+// every reader checks the bytes against the manifest it holds before use
+// (a torn entry after a power loss is thrown away and fetched again).
+// Deduplication: entries are named by content, not by snapshot, so two
+// snapshots (or versions) sharing a chunk stored alike share the entry.
+// Fetches of one entry are merged across threads and processes by a lock
+// file per entry: the first claims it and fetches; the others wait for it
+// and read the entry. Bounded: when the entries written since the last
+// sweep pass an eighth of the bound, the least recently used entries (by
+// mtime, which Get() renews) are removed until the cache is under 90% of
+// it.
+//
+// Thread safety: all methods may be called from any thread.
+#ifndef THAW_REMOTE_CHUNK_CACHE_H_
+#define THAW_REMOTE_CHUNK_CACHE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace thaw::remote {
+
+class ChunkCache {
+ public:
+  // Creates DIR's folders if missing. One instance per directory per
+  // process (a second Open returns the same one).
+  static absl::StatusOr<std::shared_ptr<ChunkCache>> Open(
+      const std::string& dir, uint64_t max_bytes);
+
+  static std::string Key(uint64_t content_low, uint64_t content_high,
+                         uint64_t stored_hash, uint32_t size);
+
+  // Reads entry `key` into `out` (its exact size); false if absent or of
+  // another size. Marks it recently used.
+  bool Get(const std::string& key, absl::Span<uint8_t> out);
+  // Adds an entry (atomically); sweeps when due. Errors (a full disk) are
+  // returned but leave the cache consistent.
+  absl::Status Put(const std::string& key, absl::Span<const uint8_t> bytes);
+  // Drops an entry that failed its check.
+  void Remove(const std::string& key);
+
+  // A claim on fetching `key`: TryClaim gives one (a held lock file) if
+  // nobody on the host is fetching it; release by destroying it.
+  class Claim {
+   public:
+    Claim(Claim&& other) noexcept;
+    Claim& operator=(Claim&&) = delete;
+    ~Claim();
+
+   private:
+    friend class ChunkCache;
+    Claim(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+    int fd_;
+    std::string path_;
+  };
+  std::unique_ptr<Claim> TryClaim(const std::string& key);
+  // Waits until whoever holds `key`'s claim lets it go.
+  void WaitForClaim(const std::string& key);
+
+  // Removes least recently used entries until under 90% of the bound.
+  absl::Status Sweep();
+
+  const std::string& dir() const { return dir_; }
+  uint64_t max_bytes() const { return max_bytes_; }
+
+ private:
+  ChunkCache(std::string dir, uint64_t max_bytes)
+      : dir_(std::move(dir)), max_bytes_(max_bytes) {}
+  std::string EntryPath(const std::string& key) const;
+
+  const std::string dir_;
+  const uint64_t max_bytes_;
+  std::atomic<uint64_t> written_since_sweep_{0};
+};
+
+// The cache directory RemoteOptions::cache_dir names, or its default.
+std::string DefaultCacheDir();
+
+}  // namespace thaw::remote
+
+#endif  // THAW_REMOTE_CHUNK_CACHE_H_

@@ -1,0 +1,391 @@
+#include "remote/http_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+
+namespace thaw::remote {
+namespace {
+
+// curl_global_init once per process, before any thread uses curl.
+void InitCurlOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+long Millis(absl::Duration d) {
+  return static_cast<long>(absl::ToInt64Milliseconds(d));
+}
+
+// One request's attempt in flight.
+struct Transfer {
+  size_t index = 0;
+  int attempt = 0;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  HttpResponse response;
+  uint64_t expected = 0;  // body bytes a range GET must bring
+  uint64_t limit = 0;     // more than this is refused (0: none)
+  bool overflow = false;
+  uint64_t sent = 0;  // body bytes handed to curl
+  absl::Span<const uint8_t> body;
+  std::string range;
+};
+
+size_t OnBody(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  if (t->limit != 0 && t->response.body.size() + n > t->limit) {
+    t->overflow = true;
+    return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
+  }
+  t->response.body.append(data, n);
+  return n;
+}
+
+size_t OnUpload(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = std::min<size_t>(size * count, t->body.size() - t->sent);
+  std::memcpy(data, t->body.data() + t->sent, n);
+  t->sent += n;
+  return n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t n = size * count;
+  absl::string_view line(data, n);
+  line = absl::StripTrailingAsciiWhitespace(line);
+  if (absl::StartsWithIgnoreCase(line, "HTTP/")) {
+    t->response.etag.clear();  // a new answer (after 100 Continue)
+    return n;
+  }
+  const size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return n;
+  absl::string_view name = line.substr(0, colon);
+  absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+  if (absl::EqualsIgnoreCase(name, "ETag")) {
+    t->response.etag = std::string(value);
+  } else if (absl::EqualsIgnoreCase(name, "Content-Range")) {
+    const size_t slash = value.rfind('/');
+    uint64_t total = 0;
+    if (slash != absl::string_view::npos &&
+        absl::SimpleAtoi(value.substr(slash + 1), &total)) {
+      t->response.total_size = total;
+    }
+  } else if (absl::EqualsIgnoreCase(name, "Content-Length") &&
+             t->range.empty()) {
+    uint64_t length = 0;
+    if (absl::SimpleAtoi(value, &length)) t->response.total_size = length;
+  }
+  return n;
+}
+
+bool Retryable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDataLoss ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
+struct HttpClient::Shared {
+  CURLSH* share = nullptr;
+  std::mutex locks[CURL_LOCK_DATA_LAST];
+};
+
+HttpClient::HttpClient(HttpOptions options)
+    : options_(std::move(options)), shared_(std::make_unique<Shared>()) {
+  InitCurlOnce();
+  shared_->share = curl_share_init();
+  curl_share_setopt(
+      shared_->share, CURLSHOPT_LOCKFUNC,
+      +[](CURL*, curl_lock_data data, curl_lock_access, void* user) {
+        static_cast<Shared*>(user)->locks[data].lock();
+      });
+  curl_share_setopt(
+      shared_->share, CURLSHOPT_UNLOCKFUNC,
+      +[](CURL*, curl_lock_data data, void* user) {
+        static_cast<Shared*>(user)->locks[data].unlock();
+      });
+  curl_share_setopt(shared_->share, CURLSHOPT_USERDATA, shared_.get());
+  curl_share_setopt(shared_->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  // (Not CURL_LOCK_DATA_CONNECT: with libcurl 7.88 a connection shared
+  // between multi handles failed to connect again once its first multi
+  // handle was gone.)
+}
+
+HttpClient::~HttpClient() { curl_share_cleanup(shared_->share); }
+
+HttpRequest RangeRequest(std::string url, uint64_t first, uint64_t size) {
+  HttpRequest r;
+  r.url = std::move(url);
+  r.range_first = first;
+  r.range_size = size;
+  return r;
+}
+
+HttpRequest MethodRequest(std::string method, std::string url,
+                          absl::Span<const uint8_t> body) {
+  HttpRequest r;
+  r.method = std::move(method);
+  r.url = std::move(url);
+  r.body = body;
+  return r;
+}
+
+std::string EscapeUrlComponent(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' ||
+        c == '~') {
+      out.push_back(c);
+    } else {
+      absl::StrAppendFormat(&out, "%%%02X", c);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& request) {
+  HttpResponse out;
+  absl::Status s = Run({&request, 1}, [&](size_t, const HttpResponse& r) {
+    out = r;
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
+                             const Check& check) {
+  if (requests.empty()) return absl::OkStatus();
+  CURLM* multi = curl_multi_init();
+  std::deque<std::pair<absl::Time, size_t>> waiting;  // (not before, index)
+  std::vector<int> attempts(requests.size(), 0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    waiting.push_back({absl::InfinitePast(), i});
+  }
+  std::vector<std::unique_ptr<Transfer>> active;
+  std::mt19937_64 jitter(std::random_device{}());
+  absl::Status result = absl::OkStatus();
+
+  auto start = [&](size_t index) {
+    const HttpRequest& r = requests[index];
+    auto t = std::make_unique<Transfer>();
+    t->index = index;
+    t->attempt = ++attempts[index];
+    t->body = r.body;
+    CURL* e = curl_easy_init();
+    t->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
+    curl_easy_setopt(e, CURLOPT_SHARE, shared_->share);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (std::getenv("THAW_CURL_VERBOSE") != nullptr) {
+      curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     Millis(options_.connect_timeout));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, Millis(options_.request_timeout));
+    // A stall: under 1 byte/s for stall_timeout.
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                     std::max<long>(1, Millis(options_.stall_timeout) / 1000));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+    if (r.range_first.has_value()) {
+      t->range =
+          absl::StrCat(*r.range_first, "-", *r.range_first + r.range_size - 1);
+      t->expected = r.range_size;
+      t->limit = r.range_size;
+      curl_easy_setopt(e, CURLOPT_RANGE, t->range.c_str());
+    }
+    for (const std::string& h : r.headers) {
+      t->headers = curl_slist_append(t->headers, h.c_str());
+    }
+    if (!options_.access_key_id.empty()) {
+      const std::string sigv4 =
+          absl::StrCat("aws:amz:", options_.s3_region, ":s3");
+      curl_easy_setopt(e, CURLOPT_AWS_SIGV4, sigv4.c_str());
+      curl_easy_setopt(e, CURLOPT_USERNAME, options_.access_key_id.c_str());
+      curl_easy_setopt(e, CURLOPT_PASSWORD, options_.secret_access_key.c_str());
+      t->headers = curl_slist_append(t->headers,
+                                     "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+      if (!options_.session_token.empty()) {
+        t->headers = curl_slist_append(
+            t->headers,
+            absl::StrCat("x-amz-security-token: ", options_.session_token)
+                .c_str());
+      }
+    }
+    if (r.method == "HEAD") {
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (r.method == "PUT") {
+      curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, OnUpload);
+      curl_easy_setopt(e, CURLOPT_READDATA, t.get());
+      curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                       static_cast<curl_off_t>(r.body.size()));
+    } else if (r.method == "POST") {
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(r.body.size()));
+    } else if (r.method != "GET") {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    }
+    // An empty Expect: no 100-continue round trip before a body.
+    t->headers = curl_slist_append(t->headers, "Expect:");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_multi_add_handle(multi, e);
+    counters_.requests.fetch_add(1, std::memory_order_relaxed);
+    active.push_back(std::move(t));
+  };
+
+  // What one finished attempt amounts to.
+  auto judge = [&](Transfer& t, CURLcode code) -> absl::Status {
+    const HttpRequest& r = requests[t.index];
+    const std::string what = absl::StrFormat(
+        "%s %s%s", r.method, r.url,
+        t.range.empty() ? "" : absl::StrCat(" (bytes ", t.range, ")"));
+    if (code != CURLE_OK) {
+      if (t.overflow) {
+        return absl::DataLossError(absl::StrFormat(
+            "%s: the answer was longer than the %d bytes asked for", what,
+            t.limit));
+      }
+      const absl::StatusCode kind = code == CURLE_OPERATION_TIMEDOUT
+                                        ? absl::StatusCode::kDeadlineExceeded
+                                        : absl::StatusCode::kUnavailable;
+      return absl::Status(
+          kind, absl::StrFormat("%s: %s", what, curl_easy_strerror(code)));
+    }
+    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &t.response.status);
+    counters_.bytes_received.fetch_add(t.response.body.size(),
+                                       std::memory_order_relaxed);
+    counters_.bytes_sent.fetch_add(t.sent, std::memory_order_relaxed);
+    const long status = t.response.status;
+    if (status >= 500 || status == 429) {
+      return absl::UnavailableError(
+          absl::StrFormat("%s: the store answered %d", what, status));
+    }
+    if (status == 404) {
+      return absl::NotFoundError(absl::StrFormat("%s: not found (404)", what));
+    }
+    if (status == 401 || status == 403) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "%s: refused (%d)%s", what, status,
+          t.response.body.empty()
+              ? ""
+              : absl::StrCat(": ", t.response.body.substr(0, 300))));
+    }
+    if (status < 200 || status >= 300) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s: the store answered %d%s", what, status,
+          t.response.body.empty()
+              ? ""
+              : absl::StrCat(": ", t.response.body.substr(0, 300))));
+    }
+    if (!t.range.empty()) {
+      if (status != 206) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "%s: the store ignored the byte range (answered %d, not 206); "
+            "it must support range requests",
+            what, status));
+      }
+      if (t.response.body.size() != t.expected) {
+        return absl::DataLossError(
+            absl::StrFormat("%s: got %d bytes of the %d asked for", what,
+                            t.response.body.size(), t.expected));
+      }
+    }
+    if (absl::Status s = check(t.index, t.response); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    }
+    return absl::OkStatus();
+  };
+
+  while (result.ok() && (!waiting.empty() || !active.empty())) {
+    const absl::Time now = absl::Now();
+    // Start what may start.
+    for (auto it = waiting.begin();
+         it != waiting.end() &&
+         active.size() < static_cast<size_t>(options_.max_parallel);) {
+      if (it->first <= now) {
+        start(it->second);
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Transfer* raw = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+      const CURLcode code = msg->data.result;
+      absl::Status s = judge(*raw, code);
+      curl_multi_remove_handle(multi, raw->easy);
+      curl_easy_cleanup(raw->easy);
+      curl_slist_free_all(raw->headers);
+      const size_t index = raw->index;
+      const int attempt = raw->attempt;
+      active.erase(std::find_if(active.begin(), active.end(),
+                                [&](const auto& t) { return t.get() == raw; }));
+      if (s.ok()) continue;
+      if (Retryable(s) && attempt < options_.max_attempts) {
+        counters_.retries.fetch_add(1, std::memory_order_relaxed);
+        // Exponential backoff with full jitter.
+        const absl::Duration cap =
+            options_.first_backoff * (1 << (attempt - 1));
+        const double f =
+            std::uniform_real_distribution<double>(0.5, 1.0)(jitter);
+        waiting.push_back({absl::Now() + cap * f, index});
+        continue;
+      }
+      if (result.ok()) {
+        result = attempt > 1
+                     ? absl::Status(s.code(),
+                                    absl::StrFormat("%s (after %d attempts)",
+                                                    s.message(), attempt))
+                     : s;
+      }
+    }
+    if (!result.ok()) break;
+    if (!active.empty()) {
+      curl_multi_poll(multi, nullptr, 0, 50, nullptr);
+    } else if (!waiting.empty()) {
+      absl::Time next = absl::InfiniteFuture();
+      for (const auto& w : waiting) next = std::min(next, w.first);
+      const absl::Duration d = next - absl::Now();
+      if (d > absl::ZeroDuration()) absl::SleepFor(d);
+    }
+  }
+  for (auto& t : active) {
+    curl_multi_remove_handle(multi, t->easy);
+    curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+  }
+  curl_multi_cleanup(multi);
+  return result;
+}
+
+}  // namespace thaw::remote

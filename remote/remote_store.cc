@@ -1,0 +1,450 @@
+#include "remote/remote_store.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/errno_status.h"
+#include "base/little_endian.h"
+#include "remote/store_location.h"
+#include "snapshot/format.h"
+
+namespace thaw::remote {
+namespace {
+
+// Frames closer than this in the file are fetched in one request with the
+// bytes between them (at 20 ms a round trip, 64 KiB more costs less than a
+// second request).
+constexpr uint64_t kCoalesceGap = 64u << 10;
+
+absl::Status WriteAt(int fd, absl::Span<const uint8_t> bytes, uint64_t offset,
+                     const std::string& what) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        pwrite(fd, bytes.data() + done, bytes.size() - done, offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return ErrnoStatus(absl::StrCat("write ", what, " into its local copy"),
+                         n < 0 ? errno : ENOSPC);
+    }
+    done += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// A new, unnamed file in `dir` (gone when closed), or in the temporary
+// directory when `dir` is empty.
+absl::StatusOr<int> NewStandInFile(std::string dir) {
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    dir = tmp != nullptr && *tmp ? tmp : "/var/tmp";
+  }
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  std::string name = absl::StrCat(dir, "/thaw-standin-XXXXXX");
+  fd = mkostemp(name.data(), O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoStatus(absl::StrCat("create a local copy in ", dir), errno);
+  }
+  unlink(name.c_str());
+  return fd;
+}
+
+}  // namespace
+
+// The stand-in's frame fetcher: present frames are read from the stand-in,
+// missing ones from the cache or the store.
+class RemoteStore::Frames : public snapshot::FrameFetcher {
+ public:
+  Frames(std::shared_ptr<RemoteStore> store, HttpClient* client,
+         std::string url, std::string etag)
+      : store_(std::move(store)),
+        client_(client),
+        url_(std::move(url)),
+        etag_(std::move(etag)) {}
+
+  void Init(uint32_t frames) {
+    present_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
+    for (uint32_t i = 0; i < frames; ++i) present_[i].store(0);
+  }
+
+  absl::Status Fetch(const snapshot::SnapshotFile& file,
+                     absl::Span<const uint32_t> frames) const override {
+    // The common case, in the asking thread: everything is here.
+    bool all_here = true;
+    for (uint32_t f : frames) {
+      if (f < file.frame_count() &&
+          !present_[f].load(std::memory_order_acquire)) {
+        all_here = false;
+        break;
+      }
+    }
+    if (all_here) return absl::OkStatus();
+    return store_->OnFetchThread([&] { return FetchHere(file, frames); });
+  }
+
+ private:
+  // Fetch, on a fetch thread.
+  absl::Status FetchHere(const snapshot::SnapshotFile& file,
+                         absl::Span<const uint32_t> frames) const {
+    std::vector<uint32_t> mine, theirs;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (uint32_t f : frames) {
+        if (f >= file.frame_count() ||
+            present_[f].load(std::memory_order_acquire)) {
+          continue;
+        }
+        if (in_flight_.contains(f)) {
+          theirs.push_back(f);
+        } else {
+          in_flight_.insert(f);
+          mine.push_back(f);
+        }
+      }
+    }
+    if (mine.empty() && theirs.empty()) return absl::OkStatus();
+    absl::Status status = FetchClaimed(file, mine);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (uint32_t f : mine) in_flight_.erase(f);
+    }
+    cv_.notify_all();
+    if (!status.ok()) return status;
+    std::vector<uint32_t> again;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      for (uint32_t f : theirs) {
+        cv_.wait(lock, [&] { return !in_flight_.contains(f); });
+        if (!present_[f].load(std::memory_order_acquire)) again.push_back(f);
+      }
+    }
+    // Another thread's fetch of these failed: try them here.
+    return again.empty() ? absl::OkStatus() : FetchHere(file, again);
+  }
+
+  std::string KeyOf(const snapshot::SnapshotFile& file, uint32_t f) const {
+    const snapshot::ContentHash h = file.FrameContentHash(f);
+    return ChunkCache::Key(h.low, h.high, file.StoredHash(f),
+                           file.FrameSize(f));
+  }
+
+  // From the cache if it has frame `f` intact.
+  absl::StatusOr<bool> FromCache(const snapshot::SnapshotFile& file, uint32_t f,
+                                 std::vector<uint8_t>& buffer) const {
+    ChunkCache* cache = store_->cache();
+    if (cache == nullptr) return false;
+    const std::string key = KeyOf(file, f);
+    buffer.resize(file.FrameSize(f));
+    if (!cache->Get(key, absl::MakeSpan(buffer))) return false;
+    if (!file.CheckStored(f, buffer).ok()) {
+      cache->Remove(key);  // torn or tampered with: fetch it again
+      return false;
+    }
+    if (absl::Status s =
+            WriteAt(file.fd(), buffer, file.FrameOffset(f), file.path());
+        !s.ok()) {
+      return s;
+    }
+    present_[f].store(1, std::memory_order_release);
+    store_->fetch_.cache_hits.fetch_add(1, std::memory_order_relaxed);
+    store_->fetch_.bytes_deduplicated.fetch_add(buffer.size(),
+                                                std::memory_order_relaxed);
+    return true;
+  }
+
+  absl::Status FetchClaimed(const snapshot::SnapshotFile& file,
+                            std::vector<uint32_t> frames) const {
+    std::sort(frames.begin(), frames.end(), [&](uint32_t a, uint32_t b) {
+      return file.FrameOffset(a) < file.FrameOffset(b);
+    });
+    ChunkCache* cache = store_->cache();
+    std::vector<uint8_t> buffer;
+    std::vector<uint32_t> network, wait_for;
+    std::vector<std::unique_ptr<ChunkCache::Claim>> claims;
+    for (uint32_t f : frames) {
+      auto hit = FromCache(file, f, buffer);
+      if (!hit.ok()) return hit.status();
+      if (*hit) continue;
+      if (cache == nullptr) {
+        network.push_back(f);
+        continue;
+      }
+      auto claim = cache->TryClaim(KeyOf(file, f));
+      if (claim == nullptr) {
+        wait_for.push_back(f);  // another thread or process fetches it
+      } else {
+        claims.push_back(std::move(claim));
+        network.push_back(f);
+      }
+    }
+    absl::Status status = FromStore(file, network);
+    claims.clear();  // the entries are in (or the fetch failed)
+    if (!status.ok()) return status;
+    network.clear();
+    for (uint32_t f : wait_for) {
+      cache->WaitForClaim(KeyOf(file, f));
+      auto hit = FromCache(file, f, buffer);
+      if (!hit.ok()) return hit.status();
+      if (!*hit) network.push_back(f);
+    }
+    return FromStore(file, network);
+  }
+
+  // Fetches `frames` (sorted by offset) with range requests, adjacent ones
+  // together; checks each frame, then writes it into the stand-in and the
+  // cache.
+  absl::Status FromStore(const snapshot::SnapshotFile& file,
+                         const std::vector<uint32_t>& frames) const {
+    if (frames.empty()) return absl::OkStatus();
+    struct Range {
+      uint64_t first, size;
+      std::vector<uint32_t> frames;
+    };
+    std::vector<Range> ranges;
+    const uint64_t max_request = store_->options_.max_request_bytes;
+    for (uint32_t f : frames) {
+      const uint64_t at = file.FrameOffset(f), size = file.FrameSize(f);
+      if (!ranges.empty()) {
+        Range& last = ranges.back();
+        const uint64_t end = last.first + last.size;
+        if (at >= end && at - end <= kCoalesceGap &&
+            at + size - last.first <= max_request) {
+          last.size = at + size - last.first;
+          last.frames.push_back(f);
+          continue;
+        }
+      }
+      ranges.push_back({at, size, {f}});
+    }
+    std::vector<HttpRequest> requests(ranges.size());
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      requests[i].url = url_;
+      requests[i].range_first = ranges[i].first;
+      requests[i].range_size = ranges[i].size;
+      // The same version of the file as the manifest we hold, or 412.
+      if (!etag_.empty()) requests[i].headers.push_back("If-Match: " + etag_);
+    }
+    store_->fetch_.cache_misses.fetch_add(frames.size(),
+                                          std::memory_order_relaxed);
+    ChunkCache* cache = store_->cache();
+    return client_->Run(
+        requests, [&](size_t i, const HttpResponse& response) -> absl::Status {
+          const Range& range = ranges[i];
+          const auto body = Bytes(response.body);
+          for (uint32_t f : range.frames) {
+            const auto stored = body.subspan(file.FrameOffset(f) - range.first,
+                                             file.FrameSize(f));
+            if (absl::Status s = file.CheckStored(f, stored); !s.ok()) {
+              return absl::DataLossError(absl::StrFormat(
+                  "frame %d failed its check (%s)", f, s.message()));
+            }
+          }
+          if (absl::Status s =
+                  WriteAt(file.fd(), body, range.first, file.path());
+              !s.ok()) {
+            // Not DataLoss: a full local disk is not cured by fetching again.
+            return absl::ResourceExhaustedError(s.message());
+          }
+          for (uint32_t f : range.frames) {
+            present_[f].store(1, std::memory_order_release);
+            store_->fetch_.frames_fetched.fetch_add(1,
+                                                    std::memory_order_relaxed);
+            if (cache != nullptr) {
+              // Best effort: a cache that cannot take it (a full disk)
+              // costs a later download, not this restore.
+              cache
+                  ->Put(KeyOf(file, f),
+                        body.subspan(file.FrameOffset(f) - range.first,
+                                     file.FrameSize(f)))
+                  .IgnoreError();
+            }
+          }
+          return absl::OkStatus();
+        });
+  }
+
+  const std::shared_ptr<RemoteStore> store_;
+  HttpClient* const client_;
+  const std::string url_;
+  const std::string etag_;
+  std::unique_ptr<std::atomic<uint8_t>[]> present_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable cv_;
+  mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_
+};
+
+// Enough for the eager engine's threads and a lazy restore's fault server
+// and prefetcher to each have a fetch in flight.
+constexpr int kFetchThreads = 6;
+
+RemoteStore::~RemoteStore() {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    stopping_ = true;
+  }
+  jobs_cv_.notify_all();
+  for (std::thread& t : fetch_threads_) t.join();
+}
+
+absl::Status RemoteStore::OnFetchThread(
+    const std::function<absl::Status()>& job) {
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  absl::Status result;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    jobs_.push_back([&] {
+      absl::Status s = job();
+      std::lock_guard<std::mutex> l(done_mutex);
+      result = std::move(s);
+      done = true;
+      done_cv.notify_one();
+    });
+  }
+  jobs_cv_.notify_one();
+  std::unique_lock<std::mutex> lock(done_mutex);
+  done_cv.wait(lock, [&] { return done; });
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<RemoteStore>> RemoteStore::Create(
+    const RemoteOptions& options) {
+  if (options.max_request_bytes < snapshot::kMaxChunkSize) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "RemoteOptions: max_request_bytes must be at least %d (a frame)",
+        snapshot::kMaxChunkSize));
+  }
+  std::shared_ptr<RemoteStore> store(new RemoteStore(options));
+  if (options.use_cache) {
+    auto cache = ChunkCache::Open(
+        options.cache_dir.empty() ? DefaultCacheDir() : options.cache_dir,
+        options.cache_max_bytes);
+    if (!cache.ok()) return cache.status();
+    store->cache_ = *std::move(cache);
+  }
+  for (int i = 0; i < kFetchThreads; ++i) {
+    store->fetch_threads_.emplace_back([s = store.get()] {
+      pthread_setname_np(pthread_self(), "thaw-fetch");
+      std::unique_lock<std::mutex> lock(s->jobs_mutex_);
+      while (true) {
+        s->jobs_cv_.wait(lock,
+                         [s] { return s->stopping_ || !s->jobs_.empty(); });
+        if (s->jobs_.empty()) return;  // stopping, nothing left
+        std::function<void()> job = std::move(s->jobs_.front());
+        s->jobs_.pop_front();
+        lock.unlock();
+        job();
+        lock.lock();
+      }
+    });
+  }
+  return store;
+}
+
+absl::StatusOr<HttpClient*> RemoteStore::ClientFor(const StoreLocation& where) {
+  const std::string key =
+      where.s3 ? absl::StrCat("s3 ", where.endpoint) : std::string("http");
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t i = 0; i < client_keys_.size(); ++i) {
+    if (client_keys_[i] == key) return clients_[i].get();
+  }
+  clients_.push_back(std::make_unique<HttpClient>(where.http));
+  client_keys_.push_back(key);
+  return clients_.back().get();
+}
+
+absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>>
+RemoteStore::OpenFile(const std::string& location,
+                      const snapshot::PublicKey* key) {
+  auto where = ParseLocation(location, options_);
+  if (!where.ok()) return where.status();
+  auto client = ClientFor(*where);
+  if (!client.ok()) return client.status();
+  // The header first: it says where the manifest is.
+  HttpRequest first = RangeRequest(where->url, 0, snapshot::kHeaderSize);
+  auto head = (*client)->Do(first);
+  if (!head.ok()) {
+    if (head.status().code() == absl::StatusCode::kFailedPrecondition &&
+        absl::StrContains(head.status().message(), "416")) {
+      return absl::DataLossError(
+          absl::StrFormat("snapshot \"%s\": shorter than the %d-byte header",
+                          location, snapshot::kHeaderSize));
+    }
+    return head.status();
+  }
+  const uint64_t total = head->total_size;
+  const uint8_t* h = reinterpret_cast<const uint8_t*>(head->body.data());
+  const uint64_t manifest_at =
+      LoadLe64(h + snapshot::kHeaderManifestOffsetOffset);
+  if (total < snapshot::kHeaderSize || manifest_at < snapshot::kHeaderSize ||
+      manifest_at > total ||
+      total - manifest_at > snapshot::kMaxManifestSize + 64) {
+    return absl::DataLossError(absl::StrFormat(
+        "snapshot \"%s\": the header places the manifest at %d of a %d-byte "
+        "file (not a thaw snapshot, or damaged)",
+        location, manifest_at, total));
+  }
+  std::string tail;
+  if (manifest_at < total) {
+    HttpRequest rest =
+        RangeRequest(where->url, manifest_at, total - manifest_at);
+    if (!head->etag.empty()) rest.headers.push_back("If-Match: " + head->etag);
+    auto got = (*client)->Do(rest);
+    if (!got.ok()) return got.status();
+    tail = std::move(got->body);
+  }
+  auto fd = NewStandInFile(cache_ != nullptr ? cache_->dir() + "/tmp" : "");
+  if (!fd.ok()) return fd.status();
+  absl::Status s = ftruncate(*fd, total) == 0
+                       ? absl::OkStatus()
+                       : ErrnoStatus("size the local copy", errno);
+  if (s.ok()) s = WriteAt(*fd, Bytes(head->body), 0, location);
+  if (s.ok()) s = WriteAt(*fd, Bytes(tail), manifest_at, location);
+  if (!s.ok()) {
+    close(*fd);
+    return s;
+  }
+  auto frames = std::make_shared<Frames>(shared_from_this(), *client,
+                                         where->url, head->etag);
+  auto file = snapshot::SnapshotFile::OpenStandIn(*fd, location, key, frames);
+  if (!file.ok()) return file.status();
+  frames->Init((*file)->frame_count());
+  return file;
+}
+
+RemoteStats RemoteStore::stats() const {
+  RemoteStats out;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& c : clients_) {
+      out.requests += c->counters().requests.load();
+      out.retries += c->counters().retries.load();
+      out.bytes_fetched += c->counters().bytes_received.load();
+    }
+  }
+  out.frames_fetched = fetch_.frames_fetched.load();
+  out.cache_hits = fetch_.cache_hits.load();
+  out.cache_misses = fetch_.cache_misses.load();
+  out.bytes_deduplicated = fetch_.bytes_deduplicated.load();
+  return out;
+}
+
+}  // namespace thaw::remote

@@ -1,0 +1,85 @@
+// RemoteStore: opens snapshot files held in a remote store as local
+// stand-ins (snapshot/frame_fetcher.h) whose frames come, when an engine
+// asks, from the host's chunk cache or by HTTP range requests, checked
+// against the manifest before they are used. One store serves one
+// thaw::Snapshot handle: its files (a diff chain's links included) share
+// one HTTP client (connections) and one set of counters.
+//
+// Fetches run on the store's own threads ("thaw-fetch"), started with the
+// store: the restore threads that ask for frames (the lazy fault server,
+// the prefetcher) are confined by a seccomp filter that allows no socket
+// and no open (base/thread_confinement.h), and they only wait for the
+// answer.
+//
+// Thread safety: OpenFile, stats and every stand-in's Fetch may be used
+// from any thread.
+#ifndef THAW_REMOTE_REMOTE_STORE_H_
+#define THAW_REMOTE_REMOTE_STORE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "remote/chunk_cache.h"
+#include "remote/http_client.h"
+#include "snapshot/signature.h"
+#include "snapshot/snapshot_file.h"
+#include "thaw/remote.h"
+
+namespace thaw::remote {
+
+struct FetchCounters {
+  std::atomic<uint64_t> frames_fetched{0};
+  std::atomic<uint64_t> cache_hits{0};
+  std::atomic<uint64_t> cache_misses{0};
+  std::atomic<uint64_t> bytes_deduplicated{0};
+};
+
+class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
+ public:
+  // Checks `options` and opens the cache (unless use_cache is false).
+  static absl::StatusOr<std::shared_ptr<RemoteStore>> Create(
+      const RemoteOptions& options);
+
+  // Fetches `location`'s header, manifest and signature into a stand-in
+  // and checks them (with `key`, the signature) as SnapshotFile::Open does.
+  absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>> OpenFile(
+      const std::string& location, const snapshot::PublicKey* key);
+
+  ~RemoteStore();
+  RemoteStats stats() const;
+  const RemoteOptions& options() const { return options_; }
+  ChunkCache* cache() const { return cache_.get(); }
+
+ private:
+  class Frames;
+  explicit RemoteStore(RemoteOptions options) : options_(std::move(options)) {}
+  // Runs `job` on a fetch thread and returns its result.
+  absl::Status OnFetchThread(const std::function<absl::Status()>& job);
+  // The HTTP client for `location`'s store (one per store; credentials
+  // differ between S3 and plain HTTP).
+  absl::StatusOr<HttpClient*> ClientFor(const struct StoreLocation& where);
+
+  const RemoteOptions options_;
+  std::shared_ptr<ChunkCache> cache_;
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;  // guarded by mutex_
+  std::vector<std::string> client_keys_;              // guarded by mutex_
+  FetchCounters fetch_;
+  std::mutex jobs_mutex_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::function<void()>> jobs_;  // guarded by jobs_mutex_
+  bool stopping_ = false;                   // guarded by jobs_mutex_
+  std::vector<std::thread> fetch_threads_;
+};
+
+}  // namespace thaw::remote
+
+#endif  // THAW_REMOTE_REMOTE_STORE_H_
