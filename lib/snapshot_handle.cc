@@ -165,6 +165,13 @@ absl::Status Snapshot::Verify(
 
 absl::StatusOr<SnapshotInfo> InspectSnapshot(const std::string& path) {
   // The top file only: a diff snapshot is summarized without its parents.
+  if (IsRemoteLocation(path)) {
+    auto store = remote::RemoteStore::Create(RemoteOptions{});
+    if (!store.ok()) return store.status();
+    auto file = (*store)->OpenFile(path, nullptr);
+    if (!file.ok()) return file.status();
+    return internal::Summarize(**file);
+  }
   auto file = snapshot::SnapshotFile::Open(path);
   if (!file.ok()) return file.status();
   return internal::Summarize(**file);

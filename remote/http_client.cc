@@ -39,20 +39,47 @@ struct Transfer {
   uint64_t expected = 0;  // body bytes a range GET must bring
   uint64_t limit = 0;     // more than this is refused (0: none)
   bool overflow = false;
+  int status_line = 0;  // the answer's status, as its headers arrive
+  absl::Duration stall_limit;
+  absl::Time last_progress;
+  curl_off_t last_down = -1, last_up = -1;
+  bool stalled = false;
   uint64_t sent = 0;  // body bytes handed to curl
   absl::Span<const uint8_t> body;
   std::string range;
 };
 
+// What a store may say in an error's body is kept up to this.
+constexpr size_t kErrorBodyLimit = 64u << 10;
+
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * count;
-  if (t->limit != 0 && t->response.body.size() + n > t->limit) {
+  const bool success = t->status_line >= 200 && t->status_line < 300;
+  const uint64_t limit = success ? t->limit : kErrorBodyLimit;
+  if (limit != 0 && t->response.body.size() + n > limit) {
     t->overflow = true;
     return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
   }
   t->response.body.append(data, n);
   return n;
+}
+
+int OnProgress(void* user, curl_off_t, curl_off_t down, curl_off_t,
+               curl_off_t up) {
+  auto* t = static_cast<Transfer*>(user);
+  const absl::Time now = absl::Now();
+  if (down != t->last_down || up != t->last_up) {
+    t->last_down = down;
+    t->last_up = up;
+    t->last_progress = now;
+    return 0;
+  }
+  if (now - t->last_progress > t->stall_limit) {
+    t->stalled = true;
+    return 1;  // CURLE_ABORTED_BY_CALLBACK
+  }
+  return 0;
 }
 
 size_t OnUpload(char* data, size_t size, size_t count, void* user) {
@@ -70,6 +97,12 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   line = absl::StripTrailingAsciiWhitespace(line);
   if (absl::StartsWithIgnoreCase(line, "HTTP/")) {
     t->response.etag.clear();  // a new answer (after 100 Continue)
+    const size_t space = line.find(' ');
+    int status = 0;
+    if (space != absl::string_view::npos &&
+        absl::SimpleAtoi(line.substr(space + 1, 3), &status)) {
+      t->status_line = status;
+    }
     return n;
   }
   const size_t colon = line.find(':');
@@ -104,6 +137,11 @@ bool Retryable(const absl::Status& s) {
 struct HttpClient::Shared {
   CURLSH* share = nullptr;
   std::mutex locks[CURL_LOCK_DATA_LAST];
+  // Idle multi handles, each with its connection cache: a Run takes one
+  // and gives it back, so the next Run on any thread reuses its open
+  // connections (no new TCP handshake, a round trip each).
+  std::mutex idle_mutex;
+  std::vector<CURLM*> idle;
 };
 
 HttpClient::HttpClient(HttpOptions options)
@@ -127,7 +165,10 @@ HttpClient::HttpClient(HttpOptions options)
   // handle was gone.)
 }
 
-HttpClient::~HttpClient() { curl_share_cleanup(shared_->share); }
+HttpClient::~HttpClient() {
+  for (CURLM* multi : shared_->idle) curl_multi_cleanup(multi);
+  curl_share_cleanup(shared_->share);
+}
 
 HttpRequest RangeRequest(std::string url, uint64_t first, uint64_t size) {
   HttpRequest r;
@@ -172,7 +213,15 @@ absl::StatusOr<HttpResponse> HttpClient::Do(const HttpRequest& request) {
 absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
                              const Check& check) {
   if (requests.empty()) return absl::OkStatus();
-  CURLM* multi = curl_multi_init();
+  CURLM* multi = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(shared_->idle_mutex);
+    if (!shared_->idle.empty()) {
+      multi = shared_->idle.back();
+      shared_->idle.pop_back();
+    }
+  }
+  if (multi == nullptr) multi = curl_multi_init();
   std::deque<std::pair<absl::Time, size_t>> waiting;  // (not before, index)
   std::vector<int> attempts(requests.size(), 0);
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -200,10 +249,14 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      Millis(options_.connect_timeout));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, Millis(options_.request_timeout));
-    // A stall: under 1 byte/s for stall_timeout.
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
-                     std::max<long>(1, Millis(options_.stall_timeout) / 1000));
+    // A stall: no byte either way for stall_timeout. (Not libcurl's
+    // LOW_SPEED options: they average over several seconds and took 7 s to
+    // notice a 1 s stall.)
+    t->stall_limit = options_.stall_timeout;
+    t->last_progress = absl::Now();
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, OnProgress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, t.get());
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
@@ -250,8 +303,8 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     } else if (r.method != "GET") {
       curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     }
-    // An empty Expect: no 100-continue round trip before a body.
-    t->headers = curl_slist_append(t->headers, "Expect:");
+    // (No "Expect:" override: libcurl 7.88's Signature V4 signs the empty
+    // header it then leaves out, and S3 refuses the signature.)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_multi_add_handle(multi, e);
     counters_.requests.fetch_add(1, std::memory_order_relaxed);
@@ -264,11 +317,17 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     const std::string what = absl::StrFormat(
         "%s %s%s", r.method, r.url,
         t.range.empty() ? "" : absl::StrCat(" (bytes ", t.range, ")"));
-    if (code != CURLE_OK) {
+    const bool error_answer = t.status_line >= 300 || t.status_line < 200;
+    if (code != CURLE_OK && !(t.overflow && error_answer)) {
       if (t.overflow) {
         return absl::DataLossError(absl::StrFormat(
             "%s: the answer was longer than the %d bytes asked for", what,
             t.limit));
+      }
+      if (t.stalled) {
+        return absl::UnavailableError(
+            absl::StrFormat("%s: stalled (no byte for %s)", what,
+                            absl::FormatDuration(t.stall_limit)));
       }
       const absl::StatusCode kind = code == CURLE_OPERATION_TIMEDOUT
                                         ? absl::StatusCode::kDeadlineExceeded
@@ -384,7 +443,10 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     curl_easy_cleanup(t->easy);
     curl_slist_free_all(t->headers);
   }
-  curl_multi_cleanup(multi);
+  {
+    std::lock_guard<std::mutex> lock(shared_->idle_mutex);
+    shared_->idle.push_back(multi);
+  }
   return result;
 }
 

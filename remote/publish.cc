@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <random>
@@ -19,8 +20,6 @@
 namespace thaw {
 namespace {
 
-constexpr uint64_t kMultipartAbove = 64ull << 20;
-constexpr uint64_t kPartSize = 16ull << 20;
 constexpr uint64_t kPullPiece = 8ull << 20;
 
 // A read-only view of a whole file, unmapped when done.
@@ -70,7 +69,8 @@ std::string Between(const std::string& text, const std::string& open,
 
 absl::Status PushMultipart(remote::HttpClient& client,
                            const remote::StoreLocation& where,
-                           absl::Span<const uint8_t> bytes) {
+                           absl::Span<const uint8_t> bytes,
+                           uint64_t part_size) {
   // "uploads=": libcurl 7.88's Signature V4 signs a bare "?uploads" wrong.
   remote::HttpRequest start =
       remote::MethodRequest("POST", where.url + "?uploads=");
@@ -85,7 +85,8 @@ absl::Status PushMultipart(remote::HttpClient& client,
         where.location));
   }
   const std::string id = remote::EscapeUrlComponent(upload_id);
-  const size_t parts = (bytes.size() + kPartSize - 1) / kPartSize;
+  const size_t parts =
+      std::max<size_t>(1, (bytes.size() + part_size - 1) / part_size);
   std::vector<remote::HttpRequest> requests(parts);
   std::vector<std::string> etags(parts);
   for (size_t i = 0; i < parts; ++i) {
@@ -93,7 +94,7 @@ absl::Status PushMultipart(remote::HttpClient& client,
     // Query parameters in sorted order (Signature V4 signs them so).
     requests[i].url =
         absl::StrCat(where.url, "?partNumber=", i + 1, "&uploadId=", id);
-    requests[i].body = bytes.subspan(i * kPartSize, kPartSize);
+    requests[i].body = bytes.subspan(i * part_size, part_size);
   }
   absl::Status s =
       client.Run(requests, [&](size_t i, const remote::HttpResponse& r) {
@@ -151,8 +152,13 @@ absl::Status PushSnapshot(const std::string& path, const std::string& url,
   auto view = FileView::Open(path);
   if (!view.ok()) return view.status();
   remote::HttpClient client(where->http);
-  if (where->s3 && (*view)->bytes().size() > kMultipartAbove) {
-    return PushMultipart(client, *where, (*view)->bytes());
+  if (where->s3 && (*view)->bytes().size() > options.s3_multipart_above) {
+    if (options.s3_part_size < (5ull << 20)) {
+      return absl::InvalidArgumentError(
+          "RemoteOptions.s3_part_size: S3 parts are at least 5 MiB");
+    }
+    return PushMultipart(client, *where, (*view)->bytes(),
+                         options.s3_part_size);
   }
   remote::HttpRequest put =
       remote::MethodRequest("PUT", where->url, (*view)->bytes());

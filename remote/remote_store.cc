@@ -96,7 +96,21 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       }
     }
     if (all_here) return absl::OkStatus();
-    return store_->OnFetchThread([&] { return FetchHere(file, frames); });
+    // One frame (a lazy fault): the frames after it come in the same
+    // request, up to readahead_bytes.
+    std::vector<uint32_t> wanted(frames.begin(), frames.end());
+    if (frames.size() == 1) {
+      const uint64_t limit = store_->options_.readahead_bytes;
+      uint64_t bytes = file.FrameSize(frames[0]);
+      for (uint32_t f = frames[0] + 1; f < file.frame_count(); ++f) {
+        bytes += file.FrameSize(f);
+        if (bytes > limit || present_[f].load(std::memory_order_acquire)) {
+          break;
+        }
+        wanted.push_back(f);
+      }
+    }
+    return store_->OnFetchThread([&] { return FetchHere(file, wanted); });
   }
 
  private:
@@ -189,10 +203,14 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       auto claim = cache->TryClaim(KeyOf(file, f));
       if (claim == nullptr) {
         wait_for.push_back(f);  // another thread or process fetches it
-      } else {
-        claims.push_back(std::move(claim));
-        network.push_back(f);
+        continue;
       }
+      // Whoever held the claim before may have put it in since we looked.
+      hit = FromCache(file, f, buffer);
+      if (!hit.ok()) return hit.status();
+      if (*hit) continue;
+      claims.push_back(std::move(claim));
+      network.push_back(f);
     }
     absl::Status status = FromStore(file, network);
     claims.clear();  // the entries are in (or the fetch failed)
@@ -378,52 +396,81 @@ RemoteStore::OpenFile(const std::string& location,
   if (!where.ok()) return where.status();
   auto client = ClientFor(*where);
   if (!client.ok()) return client.status();
-  // The header first: it says where the manifest is.
-  HttpRequest first = RangeRequest(where->url, 0, snapshot::kHeaderSize);
-  auto head = (*client)->Do(first);
-  if (!head.ok()) {
-    if (head.status().code() == absl::StatusCode::kFailedPrecondition &&
-        absl::StrContains(head.status().message(), "416")) {
+  // The header first: it says where the manifest is. Both are checked
+  // against their own checksums as they arrive, so bytes damaged on the
+  // way are fetched again rather than refused.
+  HttpResponse head;
+  absl::Status s = (*client)->Run(
+      {RangeRequest(where->url, 0, snapshot::kHeaderSize)},
+      [&](size_t, const HttpResponse& r) -> absl::Status {
+        const auto* h = reinterpret_cast<const uint8_t*>(r.body.data());
+        if (LoadLe64(h + snapshot::kHeaderHashOffset) !=
+            snapshot::HashStored({h, snapshot::kHeaderHashOffset})) {
+          return absl::DataLossError(
+              "the header's checksum does not match (not a thaw snapshot, "
+              "or damaged)");
+        }
+        head = r;
+        return absl::OkStatus();
+      });
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kFailedPrecondition &&
+        absl::StrContains(s.message(), "416")) {
       return absl::DataLossError(
           absl::StrFormat("snapshot \"%s\": shorter than the %d-byte header",
                           location, snapshot::kHeaderSize));
     }
-    return head.status();
+    if (s.code() == absl::StatusCode::kDataLoss) {
+      return absl::DataLossError(
+          absl::StrFormat("snapshot \"%s\": %s", location, s.message()));
+    }
+    return s;
   }
-  const uint64_t total = head->total_size;
-  const uint8_t* h = reinterpret_cast<const uint8_t*>(head->body.data());
+  const uint64_t total = head.total_size;
+  const uint8_t* h = reinterpret_cast<const uint8_t*>(head.body.data());
   const uint64_t manifest_at =
       LoadLe64(h + snapshot::kHeaderManifestOffsetOffset);
-  if (total < snapshot::kHeaderSize || manifest_at < snapshot::kHeaderSize ||
-      manifest_at > total ||
+  const uint64_t manifest_size =
+      LoadLe64(h + snapshot::kHeaderManifestSizeOffset);
+  if (manifest_at < snapshot::kHeaderSize || manifest_at > total ||
+      manifest_size > total - manifest_at ||
       total - manifest_at > snapshot::kMaxManifestSize + 64) {
     return absl::DataLossError(absl::StrFormat(
-        "snapshot \"%s\": the header places the manifest at %d of a %d-byte "
-        "file (not a thaw snapshot, or damaged)",
-        location, manifest_at, total));
+        "snapshot \"%s\": the header places a %d-byte manifest at %d of a "
+        "%d-byte file (truncated, or damaged)",
+        location, manifest_size, manifest_at, total));
   }
   std::string tail;
   if (manifest_at < total) {
     HttpRequest rest =
         RangeRequest(where->url, manifest_at, total - manifest_at);
-    if (!head->etag.empty()) rest.headers.push_back("If-Match: " + head->etag);
-    auto got = (*client)->Do(rest);
-    if (!got.ok()) return got.status();
-    tail = std::move(got->body);
+    if (!head.etag.empty()) rest.headers.push_back("If-Match: " + head.etag);
+    s = (*client)->Run(
+        {rest}, [&](size_t, const HttpResponse& r) -> absl::Status {
+          if (snapshot::HashStored(
+                  {reinterpret_cast<const uint8_t*>(r.body.data()),
+                   manifest_size}) !=
+              LoadLe64(h + snapshot::kHeaderManifestHashOffset)) {
+            return absl::DataLossError(
+                "the manifest's checksum does not match");
+          }
+          tail = r.body;
+          return absl::OkStatus();
+        });
+    if (!s.ok()) return s;
   }
   auto fd = NewStandInFile(cache_ != nullptr ? cache_->dir() + "/tmp" : "");
   if (!fd.ok()) return fd.status();
-  absl::Status s = ftruncate(*fd, total) == 0
-                       ? absl::OkStatus()
-                       : ErrnoStatus("size the local copy", errno);
-  if (s.ok()) s = WriteAt(*fd, Bytes(head->body), 0, location);
+  s = ftruncate(*fd, total) == 0 ? absl::OkStatus()
+                                 : ErrnoStatus("size the local copy", errno);
+  if (s.ok()) s = WriteAt(*fd, Bytes(head.body), 0, location);
   if (s.ok()) s = WriteAt(*fd, Bytes(tail), manifest_at, location);
   if (!s.ok()) {
     close(*fd);
     return s;
   }
   auto frames = std::make_shared<Frames>(shared_from_this(), *client,
-                                         where->url, head->etag);
+                                         where->url, head.etag);
   auto file = snapshot::SnapshotFile::OpenStandIn(*fd, location, key, frames);
   if (!file.ok()) return file.status();
   frames->Init((*file)->frame_count());

@@ -44,6 +44,10 @@ struct RemoteOptions {
   std::string access_key_id;
   std::string secret_access_key;
   std::string session_token;
+  // PushSnapshot to S3: files larger than this go up as a multipart upload
+  // in parts of s3_part_size (S3's minimum part is 5 MiB), several at once.
+  uint64_t s3_multipart_above = 64ull << 20;
+  uint64_t s3_part_size = 16ull << 20;
 
   // Requests in flight at once per restore thread.
   int max_parallel_requests = 8;
@@ -57,6 +61,10 @@ struct RemoteOptions {
   absl::Duration stall_timeout = absl::Seconds(10);
   // Adjacent frames are fetched in one range request up to this size.
   uint64_t max_request_bytes = 8ull << 20;
+  // A lazy fault on a remote file also fetches the frames that follow it
+  // in the file, up to this many bytes, in the same request: a round trip
+  // costs far more than the bytes (0 turns it off).
+  uint64_t readahead_bytes = 1ull << 20;
 };
 
 // What a handle's remote reads did (all zero for a local file).
@@ -77,8 +85,9 @@ struct RemoteStats {
 bool IsRemoteLocation(const std::string& location);
 
 // Uploads snapshot file `path` (checked first: a damaged file is not
-// published) to `url`: S3 multipart upload for files over 64 MiB, else one
-// PUT (HTTP stores that accept PUT, e.g. nginx's WebDAV module). A diff
+// published) to `url`: S3 multipart upload for large files, else one
+// PUT (HTTP stores that accept PUT, e.g. nginx's WebDAV module); see
+// RemoteOptions::s3_multipart_above. A diff
 // snapshot names its parent by the path it was taken with: publish the
 // parent beside it under the same relative name.
 absl::Status PushSnapshot(const std::string& path, const std::string& url,

@@ -7,10 +7,14 @@
 # touched. Needs Debian's ceph-mon, ceph-osd and radosgw (scripts/setup.sh).
 set -euo pipefail
 if [ "${1:-}" = "--stop" ]; then
-  dir=$2
-  for p in "$dir"/run/*.pid; do
-    [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
+  dir=$(realpath -m "$2")
+  # Every daemon of this cluster names its config on its command line.
+  pkill -f -- "-c $dir/ceph.conf" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    pgrep -f -- "-c $dir/ceph.conf" >/dev/null || exit 0
+    sleep 0.1
   done
+  pkill -9 -f -- "-c $dir/ceph.conf" 2>/dev/null || true
   exit 0
 fi
 dir=$(realpath -m "$1"); port=$2
@@ -54,8 +58,9 @@ CONF
 monmaptool --create --addv a "[v1:127.0.0.1:$monport]" --fsid "$fsid" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" -i a
-ceph -c "$conf" osd create >/dev/null
-ceph-osd -c "$conf" -i 0 --mkfs >/dev/null 2>&1
+osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+ceph -c "$conf" osd new "$osd_uuid" 0 >/dev/null
+ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
 ceph-osd -c "$conf" -i 0
 radosgw -c "$conf" -n client.rgw
 access=THAWTESTACCESSKEY0001
