@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -185,7 +186,9 @@ std::unique_ptr<ChunkCache::Claim> ChunkCache::TryClaim(
 void ChunkCache::WaitForClaim(const std::string& key) {
   const std::string path = absl::StrCat(dir_, "/locks/", key);
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;  // released already
+  if (fd < 0) {
+    return;  // released already
+  }
   while (flock(fd, LOCK_SH) != 0 && errno == EINTR) {
   }
   close(fd);

@@ -39,6 +39,7 @@ struct Transfer {
   uint64_t expected = 0;  // body bytes a range GET must bring
   uint64_t limit = 0;     // more than this is refused (0: none)
   bool overflow = false;
+  bool suffix = false;  // a suffix range: its length comes with it
   int status_line = 0;  // the answer's status, as its headers arrive
   absl::Duration stall_limit;
   absl::Time last_progress;
@@ -118,6 +119,17 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
         absl::SimpleAtoi(value.substr(slash + 1), &total)) {
       t->response.total_size = total;
     }
+    // "bytes a-b/total"
+    const size_t space = value.find(' '), dash = value.find('-');
+    if (space != absl::string_view::npos && dash != absl::string_view::npos &&
+        dash > space && slash != absl::string_view::npos && slash > dash) {
+      uint64_t a = 0, b = 0;
+      if (absl::SimpleAtoi(value.substr(space + 1, dash - space - 1), &a) &&
+          absl::SimpleAtoi(value.substr(dash + 1, slash - dash - 1), &b)) {
+        t->response.range_first = a;
+        t->response.range_last = b;
+      }
+    }
   } else if (absl::EqualsIgnoreCase(name, "Content-Length") &&
              t->range.empty()) {
     uint64_t length = 0;
@@ -175,6 +187,13 @@ HttpRequest RangeRequest(std::string url, uint64_t first, uint64_t size) {
   r.url = std::move(url);
   r.range_first = first;
   r.range_size = size;
+  return r;
+}
+
+HttpRequest SuffixRequest(std::string url, uint64_t size) {
+  HttpRequest r;
+  r.url = std::move(url);
+  r.range_suffix = size;
   return r;
 }
 
@@ -262,7 +281,12 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
-    if (r.range_first.has_value()) {
+    if (r.range_suffix != 0) {
+      t->range = absl::StrCat("-", r.range_suffix);
+      t->suffix = true;
+      t->limit = r.range_suffix;
+      curl_easy_setopt(e, CURLOPT_RANGE, t->range.c_str());
+    } else if (r.range_first.has_value()) {
       t->range =
           absl::StrCat(*r.range_first, "-", *r.range_first + r.range_size - 1);
       t->expected = r.range_size;
@@ -368,7 +392,18 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
             "it must support range requests",
             what, status));
       }
-      if (t.response.body.size() != t.expected) {
+      if (t.suffix) {
+        const uint64_t announced =
+            t.response.range_last + 1 - t.response.range_first;
+        if (t.response.range_last < t.response.range_first ||
+            t.response.body.size() != announced ||
+            t.response.range_last + 1 != t.response.total_size) {
+          return absl::DataLossError(absl::StrFormat(
+              "%s: got %d bytes for a range of %d ending at %d of %d", what,
+              t.response.body.size(), announced, t.response.range_last,
+              t.response.total_size));
+        }
+      } else if (t.response.body.size() != t.expected) {
         return absl::DataLossError(
             absl::StrFormat("%s: got %d bytes of the %d asked for", what,
                             t.response.body.size(), t.expected));

@@ -56,6 +56,9 @@ struct HttpRequest {
   // GET: bytes [range_first, range_first + range_size) only.
   std::optional<uint64_t> range_first;
   uint64_t range_size = 0;
+  // GET: the last `range_suffix` bytes instead (the whole file if it is
+  // shorter); the answer's range_first says where they start.
+  uint64_t range_suffix = 0;
   // PUT/POST: the body (not copied; must outlive Run).
   absl::Span<const uint8_t> body;
   std::vector<std::string> headers;  // "Name: value"
@@ -67,6 +70,8 @@ struct HttpResponse {
   std::string etag;
   // From Content-Range ("bytes a-b/total") or, without one, Content-Length.
   uint64_t total_size = 0;
+  uint64_t range_first = 0;  // a from Content-Range
+  uint64_t range_last = 0;   // b
 };
 
 struct HttpCounters {
@@ -106,6 +111,8 @@ class HttpClient {
 
 // A GET of bytes [first, first + size) of `url`.
 HttpRequest RangeRequest(std::string url, uint64_t first, uint64_t size);
+// A GET of the last `size` bytes of `url`.
+HttpRequest SuffixRequest(std::string url, uint64_t size);
 // Any other request, with `body` for PUT and POST.
 HttpRequest MethodRequest(std::string method, std::string url,
                           absl::Span<const uint8_t> body = {});

@@ -61,6 +61,9 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
  private:
   class Frames;
   explicit RemoteStore(RemoteOptions options) : options_(std::move(options)) {}
+  // Runs `job` on a fetch thread later (the store runs every queued job
+  // before it is destroyed).
+  void InBackground(std::function<void()> job);
   // Runs `job` on a fetch thread and returns its result.
   absl::Status OnFetchThread(const std::function<absl::Status()>& job);
   // The HTTP client for `location`'s store (one per store; credentials
@@ -75,8 +78,9 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
   FetchCounters fetch_;
   std::mutex jobs_mutex_;
   std::condition_variable jobs_cv_;
-  std::deque<std::function<void()>> jobs_;  // guarded by jobs_mutex_
-  bool stopping_ = false;                   // guarded by jobs_mutex_
+  std::deque<std::function<void()>> jobs_;        // guarded by jobs_mutex_
+  std::deque<std::function<void()>> background_;  // guarded by jobs_mutex_
+  bool stopping_ = false;                         // guarded by jobs_mutex_
   std::vector<std::thread> fetch_threads_;
 };
 

@@ -207,15 +207,17 @@ absl::StatusOr<std::vector<bool>> LazyPager::MapRawWorkingSet() {
     mapped_.push_back({c, 1, where.file, offset});
     mapped[c] = true;
   }
-  // A remote file's mapped frames must be in its stand-in first.
+  // A remote file's mapped frames must be in its stand-in first. The rest
+  // of the working set (compressed frames, between the raw ones in the
+  // file) comes in the same requests: the prefetcher needs it next.
   for (size_t f = 0; f < image_->files().size(); ++f) {
     const SnapshotFile& file = *image_->files()[f];
     if (!file.fetched()) continue;
     std::vector<uint32_t> frames;
-    for (const MappedRun& run : mapped_) {
-      if (run.file != f) continue;
-      for (uint64_t c = run.first; c < run.first + run.count; ++c) {
-        frames.push_back(image_->Locate(c).frame);
+    for (uint64_t c = 0; c < chunks; ++c) {
+      SnapshotImage::Location where = image_->Locate(c);
+      if (wanted[c] && !where.zero() && where.file == f) {
+        frames.push_back(where.frame);
       }
     }
     if (absl::Status s = file.Fetch(frames); !s.ok()) return s;
@@ -663,6 +665,22 @@ void LazyPager::PrefetchWorkingSet() {
       }
     }
     return;
+  }
+  // A remote file: the whole working set is asked for at once (adjacent
+  // frames in one request, the requests in parallel) rather than batch by
+  // batch, one round trip each; the batches below then read it locally.
+  for (size_t f = 0; f < image_->files().size() && !stopping_.load(); ++f) {
+    const SnapshotFile& file = *image_->files()[f];
+    if (!file.fetched()) continue;
+    std::vector<uint32_t> frames;
+    for (uint32_t c : working_set) {
+      if (c >= image_->chunk_count() || installed(c)) continue;
+      SnapshotImage::Location where = image_->Locate(c);
+      if (!where.zero() && where.file == f) frames.push_back(where.frame);
+    }
+    // On failure the faults fetch what they need themselves (and fail
+    // their calls if the store stays down).
+    if (!file.Fetch(frames).ok()) return;
   }
   // Not zero-filled: every byte is read into before use.
   std::unique_ptr<uint8_t[]> buffer(

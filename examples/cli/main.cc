@@ -255,7 +255,17 @@ int Restore(thaw::cli::Args args) {
     if (!key.ok()) return Fail(key.status());
     resign = *std::move(key);
   }
-  auto vm = thaw::Vm::Restore(args.target, args.restore);
+  // A URL: through a handle, so that what the store cost can be shown.
+  std::optional<thaw::Snapshot> remote;
+  if (thaw::IsRemoteLocation(args.target)) {
+    thaw::OpenOptions open;
+    open.key = args.restore.verify_key;
+    auto snapshot = thaw::Snapshot::Open(args.target, open);
+    if (!snapshot.ok()) return Fail(snapshot.status());
+    remote = *std::move(snapshot);
+  }
+  auto vm = remote.has_value() ? remote->Restore(args.restore)
+                               : thaw::Vm::Restore(args.target, args.restore);
   if (!vm.ok()) return Fail(vm.status());
   SayBackend(**vm);
   int code = CallAndReport(**vm, args, absl::OkStatus());
@@ -275,6 +285,10 @@ int Restore(thaw::cli::Args args) {
                static_cast<unsigned long long>(stats.populated_pages),
                static_cast<unsigned long long>(stats.pages_made_private),
                stats.memory_pages.c_str());
+  if (remote.has_value()) {
+    std::fprintf(stderr, "remote: %s\n",
+                 remote->remote_stats().ToString().c_str());
+  }
   if (code == 0 && args.record_working_set) {
     absl::Status s = resign.has_value() ? (*vm)->WriteWorkingSet(*resign)
                                         : (*vm)->WriteWorkingSet();

@@ -9,9 +9,9 @@
 //
 // It listens on an ephemeral loopback port, prints that port on stdout as
 // one line, and relays each accepted connection to 127.0.0.1:PORT until it
-// is killed. --delay-ms delays every byte by N ms in each direction (a
-// round trip of 2N), without limiting throughput. A faulty connection gets
-// KIND once BYTES of the answer have passed:
+// is killed. --delay-ms delays every byte by N ms (fractions allowed) in
+// each direction (a round trip of 2N), without limiting throughput. A faulty
+// connection gets KIND once BYTES of the answer have passed:
 //   reset     the client's connection is reset (RST)
 //   truncate  the client's connection is closed cleanly
 //   corrupt   the answer's byte at BYTES is flipped, the rest passes
@@ -44,7 +44,7 @@ enum class Fault { kNone, kReset, kTruncate, kCorrupt, kStall };
 
 struct Config {
   int upstream = 0;
-  int delay_ms = 0;
+  double delay_ms = 0;  // one way; fractions of a millisecond allowed
   Fault fault = Fault::kNone;
   uint64_t fault_after = 0;
   long fault_first = -1;
@@ -58,10 +58,10 @@ using Clock = std::chrono::steady_clock;
 // time it may leave; a writer sends it then.
 class Pipe {
  public:
-  Pipe(int from, int to, int delay_ms, Fault fault, uint64_t fault_after)
+  Pipe(int from, int to, double delay_ms, Fault fault, uint64_t fault_after)
       : from_(from),
         to_(to),
-        delay_(delay_ms),
+        delay_(static_cast<int64_t>(delay_ms * 1000)),
         fault_(fault),
         fault_after_(fault_after) {}
 
@@ -147,7 +147,7 @@ class Pipe {
 
   const int from_;
   const int to_;
-  const std::chrono::milliseconds delay_;
+  const std::chrono::microseconds delay_;
   Fault fault_;
   const uint64_t fault_after_;
   std::mutex mutex_;
@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     if (arg == "--upstream") {
       config.upstream = std::atoi(value);
     } else if (arg == "--delay-ms") {
-      config.delay_ms = std::atoi(value);
+      config.delay_ms = std::atof(value);
     } else if (arg == "--fault-after") {
       config.fault_after = std::strtoull(value, nullptr, 10);
     } else if (arg == "--fault-first") {

@@ -179,11 +179,37 @@ bool CephInstalled() {
              ">/dev/null 2>&1") == 0;
 }
 
+namespace {
+
+bool CanBind(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok =
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Two free ports p and p + 1 below Linux's ephemeral range (32768 up),
+// where no client connection can take p + 1 meanwhile: radosgw and the
+// Ceph monitor.
+int FreePortPair() {
+  for (int p = 20000 + (getpid() % 500) * 20; p < 32000; p += 2) {
+    if (CanBind(p) && CanBind(p + 1)) return p;
+  }
+  return FreePort();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Radosgw>> Radosgw::Start(
     const std::string& scratch) {
   std::unique_ptr<Radosgw> gw(new Radosgw);
   gw->scratch_ = scratch;
-  gw->port_ = FreePort();
+  gw->port_ = FreePortPair();
   const std::string command =
       absl::StrFormat("'%s' '%s' %d 2>'%s.log'", THAW_START_RADOSGW, scratch,
                       gw->port_, scratch);
@@ -193,8 +219,18 @@ absl::StatusOr<std::unique_ptr<Radosgw>> Radosgw::Start(
   const bool got = fgets(line, sizeof(line), p) != nullptr;
   const int rc = pclose(p);
   if (!got || rc != 0) {
-    std::ifstream log(scratch + ".log");
-    std::string text((std::istreambuf_iterator<char>(log)), {});
+    std::string text;
+    for (const std::string& name :
+         {scratch + ".log", scratch + "/log/mon.a.log",
+          scratch + "/log/osd.0.log"}) {
+      std::ifstream log(name);
+      std::string all((std::istreambuf_iterator<char>(log)), {});
+      if (all.size() > 3000) all = all.substr(all.size() - 3000);
+      absl::StrAppend(&text, "\n--- ", name, " ---\n", all);
+    }
+    // Whatever the script started is stopped.
+    std::system(absl::StrFormat("'%s' --stop '%s'", THAW_START_RADOSGW, scratch)
+                    .c_str());
     return absl::FailedPreconditionError(
         absl::StrCat("radosgw did not start: ", text));
   }
