@@ -151,3 +151,17 @@ THAW_FUNCTION(densify) {
   }
   return 0;
 }
+
+/* A new version of the function: changes one byte in every Nth 64 KiB
+ * block of the data region, for N = 100 / (percent, decimal input), so that
+ * about that share of its chunks differs from the snapshot taken before
+ * (the remote benchmark's "second version"). */
+THAW_FUNCTION(revise) {
+  uint64_t percent = parse(input, input_size);
+  if (percent == 0 || percent > 100) return 1;
+  const uint64_t every = 100 / percent;
+  for (uint64_t b = 0; b < g_data_bytes / 65536; b += every) {
+    g_data[b * 65536 + 17] ^= 0x5a;
+  }
+  return 0;
+}
