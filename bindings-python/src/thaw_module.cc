@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "thaw/errors.h"
 #include "thaw/pool.h"
+#include "thaw/remote.h"
 #include "thaw/security.h"
 #include "thaw/signing.h"
 #include "thaw/snapshot.h"
@@ -880,7 +881,25 @@ PYBIND11_MODULE(_thaw, m) {
           },
           "Checks every frame's checksums and the padding; raises "
           "CorruptSnapshot if the file (or a parent) is not intact.")
-      .def_property_readonly("path", &Snapshot::path, "The file opened.")
+      .def_property_readonly("path", &Snapshot::path,
+                             "The file (or URL) opened.")
+      .def_property_readonly(
+          "remote_stats",
+          [](const Snapshot& self) {
+            const RemoteStats r = self.remote_stats();
+            py::dict d;
+            d["requests"] = r.requests;
+            d["retries"] = r.retries;
+            d["bytes_fetched"] = r.bytes_fetched;
+            d["frames_fetched"] = r.frames_fetched;
+            d["cache_hits"] = r.cache_hits;
+            d["cache_misses"] = r.cache_misses;
+            d["bytes_deduplicated"] = r.bytes_deduplicated;
+            return d;
+          },
+          "For a snapshot opened by URL: what reading it has cost (a dict: "
+          "requests, retries, bytes_fetched, frames_fetched, cache_hits, "
+          "cache_misses, bytes_deduplicated); zeros for a local file.")
       .def("__repr__", [](const Snapshot& self) {
         return absl::StrCat("thaw.Snapshot('", self.path(), "')");
       });
@@ -1026,6 +1045,23 @@ PYBIND11_MODULE(_thaw, m) {
       py::arg("path"), py::arg("key") = py::none(),
       "Checks every checksum of a snapshot; raises CorruptSnapshot if not "
       "intact, and with key SignatureError if not signed by it.");
+  m.def(
+      "push",
+      [](const std::string& path, const std::string& url) {
+        Check(WithoutGil([&] { return PushSnapshot(path, url); }));
+      },
+      py::arg("path"), py::arg("url"),
+      "Uploads a snapshot file (checked first) to a store: http(s)://... "
+      "(PUT) or s3://bucket/key (AWS_* environment variables; multipart "
+      "for large files).");
+  m.def(
+      "pull",
+      [](const std::string& url, const std::string& path) {
+        Check(WithoutGil([&] { return PullSnapshot(url, path); }));
+      },
+      py::arg("url"), py::arg("path"),
+      "Downloads a snapshot from a store into path, checked end to end "
+      "before it takes the name.");
   m.def(
       "set_thread_confinement",
       [](bool enabled) { SetThreadConfinement(enabled); }, py::arg("enabled"),

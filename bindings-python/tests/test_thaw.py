@@ -574,3 +574,70 @@ def test_pool_reclaims_idle_sandboxes_and_their_memory(tmp_path, test_guest):
         time.sleep(0.05)
     assert pool.stats["idle"] == 0 and pool.stats["reclaimed"] == 3
     assert busy - _rss_kib() > 20 * 1024
+
+
+def _start_nginx(root):
+    """nginx on a free loopback port serving root/www (PUT allowed)."""
+    import shutil
+    import socket
+    import subprocess
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed (scripts/setup.sh installs it)")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    (root / "www").mkdir()
+    (root / "tmp").mkdir()
+    conf = root / "nginx.conf"
+    user = "user root;\n" if os.getuid() == 0 else ""
+    conf.write_text(
+        f"{user}error_log {root}/error.log;\npid {root}/nginx.pid;\n"
+        "events {}\nhttp {\n  access_log off;\n"
+        f"  client_body_temp_path {root}/tmp/body;\n"
+        f"  proxy_temp_path {root}/tmp/proxy;\n"
+        f"  fastcgi_temp_path {root}/tmp/fastcgi;\n"
+        f"  uwsgi_temp_path {root}/tmp/uwsgi;\n"
+        f"  scgi_temp_path {root}/tmp/scgi;\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {root}/www;\n"
+        "    client_max_body_size 0;\n"
+        "    location / { dav_methods PUT; create_full_put_path on; } }\n}\n")
+    subprocess.run(["nginx", "-p", str(root), "-c", str(conf),
+                    "-g", "daemon on;"], check=True)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return port
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("nginx did not answer")
+
+
+def test_push_restore_by_url_and_pull(tmp_path, snapshot_guest, monkeypatch):
+    """A snapshot in a remote store (nginx on loopback): pushed, opened and
+    restored by URL through the host cache, and pulled back."""
+    import signal
+    port = _start_nginx(tmp_path)
+    try:
+        monkeypatch.setenv("THAW_CACHE_DIR", str(tmp_path / "cache"))
+        local = str(tmp_path / "fn.thaw")
+        with booted(snapshot_guest, memory_size=64 << 20) as vm:
+            table = vm.call("table_sum")
+            vm.snapshot(local)
+        url = f"http://127.0.0.1:{port}/fns/fn.thaw"
+        thaw.push(local, url)
+        snapshot = thaw.Snapshot(url)
+        assert snapshot.path == url
+        with snapshot.restore(engine="lazy", backend=BACKEND) as clone:
+            assert clone.call("table_sum") == table
+        stats = snapshot.remote_stats
+        assert stats["frames_fetched"] > 0 and stats["requests"] >= 2
+        assert thaw.inspect(url)["memory_size"] == 64 << 20
+        pulled = str(tmp_path / "pulled.thaw")
+        thaw.pull(url, pulled)
+        assert open(pulled, "rb").read() == open(local, "rb").read()
+        with pytest.raises(thaw.Error, match="404"):
+            thaw.Snapshot(url + ".missing")
+    finally:
+        pid = int((tmp_path / "nginx.pid").read_text())
+        os.kill(pid, signal.SIGTERM)

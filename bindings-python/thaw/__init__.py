@@ -40,6 +40,8 @@ from ._thaw import (  # noqa: F401
     VmConfig,
     check_kvm,
     inspect,
+    pull,
+    push,
     restore,
     set_thread_confinement,
     verify,
@@ -48,5 +50,5 @@ from ._thaw import (  # noqa: F401
 __all__ = [
     "CorruptSnapshot", "Error", "GuestFault", "InvalidArgument", "Lease",
     "Pool", "SignatureError", "SigningKey", "Snapshot", "Throttled", "Timeout",
-    "VerifyKey", "Vm", "VmConfig", "check_kvm", "inspect", "restore", "set_thread_confinement", "verify",
+    "VerifyKey", "Vm", "VmConfig", "check_kvm", "inspect", "pull", "push", "restore", "set_thread_confinement", "verify",
 ]
