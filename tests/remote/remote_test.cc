@@ -502,7 +502,9 @@ TEST_P(RemoteFaultTest, EndsInTheRightBytesOrAClearError) {
   const std::string url = Publish("fn.thaw", &sum);
   ASSERT_FALSE(url.empty());
   const std::string path = url.substr(url.find('/', 7));
-  for (RestoreEngine engine : {RestoreEngine::kEager, RestoreEngine::kLazy}) {
+  for (RestoreEngine engine :
+       {RestoreEngine::kEager, RestoreEngine::kLazy,
+        RestoreEngine::kLazyPrefetch, RestoreEngine::kSharedBase}) {
     int port = 0;
     auto proxy = testing::StartFaultProxy(
         servers->nginx().port(),
