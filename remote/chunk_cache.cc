@@ -142,6 +142,10 @@ absl::Status ChunkCache::Put(const std::string& key,
   return absl::OkStatus();
 }
 
+bool ChunkCache::Has(const std::string& key) const {
+  return access(EntryPath(key).c_str(), F_OK) == 0;
+}
+
 void ChunkCache::Remove(const std::string& key) {
   unlink(EntryPath(key).c_str());
 }

@@ -51,6 +51,8 @@ class ChunkCache {
   // Adds an entry (atomically); sweeps when due. Errors (a full disk) are
   // returned but leave the cache consistent.
   absl::Status Put(const std::string& key, absl::Span<const uint8_t> bytes);
+  // Whether entry `key` exists (unchecked; a hint).
+  bool Has(const std::string& key) const;
   // Drops an entry that failed its check.
   void Remove(const std::string& key);
 
