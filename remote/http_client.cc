@@ -291,6 +291,7 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
           absl::StrCat(*r.range_first, "-", *r.range_first + r.range_size - 1);
       t->expected = r.range_size;
       t->limit = r.range_size;
+      t->response.body.reserve(r.range_size);  // no copies as it grows
       curl_easy_setopt(e, CURLOPT_RANGE, t->range.c_str());
     }
     for (const std::string& h : r.headers) {

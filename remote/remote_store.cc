@@ -88,9 +88,19 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         url_(std::move(url)),
         etag_(std::move(etag)) {}
 
-  void Init(uint32_t frames) {
+  void Init(const snapshot::SnapshotFile& file) {
+    const uint32_t frames = file.frame_count();
     present_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
     for (uint32_t i = 0; i < frames; ++i) present_[i].store(0);
+    // File order is not index order (the working set's frames come first).
+    by_offset_.resize(frames);
+    for (uint32_t i = 0; i < frames; ++i) by_offset_[i] = i;
+    std::sort(by_offset_.begin(), by_offset_.end(),
+              [&](uint32_t a, uint32_t b) {
+                return file.FrameOffset(a) < file.FrameOffset(b);
+              });
+    rank_.resize(frames);
+    for (uint32_t i = 0; i < frames; ++i) rank_[by_offset_[i]] = i;
   }
 
   absl::Status Fetch(const snapshot::SnapshotFile& file,
@@ -203,11 +213,17 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     std::vector<uint8_t> buffer;
     std::vector<uint32_t> network, wait_for;
     std::vector<std::unique_ptr<ChunkCache::Claim>> claims;
+    absl::flat_hash_set<std::string> claimed_keys;
     for (uint32_t f : frames) {
       auto hit = FromCache(file, f, buffer);
       if (!hit.ok()) return hit.status();
       if (*hit) continue;
       if (cache == nullptr) {
+        network.push_back(f);
+        continue;
+      }
+      if (claimed_keys.contains(KeyOf(file, f))) {
+        // An equal frame of this fetch holds the claim: fetched alike.
         network.push_back(f);
         continue;
       }
@@ -220,10 +236,12 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       hit = FromCache(file, f, buffer);
       if (!hit.ok()) return hit.status();
       if (*hit) continue;
+      claimed_keys.insert(KeyOf(file, f));
       claims.push_back(std::move(claim));
       network.push_back(f);
     }
     auto puts = std::make_shared<PendingPuts>();
+    puts->keys = std::move(claimed_keys);
     absl::Status status = FromStore(file, network, puts.get());
     // The cache entries are written after the waiting restore goes on, and
     // the claims let go once they are in (a waiter then finds them).
@@ -253,21 +271,25 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   struct PendingPuts {
     std::vector<std::pair<std::string, std::string>> entries;
     std::vector<std::unique_ptr<ChunkCache::Claim>> claims;
+    // The keys this fetch holds claims on (a raw working set holds equal
+    // chunks more than once: one claim serves them all).
+    absl::flat_hash_set<std::string> keys;
   };
 
-  // Whether the frames stored between frames `a` and `b` (the writer stores
-  // frames in index order) are all missing here and in the cache, so that
-  // fetching them with their neighbours wastes nothing.
+  // Whether the frames stored between frames `a` and `b` are all missing
+  // here and in the cache, so that fetching them with their neighbours
+  // wastes nothing.
   // With a cache, the gap's frames are claimed (into `puts`) as any fetch
   // claims its frames; a claim another holds makes the gap not missing.
   bool GapIsMissing(const snapshot::SnapshotFile& file, uint32_t a, uint32_t b,
                     PendingPuts* puts) const {
-    if (b <= a) return false;
+    if (rank_[b] <= rank_[a]) return false;
     ChunkCache* cache = store_->cache();
     if (cache != nullptr && puts == nullptr) return false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      for (uint32_t g = a + 1; g < b; ++g) {
+      for (uint32_t r = rank_[a] + 1; r < rank_[b]; ++r) {
+        const uint32_t g = by_offset_[r];
         if (present_[g].load(std::memory_order_acquire) ||
             in_flight_.contains(g)) {
           return false;
@@ -276,14 +298,18 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     }
     if (cache == nullptr) return true;
     std::vector<std::unique_ptr<ChunkCache::Claim>> claims;
-    for (uint32_t g = a + 1; g < b; ++g) {
-      const std::string key = KeyOf(file, g);
+    std::vector<std::string> keys;
+    for (uint32_t r = rank_[a] + 1; r < rank_[b]; ++r) {
+      std::string key = KeyOf(file, by_offset_[r]);
+      if (puts->keys.contains(key)) continue;  // ours already
       if (cache->Has(key)) return false;
       auto claim = cache->TryClaim(key);
       if (claim == nullptr || cache->Has(key)) return false;
       claims.push_back(std::move(claim));
+      keys.push_back(std::move(key));
     }
     for (auto& claim : claims) puts->claims.push_back(std::move(claim));
+    for (auto& key : keys) puts->keys.insert(std::move(key));
     return true;
   }
 
@@ -305,10 +331,9 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       if (!ranges.empty()) {
         Range& last = ranges.back();
         const uint64_t end = last.first + last.size;
-        // Frames stored between the two (the writer stores frames in
-        // index order) join only if they are missing everywhere; bare
-        // padding only if it is small.
-        const bool frames_between = f > last.frames.back() + 1;
+        // Frames stored between the two join only if they are missing
+        // everywhere; bare padding only if it is small.
+        const bool frames_between = rank_[f] > rank_[last.frames.back()] + 1;
         if (at >= end && at + size - last.first <= max_request &&
             (frames_between
                  ? at - end <= kCoalesceGap &&
@@ -316,9 +341,10 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
                  : at - end <= kPaddingGap)) {
           // The frames in the gap come too (checked and kept like the
           // others): they are missing here and in the cache.
-          for (uint32_t g = last.frames.back() + 1; g < f; ++g) {
-            if (file.FrameOffset(g) >= end && file.FrameOffset(g) < at) {
-              last.frames.push_back(g);
+          if (frames_between) {
+            const uint32_t from = rank_[last.frames.back()] + 1;
+            for (uint32_t r = from; r < rank_[f]; ++r) {
+              last.frames.push_back(by_offset_[r]);
             }
           }
           last.size = at + size - last.first;
@@ -380,6 +406,8 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   const std::string url_;
   const std::string etag_;
   std::unique_ptr<std::atomic<uint8_t>[]> present_;
+  std::vector<uint32_t> by_offset_;  // frame indices in file order
+  std::vector<uint32_t> rank_;       // each frame's place in by_offset_
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_
@@ -584,7 +612,7 @@ RemoteStore::OpenFile(const std::string& location,
                                          where->url, head.etag);
   auto file = snapshot::SnapshotFile::OpenStandIn(*fd, location, key, frames);
   if (!file.ok()) return file.status();
-  frames->Init((*file)->frame_count());
+  frames->Init(**file);
   return file;
 }
 
