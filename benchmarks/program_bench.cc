@@ -104,10 +104,7 @@ void PythonBootInit(benchmark::State& state) {
 void PythonRestore(benchmark::State& state, RestoreEngine engine) {
   auto snapshot = Snapshot::Open(PythonSnapshot());
   if (!snapshot.ok()) Die("open python snapshot", snapshot.status());
-  RestoreOptions options;
-  options.backend = BenchConfig(256ull << 20).backend;
-  options.engine = engine;
-  options.call_timeout = absl::Minutes(5);
+  const RestoreOptions options = BenchRestoreOptions(256ull << 20, engine);
   // With a handle, the shared engine's first restore builds the base; the
   // ones measured are n-th clones.
   if (engine == RestoreEngine::kSharedBase) (void)snapshot->Restore(options);

@@ -39,14 +39,6 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-RestoreOptions Engine(RestoreEngine engine, uint64_t size) {
-  RestoreOptions options;
-  options.backend = BenchConfig(size).backend;
-  options.engine = engine;
-  options.call_timeout = absl::Minutes(5);
-  return options;
-}
-
 void Check(const absl::StatusOr<std::string>& reply, const Scenario& s,
            const std::string& what) {
   if (!reply.ok()) Die(what, reply.status());
@@ -91,8 +83,8 @@ absl::Duration DownloadThenRestore(const std::string& url,
   std::fclose(f);
   if (!st.ok()) Die("download", st);
   *bytes = client.counters().bytes_received.load();
-  auto vm =
-      Vm::Restore(local, Engine(RestoreEngine::kLazyPrefetch, s.memory_size));
+  auto vm = Vm::Restore(
+      local, BenchRestoreOptions(s.memory_size, RestoreEngine::kLazyPrefetch));
   if (!vm.ok()) Die("restore the downloaded file", vm.status());
   Check((*vm)->Call("work", ""), s, "first call after download");
   return absl::Now() - start;
@@ -111,7 +103,7 @@ absl::Duration RemoteRestore(const std::string& url, const std::string& cache,
   auto snapshot = Snapshot::Open(url, options);
   if (!snapshot.ok()) Die("open " + url, snapshot.status());
   const absl::Time opened = absl::Now();
-  auto vm = snapshot->Restore(Engine(engine, s.memory_size));
+  auto vm = snapshot->Restore(BenchRestoreOptions(s.memory_size, engine));
   if (!vm.ok()) Die("restore " + url, vm.status());
   const absl::Time restored = absl::Now();
   Check((*vm)->Call("work", ""), s, "first call from the store");
@@ -171,7 +163,8 @@ int Main(const std::string& out) {
   // of its state with the last.
   const std::string v2 = root + "/fn-v2.thaw";
   {
-    auto vm = Vm::Restore(s.snapshot, Engine(RestoreEngine::kLazy, size));
+    auto vm = Vm::Restore(s.snapshot,
+                          BenchRestoreOptions(size, RestoreEngine::kLazy));
     if (!vm.ok()) Die("restore for v2", vm.status());
     if (auto r = (*vm)->Call("revise", "10"); !r.ok())
       Die("revise", r.status());
@@ -192,7 +185,8 @@ int Main(const std::string& out) {
       const absl::Time start = absl::Now();
       auto snapshot = Snapshot::Open(s.prefetch);
       if (!snapshot.ok()) Die("open local", snapshot.status());
-      auto vm = snapshot->Restore(Engine(RestoreEngine::kLazyPrefetch, size));
+      auto vm = snapshot->Restore(
+          BenchRestoreOptions(size, RestoreEngine::kLazyPrefetch));
       if (!vm.ok()) Die("restore local", vm.status());
       Check((*vm)->Call("work", ""), s, "local first call");
       if (i > 0) t.push_back(Ms(absl::Now() - start));  // the first warms
@@ -283,7 +277,8 @@ int Main(const std::string& out) {
     for (int i = 0; i < iterations + 1; ++i) {
       for (auto* h : {&*remote_handle, &*local_handle}) {
         const absl::Time start = absl::Now();
-        auto vm = h->Restore(Engine(RestoreEngine::kLazyPrefetch, size));
+        auto vm =
+            h->Restore(BenchRestoreOptions(size, RestoreEngine::kLazyPrefetch));
         if (!vm.ok()) Die("restore via handle", vm.status());
         Check((*vm)->Call("work", ""), s, "first call via handle");
         if (i > 0)
@@ -311,7 +306,8 @@ int Main(const std::string& out) {
     options.remote.cache_dir = cache;
     auto snapshot = Snapshot::Open(base + "fn-v2.thaw", options);
     if (!snapshot.ok()) Die("open v2", snapshot.status());
-    auto vm = snapshot->Restore(Engine(RestoreEngine::kEager, size));
+    auto vm =
+        snapshot->Restore(BenchRestoreOptions(size, RestoreEngine::kEager));
     if (!vm.ok()) Die("restore v2", vm.status());
     b2 = snapshot->remote_stats().bytes_fetched;
     rows.push_back({"version 1, eager restore on an empty cache", 0, b1, ""});

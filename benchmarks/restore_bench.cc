@@ -23,14 +23,6 @@ namespace {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
-RestoreOptions Options(uint64_t size, RestoreEngine engine) {
-  RestoreOptions options;
-  options.backend = BenchConfig(size).backend;
-  options.engine = engine;
-  options.call_timeout = absl::Minutes(5);
-  return options;
-}
-
 void CheckReply(const absl::StatusOr<std::string>& reply, const Scenario& s) {
   if (!reply.ok()) Die("first call", reply.status());
   if (*reply != s.work_reply) {
@@ -142,7 +134,7 @@ void Restore(benchmark::State& state, std::string name, uint64_t size,
   const Scenario& s = GetScenario(size);
   const std::string& path =
       engine == RestoreEngine::kLazyPrefetch ? s.prefetch : s.snapshot;
-  RestoreOptions options = Options(size, engine);
+  RestoreOptions options = BenchRestoreOptions(size, engine);
   options.huge_pages = huge;
   // In a worker process of its own: the process start, its confinement
   // and the descriptors it is handed are in the time.
@@ -174,7 +166,8 @@ void Restore(benchmark::State& state, std::string name, uint64_t size,
 void SharedNth(benchmark::State& state, std::string name, uint64_t size,
                bool first_call) {
   const Scenario& s = GetScenario(size);
-  const RestoreOptions options = Options(size, RestoreEngine::kSharedBase);
+  const RestoreOptions options =
+      BenchRestoreOptions(size, RestoreEngine::kSharedBase);
   auto snapshot = Snapshot::Open(s.snapshot);
   if (!snapshot.ok()) Die("open", snapshot.status());
   auto keeper = snapshot->Restore(options);
@@ -192,7 +185,8 @@ void Firecracker(benchmark::State& state, std::string name, uint64_t size,
   const Scenario& s = GetScenario(size);
   int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
-  const RestoreOptions options = Options(size, RestoreEngine::kEager);
+  const RestoreOptions options =
+      BenchRestoreOptions(size, RestoreEngine::kEager);
   for (auto _ : state) {
     if (cold) {
       EvictFromPageCache(s.raw_memory);
@@ -215,7 +209,8 @@ void Firecracker(benchmark::State& state, std::string name, uint64_t size,
 // reset once (so its working set is mapped), as a pool would keep it.
 std::unique_ptr<Vm> WarmClone(const Scenario& s, uint64_t size,
                               const Snapshot& snapshot) {
-  auto vm = snapshot.Restore(Options(size, RestoreEngine::kSharedBase));
+  auto vm =
+      snapshot.Restore(BenchRestoreOptions(size, RestoreEngine::kSharedBase));
   if (!vm.ok()) Die("restore", vm.status());
   CheckReply((*vm)->Call("work", ""), s);
   if (auto st = (*vm)->Reset(); !st.ok()) Die("reset", st);
@@ -340,8 +335,9 @@ void PrefetchAgainstFirecracker(benchmark::State& state, uint64_t size) {
   const Scenario& s = GetScenario(size);
   int fd = open(s.raw_memory.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) Die("open raw memory", absl::InternalError(s.raw_memory));
-  const RestoreOptions prefetch = Options(size, RestoreEngine::kLazyPrefetch);
-  const RestoreOptions eager = Options(size, RestoreEngine::kEager);
+  const RestoreOptions prefetch =
+      BenchRestoreOptions(size, RestoreEngine::kLazyPrefetch);
+  const RestoreOptions eager = BenchRestoreOptions(size, RestoreEngine::kEager);
   auto time_first_call = [&](auto restore) {
     absl::Time start = absl::Now();
     absl::StatusOr<std::unique_ptr<Vm>> vm = restore();

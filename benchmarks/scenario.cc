@@ -50,6 +50,14 @@ VmConfig BenchConfig(uint64_t memory_size) {
   return config;
 }
 
+RestoreOptions BenchRestoreOptions(uint64_t memory_size, RestoreEngine engine) {
+  RestoreOptions options;
+  options.backend = BenchConfig(memory_size).backend;
+  options.engine = engine;
+  options.call_timeout = absl::Minutes(5);
+  return options;
+}
+
 std::string SizeName(uint64_t bytes) {
   return bytes >= (1ull << 30) ? absl::StrCat(bytes >> 30, "GiB")
                                : absl::StrCat(bytes >> 20, "MiB");

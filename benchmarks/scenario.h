@@ -41,6 +41,9 @@ int Iterations(int full);
 const std::string& ScratchDir();
 
 VmConfig BenchConfig(uint64_t memory_size);
+// Restores of a `memory_size` scenario with `engine`, on BenchConfig's
+// backend, with a call timeout long enough for sanitizer builds.
+RestoreOptions BenchRestoreOptions(uint64_t memory_size, RestoreEngine engine);
 std::string SizeName(uint64_t bytes);
 
 // Prepares (once) and returns the scenario of `memory_size`. Aborts the

@@ -19,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
+#include "base/pwrite_full.h"
+#include "snapshot/uring_reader.h"
 
 namespace thaw::remote {
 namespace {
@@ -27,17 +29,12 @@ namespace {
 // they are this old.
 constexpr int64_t kStaleTmpSeconds = 3600;
 
-bool ReadExactly(int fd, absl::Span<uint8_t> out) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = pread(fd, out.data() + done, out.size() - done, done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += n;
-  }
-  // Nothing after it: the entry is exactly this size.
+// All of `out` from the start of `fd`, and nothing after it: the entry is
+// exactly this size.
+bool ReadExactly(int fd, absl::Span<uint8_t> out, const std::string& path) {
+  if (!snapshot::PreadFull(fd, out, 0, path).ok()) return false;
   uint8_t extra;
-  return pread(fd, &extra, 1, done) == 0;
+  return pread(fd, &extra, 1, out.size()) == 0;
 }
 
 }  // namespace
@@ -96,7 +93,7 @@ bool ChunkCache::Get(const std::string& key, absl::Span<uint8_t> out) {
   const std::string path = EntryPath(key);
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const bool ok = ReadExactly(fd, out);
+  const bool ok = ReadExactly(fd, out, path);
   if (ok) futimens(fd, nullptr);  // recently used (least recently: evicted)
   close(fd);
   return ok;
@@ -112,17 +109,12 @@ absl::Status ChunkCache::Put(const std::string& key,
   if (fd < 0) {
     return ErrnoStatus(absl::StrCat("chunk cache: create ", tmp), errno);
   }
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int e = n < 0 ? errno : ENOSPC;
-      close(fd);
-      unlink(tmp.c_str());
-      return ErrnoStatus(absl::StrCat("chunk cache: write ", tmp), e);
-    }
-    done += n;
+  if (absl::Status s =
+          PwriteFull(fd, bytes, 0, absl::StrCat("chunk cache: write ", tmp));
+      !s.ok()) {
+    close(fd);
+    unlink(tmp.c_str());
+    return s;
   }
   close(fd);
   // The entry's folder is made by the first entry that needs it (not a

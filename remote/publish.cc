@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
+#include "base/pwrite_full.h"
 #include "remote/store_location.h"
 #include "snapshot/snapshot_file.h"
 #include "snapshot/verify.h"
@@ -193,20 +194,13 @@ absl::Status PullSnapshot(const std::string& url, const std::string& path,
   }
   absl::Status s = client.Run(
       pieces, [&](size_t i, const remote::HttpResponse& r) -> absl::Status {
-        size_t done = 0;
-        while (done < r.body.size()) {
-          ssize_t n = pwrite(fd, r.body.data() + done, r.body.size() - done,
-                             *pieces[i].range_first + done);
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) {
-            return absl::ResourceExhaustedError(
-                ErrnoStatus(absl::StrCat("write \"", tmp, "\""),
-                            n < 0 ? errno : ENOSPC)
-                    .message());
-          }
-          done += n;
-        }
-        return absl::OkStatus();
+        absl::Status written = PwriteFull(
+            fd,
+            {reinterpret_cast<const uint8_t*>(r.body.data()), r.body.size()},
+            *pieces[i].range_first, absl::StrCat("write \"", tmp, "\""));
+        // Not a code the client retries: a full disk stays full.
+        return written.ok() ? written
+                            : absl::ResourceExhaustedError(written.message());
       });
   if (!s.ok()) return fail(s);
   if (fsync(fd) != 0) {

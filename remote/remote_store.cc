@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "base/errno_status.h"
 #include "base/little_endian.h"
+#include "base/pwrite_full.h"
 #include "remote/store_location.h"
 #include "snapshot/format.h"
 
@@ -37,20 +38,13 @@ constexpr uint64_t kCoalesceGap = 256u << 10;
 // manifests fit (55 KB for the benchmarks' 512 MiB guest).
 constexpr uint64_t kSpeculativeTail = 96u << 10;
 
+// Writes `bytes` into the local copy of `what` (a file or URL).
 absl::Status WriteAt(int fd, absl::Span<const uint8_t> bytes, uint64_t offset,
                      const std::string& what) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n =
-        pwrite(fd, bytes.data() + done, bytes.size() - done, offset + done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return ErrnoStatus(absl::StrCat("write ", what, " into its local copy"),
-                         n < 0 ? errno : ENOSPC);
-    }
-    done += n;
-  }
-  return absl::OkStatus();
+  absl::Status s = PwriteFull(fd, bytes, offset, "write");
+  if (s.ok()) return s;
+  return absl::Status(s.code(),
+                      absl::StrCat("local copy of ", what, ": ", s.message()));
 }
 
 absl::Span<const uint8_t> Bytes(const std::string& s) {
@@ -178,12 +172,12 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
                            file.FrameSize(f));
   }
 
-  // From the cache if it has frame `f` intact.
+  // From the cache if it has frame `f` (entry `key`) intact.
   absl::StatusOr<bool> FromCache(const snapshot::SnapshotFile& file, uint32_t f,
+                                 const std::string& key,
                                  std::vector<uint8_t>& buffer) const {
     ChunkCache* cache = store_->cache();
     if (cache == nullptr) return false;
-    const std::string key = KeyOf(file, f);
     buffer.resize(file.FrameSize(f));
     if (!cache->Get(key, absl::MakeSpan(buffer))) {
       return false;
@@ -215,28 +209,29 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     std::vector<std::unique_ptr<ChunkCache::Claim>> claims;
     absl::flat_hash_set<std::string> claimed_keys;
     for (uint32_t f : frames) {
-      auto hit = FromCache(file, f, buffer);
-      if (!hit.ok()) return hit.status();
-      if (*hit) continue;
       if (cache == nullptr) {
         network.push_back(f);
         continue;
       }
-      if (claimed_keys.contains(KeyOf(file, f))) {
+      std::string key = KeyOf(file, f);
+      auto hit = FromCache(file, f, key, buffer);
+      if (!hit.ok()) return hit.status();
+      if (*hit) continue;
+      if (claimed_keys.contains(key)) {
         // An equal frame of this fetch holds the claim: fetched alike.
         network.push_back(f);
         continue;
       }
-      auto claim = cache->TryClaim(KeyOf(file, f));
+      auto claim = cache->TryClaim(key);
       if (claim == nullptr) {
         wait_for.push_back(f);  // another thread or process fetches it
         continue;
       }
       // Whoever held the claim before may have put it in since we looked.
-      hit = FromCache(file, f, buffer);
+      hit = FromCache(file, f, key, buffer);
       if (!hit.ok()) return hit.status();
       if (*hit) continue;
-      claimed_keys.insert(KeyOf(file, f));
+      claimed_keys.insert(std::move(key));
       claims.push_back(std::move(claim));
       network.push_back(f);
     }
@@ -258,8 +253,9 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     if (!status.ok()) return status;
     network.clear();
     for (uint32_t f : wait_for) {
-      cache->WaitForClaim(KeyOf(file, f));
-      auto hit = FromCache(file, f, buffer);
+      const std::string key = KeyOf(file, f);
+      cache->WaitForClaim(key);
+      auto hit = FromCache(file, f, key, buffer);
       if (!hit.ok()) return hit.status();
       if (!*hit) network.push_back(f);
     }

@@ -11,26 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
+#include "base/pwrite_full.h"
 
 namespace thaw::snapshot {
 namespace {
 
 constexpr size_t kBufferSize = 1 << 20;
-
-absl::Status WriteFull(int fd, const uint8_t* data, size_t size,
-                       uint64_t offset) {
-  while (size > 0) {
-    ssize_t n = pwrite(fd, data, size, offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("write", errno);
-    }
-    data += n;
-    size -= n;
-    offset += n;
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -72,7 +58,7 @@ absl::Status AtomicFile::Error(absl::string_view what, int error_number) const {
 absl::Status AtomicFile::Flush() {
   if (buffer_.empty()) return absl::OkStatus();
   const uint64_t offset = size_ - buffer_.size();
-  absl::Status s = WriteFull(fd_, buffer_.data(), buffer_.size(), offset);
+  absl::Status s = PwriteFull(fd_, buffer_, offset, "write");
   if (s.ok()) {
     // Start writing these bytes to the disk now, in the background, so
     // that Commit's fsync waits for the tail only, not the whole file.
@@ -94,8 +80,7 @@ absl::Status AtomicFile::Append(absl::Span<const uint8_t> bytes) {
     if (absl::Status s = Flush(); !s.ok()) return s;
     size_ += bytes.size();
     if (bytes.size() >= kBufferSize) {
-      absl::Status s =
-          WriteFull(fd_, bytes.data(), bytes.size(), size_ - bytes.size());
+      absl::Status s = PwriteFull(fd_, bytes, size_ - bytes.size(), "write");
       if (!s.ok()) {
         return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,
                                                    "\": ", s.message()));
@@ -113,7 +98,7 @@ absl::Status AtomicFile::WriteAt(uint64_t offset,
   if (offset > size_ || bytes.size() > size_ - offset) {
     return absl::InternalError("AtomicFile::WriteAt past the end");
   }
-  absl::Status s = WriteFull(fd_, bytes.data(), bytes.size(), offset);
+  absl::Status s = PwriteFull(fd_, bytes, offset, "write");
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("write snapshot \"", path_,
                                                "\": ", s.message()));

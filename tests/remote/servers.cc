@@ -24,17 +24,26 @@
 namespace thaw::testing {
 namespace {
 
-bool Answers(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+sockaddr_in Loopback(int port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// Whether `use` (connect or bind) succeeds on a new TCP socket for
+// 127.0.0.1:`port`; the socket is closed again.
+bool TryOnLoopback(int port, int (*use)(int, const sockaddr*, socklen_t)) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_in addr = Loopback(port);
   const bool ok =
-      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+      use(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
   close(fd);
   return ok;
 }
+
+bool Answers(int port) { return TryOnLoopback(port, connect); }
 
 absl::Status WaitUntilAnswers(int port, absl::Duration limit,
                               const std::string& what) {
@@ -94,9 +103,7 @@ ChildProcess::~ChildProcess() {
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = Loopback(0);  // the kernel picks the port
   socklen_t len = sizeof(addr);
   bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -181,17 +188,7 @@ bool CephInstalled() {
 
 namespace {
 
-bool CanBind(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok =
-      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
+bool CanBind(int port) { return TryOnLoopback(port, bind); }
 
 // Two free ports p and p + 1 below Linux's ephemeral range (32768 up),
 // where no client connection can take p + 1 meanwhile: radosgw and the
