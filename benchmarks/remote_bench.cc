@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "benchmarks/scenario.h"
+#include "remote/chunk_cache.h"
 #include "remote/http_client.h"
 #include "snapshot/snapshot_file.h"
 #include "tests/remote/servers.h"
@@ -110,11 +111,12 @@ absl::Duration RemoteRestore(const std::string& url, const std::string& cache,
   const absl::Time end = absl::Now();
   const RemoteStats stats = snapshot->remote_stats();
   *bytes = stats.bytes_fetched;
-  // Cache entries are written in the background, each under a claim (a
-  // lock file) until it is in: the next restore on this host should find a
-  // settled cache, as a host's next request usually does.
-  for (int i = 0; i < 1000 && !fs::is_empty(cache + "/locks"); ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
+  // Cache entries are written in the background, each under a claim until
+  // it is in: the next restore on this host should find a settled cache,
+  // as a host's next request usually does.
+  if (auto c = remote::ChunkCache::Open(cache, RemoteOptions{}.cache_max_bytes);
+      c.ok()) {
+    (*c)->WaitForAllClaims();
   }
   last_split = absl::StrFormat(
       "open %.1f + restore %.1f + first call %.1f ms; %d requests",

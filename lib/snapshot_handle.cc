@@ -37,6 +37,9 @@ SnapshotInfo Summarize(const snapshot::SnapshotFile& file) {
   info.frames = file.frame_count();
   for (uint32_t size : m.frames().stored_size()) info.stored_bytes += size;
   info.working_set_chunks = m.working_set_size();
+  for (uint32_t size : m.packed_working_set().stored_size()) {
+    info.packed_working_set_bytes += size;
+  }
   info.compression_level = m.compression_level();
   info.restore_generation = m.abi().restore_generation();
   if (file.is_signed()) {
@@ -226,10 +229,14 @@ std::string SnapshotInfo::ToString() const {
       stored_bytes, compression_level);
   absl::StrAppendFormat(&out, "compression ratio: %.1fx (memory / file)\n",
                         compression_ratio());
-  absl::StrAppendFormat(&out, "working set: %d chunks (%d bytes)%s\n",
-                        working_set_chunks,
-                        working_set_chunks * uint64_t{chunk_size},
-                        working_set_chunks == 0 ? ", none recorded" : "");
+  absl::StrAppendFormat(
+      &out, "working set: %d chunks (%d bytes)%s\n", working_set_chunks,
+      working_set_chunks * uint64_t{chunk_size},
+      working_set_chunks == 0 ? ", none recorded"
+      : packed_working_set_bytes == 0
+          ? ""
+          : absl::StrFormat(", packed for remote restores in %d bytes",
+                            packed_working_set_bytes));
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -61,7 +62,7 @@ absl::StatusOr<std::shared_ptr<ChunkCache>> ChunkCache::Open(
   static std::mutex mutex;
   static auto* caches = new std::map<std::string, std::weak_ptr<ChunkCache>>;
   std::error_code error;
-  for (const char* sub : {"objects", "tmp", "locks"}) {
+  for (const char* sub : {"objects", "tmp"}) {
     std::filesystem::create_directories(std::filesystem::path(dir) / sub,
                                         error);
     if (error) {
@@ -75,6 +76,13 @@ absl::StatusOr<std::shared_ptr<ChunkCache>> ChunkCache::Open(
   auto& slot = (*caches)[canonical];
   if (auto cache = slot.lock(); cache != nullptr) return cache;
   std::shared_ptr<ChunkCache> cache(new ChunkCache(canonical, max_bytes));
+  // (A cache that cannot be locked, read-only say, still serves; fetches
+  // are then not merged.)
+  const std::string claims = canonical + "/claims";
+  cache->claims_fd_ = open(claims.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (cache->claims_fd_ >= 0) {
+    cache->wait_fd_ = open(claims.c_str(), O_RDWR | O_CLOEXEC);
+  }
   slot = cache;
   return cache;
 }
@@ -145,52 +153,80 @@ void ChunkCache::Remove(const std::string& key) {
   unlink(EntryPath(key).c_str());
 }
 
-ChunkCache::Claim::Claim(Claim&& other) noexcept
-    : fd_(other.fd_), path_(std::move(other.path_)) {
-  other.fd_ = -1;
+ChunkCache::~ChunkCache() {
+  if (claims_fd_ >= 0) close(claims_fd_);
+  if (wait_fd_ >= 0) close(wait_fd_);
 }
 
 ChunkCache::Claim::~Claim() {
-  if (fd_ < 0) return;
-  // Unlinked while held: a waiter then finds the entry, a later claimant a
-  // new lock file.
-  unlink(path_.c_str());
-  close(fd_);
+  if (slot_ >= 0) cache_->Release(slot_);
 }
+
+int64_t ChunkCache::SlotOf(const std::string& key) {
+  return static_cast<int64_t>(XXH3_64bits(key.data(), key.size()) >> 2);
+}
+
+namespace {
+
+// Locks (or with F_UNLCK unlocks) byte `slot` of `fd`, or from `slot` to
+// the end with `len` 0.
+int LockSlot(int fd, int cmd, short type, int64_t slot, int64_t len = 1) {
+  struct flock l = {};
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = slot;
+  l.l_len = len;
+  int r;
+  while ((r = fcntl(fd, cmd, &l)) != 0 && errno == EINTR) {
+  }
+  return r;
+}
+
+}  // namespace
 
 std::unique_ptr<ChunkCache::Claim> ChunkCache::TryClaim(
     const std::string& key) {
-  const std::string path = absl::StrCat(dir_, "/locks/", key);
-  while (true) {
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      // Cannot lock (a read-only cache): fetch without merging.
-      return std::unique_ptr<Claim>(new Claim(-1, ""));
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      close(fd);
-      return nullptr;
-    }
-    // The file may have been unlinked by a previous holder between our
-    // open and flock: then lock the current one instead.
-    struct stat held, now;
-    if (fstat(fd, &held) == 0 && stat(path.c_str(), &now) == 0 &&
-        held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
-      return std::unique_ptr<Claim>(new Claim(fd, path));
-    }
-    close(fd);
+  if (claims_fd_ < 0) {
+    // Cannot lock (a read-only cache): fetch without merging.
+    return std::unique_ptr<Claim>(new Claim(this, -1));
   }
+  const int64_t slot = SlotOf(key);
+  {
+    std::lock_guard<std::mutex> lock(held_mutex_);
+    if (!held_.insert(slot).second) return nullptr;  // this process has it
+  }
+  if (LockSlot(claims_fd_, F_OFD_SETLK, F_WRLCK, slot) != 0) {
+    const int e = errno;
+    {
+      std::lock_guard<std::mutex> lock(held_mutex_);
+      held_.erase(slot);
+    }
+    // Another process has it; any other failure: fetch without merging.
+    if (e == EAGAIN || e == EACCES) return nullptr;
+    return std::unique_ptr<Claim>(new Claim(this, -1));
+  }
+  return std::unique_ptr<Claim>(new Claim(this, slot));
+}
+
+void ChunkCache::Release(int64_t slot) {
+  LockSlot(claims_fd_, F_OFD_SETLK, F_UNLCK, slot);
+  std::lock_guard<std::mutex> lock(held_mutex_);
+  held_.erase(slot);
 }
 
 void ChunkCache::WaitForClaim(const std::string& key) {
-  const std::string path = absl::StrCat(dir_, "/locks/", key);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return;  // released already
+  if (wait_fd_ < 0) return;
+  const int64_t slot = SlotOf(key);
+  if (LockSlot(wait_fd_, F_OFD_SETLKW, F_RDLCK, slot) == 0) {
+    LockSlot(wait_fd_, F_OFD_SETLK, F_UNLCK, slot);
   }
-  while (flock(fd, LOCK_SH) != 0 && errno == EINTR) {
+}
+
+void ChunkCache::WaitForAllClaims() {
+  if (wait_fd_ < 0) return;
+  if (LockSlot(wait_fd_, F_OFD_SETLKW, F_WRLCK, 0, 0) == 0) {
+    LockSlot(wait_fd_, F_OFD_SETLK, F_UNLCK, 0, 0);
   }
-  close(fd);
 }
 
 absl::Status ChunkCache::Sweep() {

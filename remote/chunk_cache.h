@@ -5,7 +5,8 @@
 //                        content hash, stored hash and size (Key()), XX
 //                        is KEY's first two digits
 //   DIR/tmp/             entries being written; renamed into objects/
-//   DIR/locks/KEY        held (flock) by the one fetching KEY
+//   DIR/claims           one byte per key (at a hash of it) locked, with an
+//                        open-file-description lock, by the one fetching it
 //   DIR/evict.lock       held by the one evicting
 //
 // Crash safety: an entry appears only by rename(2) of a complete file, and
@@ -13,12 +14,14 @@
 // (a torn entry after a power loss is thrown away and fetched again).
 // Deduplication: entries are named by content, not by snapshot, so two
 // snapshots (or versions) sharing a chunk stored alike share the entry.
-// Fetches of one entry are merged across threads and processes by a lock
-// file per entry: the first claims it and fetches; the others wait for it
-// and read the entry. Bounded: when the entries written since the last
-// sweep pass an eighth of the bound, the least recently used entries (by
-// mtime, which Get() renews) are removed until the cache is under 90% of
-// it.
+// Fetches of one entry are merged across threads and processes by a claim
+// on it: the first claims it and fetches; the others wait for it and read
+// the entry. A claim is a byte-range lock on one shared file (no file is
+// created per claim: under load that cost several milliseconds each here),
+// so a crashed holder's claims vanish with it. Bounded: when the entries
+// written since the last sweep pass an eighth of the bound, the least recently
+// used entries (by mtime, which Get() renews) are removed until the cache is
+// under 90% of it.
 //
 // Thread safety: all methods may be called from any thread.
 #ifndef THAW_REMOTE_CHUNK_CACHE_H_
@@ -27,8 +30,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -41,6 +46,7 @@ class ChunkCache {
   // process (a second Open returns the same one).
   static absl::StatusOr<std::shared_ptr<ChunkCache>> Open(
       const std::string& dir, uint64_t max_bytes);
+  ~ChunkCache();
 
   static std::string Key(uint64_t content_low, uint64_t content_high,
                          uint64_t stored_hash, uint32_t size);
@@ -56,23 +62,26 @@ class ChunkCache {
   // Drops an entry that failed its check.
   void Remove(const std::string& key);
 
-  // A claim on fetching `key`: TryClaim gives one (a held lock file) if
-  // nobody on the host is fetching it; release by destroying it.
+  // A claim on fetching `key`: TryClaim gives one if nobody on the host is
+  // fetching it; release by destroying it.
   class Claim {
    public:
-    Claim(Claim&& other) noexcept;
-    Claim& operator=(Claim&&) = delete;
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
     ~Claim();
 
    private:
     friend class ChunkCache;
-    Claim(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-    int fd_;
-    std::string path_;
+    Claim(ChunkCache* cache, int64_t slot) : cache_(cache), slot_(slot) {}
+    ChunkCache* cache_;
+    int64_t slot_;  // the byte locked; -1: none (a read-only cache)
   };
   std::unique_ptr<Claim> TryClaim(const std::string& key);
   // Waits until whoever holds `key`'s claim lets it go.
   void WaitForClaim(const std::string& key);
+  // Waits until no claim on the host is held (everything being fetched is
+  // in or given up): for benchmarks that want a settled cache.
+  void WaitForAllClaims();
 
   // Removes least recently used entries until under 90% of the bound.
   absl::Status Sweep();
@@ -84,10 +93,21 @@ class ChunkCache {
   ChunkCache(std::string dir, uint64_t max_bytes)
       : dir_(std::move(dir)), max_bytes_(max_bytes) {}
   std::string EntryPath(const std::string& key) const;
+  static int64_t SlotOf(const std::string& key);
+  void Release(int64_t slot);
 
   const std::string dir_;
   const uint64_t max_bytes_;
   std::atomic<uint64_t> written_since_sweep_{0};
+  // DIR/claims twice: claims are locked through `claims_fd_`, waits go
+  // through `wait_fd_` (locks of one open file description never conflict
+  // with each other, so a wait through the claiming one would not wait).
+  int claims_fd_ = -1;
+  int wait_fd_ = -1;
+  // The slots this process holds: its threads exclude one another here,
+  // since their locks share claims_fd_.
+  std::mutex held_mutex_;
+  absl::flat_hash_set<int64_t> held_;  // guarded by held_mutex_
 };
 
 // The cache directory RemoteOptions::cache_dir names, or its default.

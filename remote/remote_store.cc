@@ -10,7 +10,9 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <tuple>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,7 @@
 #include "base/pwrite_full.h"
 #include "remote/store_location.h"
 #include "snapshot/format.h"
+#include "snapshot/uring_reader.h"
 
 namespace thaw::remote {
 namespace {
@@ -33,6 +36,12 @@ constexpr uint64_t kPaddingGap = 16u << 10;
 // scattered among the old ones, and fetching those again cost a second
 // version 3x its bytes.
 constexpr uint64_t kCoalesceGap = 256u << 10;
+
+// A fetch of more than this is split into slices fetched at once.
+constexpr uint64_t kSliceBytes = 512u << 10;
+// Enough for the eager engine's threads and a lazy restore's fault server
+// and prefetcher to each have a fetch in flight.
+constexpr int kFetchThreads = 6;
 
 // Opening fetches this much of the file's end with the header: most
 // manifests fit (55 KB for the benchmarks' 512 MiB guest).
@@ -123,10 +132,97 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         wanted.push_back(f);
       }
     }
-    return store_->OnFetchThread([&] { return FetchHere(file, wanted); });
+    // Equal frames (a raw working set holds each zero chunk as a frame of
+    // its own) are fetched once, then copied.
+    std::vector<std::pair<uint32_t, uint32_t>> copies;  // (frame, equal one)
+    if (wanted.size() > 1) {
+      absl::flat_hash_map<std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>,
+                          uint32_t>
+          first;
+      std::vector<uint32_t> unique;
+      for (uint32_t f : wanted) {
+        if (f >= file.frame_count()) continue;
+        const snapshot::ContentHash h = file.FrameContentHash(f);
+        auto [it, inserted] = first.try_emplace(
+            std::tuple{h.low, h.high, file.StoredHash(f), file.FrameSize(f)},
+            f);
+        if (inserted) {
+          unique.push_back(f);
+        } else {
+          copies.emplace_back(f, it->second);
+        }
+      }
+      wanted = std::move(unique);
+    }
+    absl::Status fetched = FetchSliced(file, wanted);
+    if (!fetched.ok() || copies.empty()) return fetched;
+    return store_->OnFetchThreads({[&] { return CopyEqual(file, copies); }});
   }
 
  private:
+  // Fetches `wanted` on fetch threads.
+  absl::Status FetchSliced(const snapshot::SnapshotFile& file,
+                           std::vector<uint32_t> wanted) const {
+    // Many frames (a prefetch of the working set): slices of them are
+    // fetched at once on several fetch threads, so that checking and
+    // decoding use every core while the rest is on the way.
+    auto place = [&](uint32_t f) -> std::pair<uint64_t, uint64_t> {
+      const auto* twin = f < file.frame_count() ? file.Packed(f) : nullptr;
+      if (twin != nullptr) return {twin->offset, twin->size};
+      return {file.FrameOffset(f), file.FrameSize(f)};
+    };
+    uint64_t bytes = 0;
+    for (uint32_t f : wanted) {
+      if (f < file.frame_count()) bytes += place(f).second;
+    }
+    const uint64_t slices =
+        std::clamp<uint64_t>(bytes / kSliceBytes, 1, kFetchThreads);
+    if (slices == 1) {
+      return store_->OnFetchThreads({[&] { return FetchHere(file, wanted); }});
+    }
+    std::sort(wanted.begin(), wanted.end(), [&](uint32_t a, uint32_t b) {
+      return place(a).first < place(b).first;
+    });
+    std::vector<std::vector<uint32_t>> parts(slices);
+    uint64_t taken = 0;
+    for (uint32_t f : wanted) {
+      if (f >= file.frame_count()) continue;
+      parts[std::min<uint64_t>(taken * slices / bytes, slices - 1)].push_back(
+          f);
+      taken += place(f).second;
+    }
+    std::vector<std::function<absl::Status()>> jobs;
+    for (const auto& part : parts) {
+      jobs.push_back([&] { return FetchHere(file, part); });
+    }
+    return store_->OnFetchThreads(jobs);
+  }
+
+  // Fills each frame of `copies` from the equal one beside it (present).
+  absl::Status CopyEqual(
+      const snapshot::SnapshotFile& file,
+      const std::vector<std::pair<uint32_t, uint32_t>>& copies) const {
+    std::vector<uint8_t> bytes;
+    for (const auto& [f, from] : copies) {
+      if (present_[f].load(std::memory_order_acquire)) continue;
+      bytes.resize(file.FrameSize(f));
+      if (absl::Status s =
+              snapshot::PreadFull(file.fd(), absl::MakeSpan(bytes),
+                                  file.FrameOffset(from), file.path());
+          !s.ok()) {
+        return s;
+      }
+      if (absl::Status s = file.CheckStored(f, bytes); !s.ok()) return s;
+      if (absl::Status s =
+              WriteAt(file.fd(), bytes, file.FrameOffset(f), file.path());
+          !s.ok()) {
+        return s;
+      }
+      present_[f].store(1, std::memory_order_release);
+    }
+    return absl::OkStatus();
+  }
+
   // Fetch, on a fetch thread.
   absl::Status FetchHere(const snapshot::SnapshotFile& file,
                          absl::Span<const uint32_t> frames) const {
@@ -309,20 +405,31 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     return true;
   }
 
+  // A stretch of the file one request fetches: frames stored there, or
+  // the packed twins (format 1.5) of raw frames.
+  struct Range {
+    uint64_t first, size;
+    std::vector<uint32_t> frames;
+    bool packed = false;
+  };
+
   // Fetches `frames` (sorted by offset) with range requests, adjacent ones
-  // together; checks each frame, then writes it into the stand-in, and
-  // into `puts` for the cache (when given and there is a cache).
+  // together; a raw frame with a packed twin through its twin (about a
+  // fifth of the bytes for a recorded working set). Checks each frame,
+  // then writes it into the stand-in, and into `puts` for the cache (when
+  // given and there is a cache).
   absl::Status FromStore(const snapshot::SnapshotFile& file,
                          const std::vector<uint32_t>& frames,
                          PendingPuts* puts) const {
     if (frames.empty()) return absl::OkStatus();
-    struct Range {
-      uint64_t first, size;
-      std::vector<uint32_t> frames;
-    };
     std::vector<Range> ranges;
     const uint64_t max_request = store_->options_.max_request_bytes;
+    std::vector<uint32_t> twinned;
     for (uint32_t f : frames) {
+      if (file.Packed(f) != nullptr) {
+        twinned.push_back(f);
+        continue;
+      }
       const uint64_t at = file.FrameOffset(f), size = file.FrameSize(f);
       if (!ranges.empty()) {
         Range& last = ranges.back();
@@ -350,6 +457,26 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       }
       ranges.push_back({at, size, {f}});
     }
+    // Twins lie one after another in working-set order: the few bytes
+    // between two wanted ones come along.
+    std::sort(twinned.begin(), twinned.end(), [&](uint32_t a, uint32_t b) {
+      return file.Packed(a)->offset < file.Packed(b)->offset;
+    });
+    const size_t plain_ranges = ranges.size();
+    for (uint32_t f : twinned) {
+      const auto* twin = file.Packed(f);
+      if (ranges.size() > plain_ranges) {
+        Range& last = ranges.back();
+        const uint64_t end = last.first + last.size;
+        if (twin->offset >= end && twin->offset - end <= kPaddingGap &&
+            twin->offset + twin->size - last.first <= max_request) {
+          last.size = twin->offset + twin->size - last.first;
+          last.frames.push_back(f);
+          continue;
+        }
+      }
+      ranges.push_back({twin->offset, twin->size, {f}, true});
+    }
     std::vector<HttpRequest> requests(ranges.size());
     for (size_t i = 0; i < ranges.size(); ++i) {
       requests[i].url = url_;
@@ -360,41 +487,77 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     }
     store_->fetch_.cache_misses.fetch_add(frames.size(),
                                           std::memory_order_relaxed);
-    ChunkCache* cache = store_->cache();
     return client_->Run(
         requests, [&](size_t i, const HttpResponse& response) -> absl::Status {
-          const Range& range = ranges[i];
-          const auto body = Bytes(response.body);
-          for (uint32_t f : range.frames) {
-            const auto stored = body.subspan(file.FrameOffset(f) - range.first,
-                                             file.FrameSize(f));
-            if (absl::Status s = file.CheckStored(f, stored); !s.ok()) {
-              return absl::DataLossError(absl::StrFormat(
-                  "frame %d failed its check (%s)", f, s.message()));
-            }
-          }
-          if (absl::Status s =
-                  WriteAt(file.fd(), body, range.first, file.path());
-              !s.ok()) {
-            // Not DataLoss: a full local disk is not cured by fetching again.
-            return absl::ResourceExhaustedError(s.message());
-          }
-          for (uint32_t f : range.frames) {
-            present_[f].store(1, std::memory_order_release);
-            store_->fetch_.frames_fetched.fetch_add(1,
-                                                    std::memory_order_relaxed);
-            if (cache != nullptr && puts != nullptr) {
-              const auto stored = body.subspan(
-                  file.FrameOffset(f) - range.first, file.FrameSize(f));
-              std::lock_guard<std::mutex> lock(puts_mutex_);
-              puts->entries.push_back(
-                  {KeyOf(file, f),
-                   std::string(reinterpret_cast<const char*>(stored.data()),
-                               stored.size())});
-            }
-          }
-          return absl::OkStatus();
+          return ranges[i].packed ? TakePacked(file, ranges[i], response, puts)
+                                  : TakeFrames(file, ranges[i], response, puts);
         });
+  }
+
+  // A range of frames has come: checks each, writes them into the stand-in.
+  absl::Status TakeFrames(const snapshot::SnapshotFile& file,
+                          const Range& range, const HttpResponse& response,
+                          PendingPuts* puts) const {
+    const auto body = Bytes(response.body);
+    for (uint32_t f : range.frames) {
+      const auto stored =
+          body.subspan(file.FrameOffset(f) - range.first, file.FrameSize(f));
+      if (absl::Status s = file.CheckStored(f, stored); !s.ok()) {
+        return absl::DataLossError(
+            absl::StrFormat("frame %d failed its check (%s)", f, s.message()));
+      }
+    }
+    if (absl::Status s = WriteAt(file.fd(), body, range.first, file.path());
+        !s.ok()) {
+      // Not DataLoss: a full local disk is not cured by fetching again.
+      return absl::ResourceExhaustedError(s.message());
+    }
+    for (uint32_t f : range.frames) {
+      Arrived(
+          file, f,
+          body.subspan(file.FrameOffset(f) - range.first, file.FrameSize(f)),
+          puts);
+    }
+    return absl::OkStatus();
+  }
+
+  // A range of packed twins has come: decodes each into its raw frame,
+  // checked as the raw frame itself would be, and writes that in its place.
+  absl::Status TakePacked(const snapshot::SnapshotFile& file,
+                          const Range& range, const HttpResponse& response,
+                          PendingPuts* puts) const {
+    const auto body = Bytes(response.body);
+    std::vector<uint8_t> raw(file.chunk_size());
+    for (uint32_t f : range.frames) {
+      const auto* twin = file.Packed(f);
+      const auto stored = body.subspan(twin->offset - range.first, twin->size);
+      if (absl::Status s = file.DecodePacked(f, stored, absl::MakeSpan(raw));
+          !s.ok()) {
+        return absl::DataLossError(
+            absl::StrFormat("frame %d failed its check (%s)", f, s.message()));
+      }
+      if (absl::Status s =
+              WriteAt(file.fd(), raw, file.FrameOffset(f), file.path());
+          !s.ok()) {
+        return absl::ResourceExhaustedError(s.message());
+      }
+      Arrived(file, f, raw, puts);
+    }
+    return absl::OkStatus();
+  }
+
+  // Frame `f` is in the stand-in: marks it present and keeps its bytes
+  // for the cache.
+  void Arrived(const snapshot::SnapshotFile& file, uint32_t f,
+               absl::Span<const uint8_t> stored, PendingPuts* puts) const {
+    present_[f].store(1, std::memory_order_release);
+    store_->fetch_.frames_fetched.fetch_add(1, std::memory_order_relaxed);
+    if (store_->cache() == nullptr || puts == nullptr) return;
+    std::lock_guard<std::mutex> lock(puts_mutex_);
+    puts->entries.push_back(
+        {KeyOf(file, f),
+         std::string(reinterpret_cast<const char*>(stored.data()),
+                     stored.size())});
   }
 
   const std::shared_ptr<RemoteStore> store_;
@@ -409,10 +572,6 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_
   mutable std::mutex puts_mutex_;
 };
-
-// Enough for the eager engine's threads and a lazy restore's fault server
-// and prefetcher to each have a fetch in flight.
-constexpr int kFetchThreads = 6;
 
 RemoteStore::~RemoteStore() {
   {
@@ -431,27 +590,29 @@ void RemoteStore::InBackground(std::function<void()> job) {
   jobs_cv_.notify_all();
 }
 
-absl::Status RemoteStore::OnFetchThread(
-    const std::function<absl::Status()>& job) {
+absl::Status RemoteStore::OnFetchThreads(
+    const std::vector<std::function<absl::Status()>>& jobs) {
   std::mutex done_mutex;
   std::condition_variable done_cv;
-  bool done = false;
+  size_t done = 0;
   absl::Status result;
   {
     std::lock_guard<std::mutex> lock(jobs_mutex_);
-    jobs_.push_back([&] {
-      absl::Status s = job();
-      std::lock_guard<std::mutex> l(done_mutex);
-      result = std::move(s);
-      done = true;
-      done_cv.notify_one();
-    });
+    for (const auto& job : jobs) {
+      jobs_.push_back([&] {
+        absl::Status s = job();
+        std::lock_guard<std::mutex> l(done_mutex);
+        if (result.ok()) result = std::move(s);
+        ++done;
+        done_cv.notify_one();
+      });
+    }
   }
   // (notify_all: the background thread waits on the same variable for
   // another queue, and could take a single wake-up meant for a fetch.)
   jobs_cv_.notify_all();
   std::unique_lock<std::mutex> lock(done_mutex);
-  done_cv.wait(lock, [&] { return done; });
+  done_cv.wait(lock, [&] { return done == jobs.size(); });
   return result;
 }
 

@@ -64,8 +64,10 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
   // Runs `job` on a fetch thread later (the store runs every queued job
   // before it is destroyed).
   void InBackground(std::function<void()> job);
-  // Runs `job` on a fetch thread and returns its result.
-  absl::Status OnFetchThread(const std::function<absl::Status()>& job);
+  // Runs `jobs` on fetch threads (at once, as many as are free) and
+  // returns the first error, once all are done.
+  absl::Status OnFetchThreads(
+      const std::vector<std::function<absl::Status()>>& jobs);
   // The HTTP client for `location`'s store (one per store; credentials
   // differ between S3 and plain HTTP).
   absl::StatusOr<HttpClient*> ClientFor(const struct StoreLocation& where);

@@ -22,13 +22,15 @@ inline constexpr char kMagic[8] = {'T', 'H', 'A', 'W', 'S', 'N', 'A', 'P'};
 inline constexpr uint16_t kMajorVersion = 1;
 // The newest minor version this build reads. It writes each file with the
 // lowest minor version that describes it: 1.2 unsigned, 1.3 signed, 1.4 a
-// Linux VM's whole machine (signed or not), so that readers of 1.2 still
-// open every unsigned file of a function guest or Linux program, and no
-// older reader takes a Linux VM for something else.
-inline constexpr uint16_t kMinorVersion = 4;
+// Linux VM's whole machine (signed or not), 1.5 a packed working set (any
+// of the others), so that readers of 1.2 still open every unsigned file of
+// a function guest or Linux program, no older reader takes a Linux VM for
+// something else, and none reports a packed working set as stray bytes.
+inline constexpr uint16_t kMinorVersion = 5;
 inline constexpr uint16_t kUnsignedMinorVersion = 2;
 inline constexpr uint16_t kSignedMinorVersion = 3;
 inline constexpr uint16_t kLinuxVmMinorVersion = 4;
+inline constexpr uint16_t kPackedWorkingSetMinorVersion = 5;
 inline constexpr uint32_t kArchX86_64 = 1;
 
 inline constexpr uint64_t kHeaderSize = 64;

@@ -22,6 +22,13 @@
 namespace thaw::snapshot {
 namespace {
 
+// A zstd context per thread: creating one costs more than a small frame.
+ZSTD_DCtx* ThreadDecoder() {
+  thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(
+      ZSTD_createDCtx(), ZSTD_freeDCtx);
+  return dctx.get();
+}
+
 constexpr uint64_t kMaxMemorySize = 64ull << 30;
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
@@ -317,6 +324,7 @@ absl::Status SnapshotFile::CheckManifest() {
           absl::StrFormat("working set names chunk %d of %d", c, chunks));
     }
   }
+  if (absl::Status s = CheckPacked(); !s.ok()) return s;
   // A Linux VM's vCPUs are in its machine state, whose shapes the restore
   // checks field by field (lib/linuxvm/linux_machine_persist.cc).
   const proto::VcpuState& v = m.vcpu();
@@ -325,6 +333,76 @@ absl::Status SnapshotFile::CheckManifest() {
     return Corrupt("vCPU state is incomplete");
   }
   return absl::OkStatus();
+}
+
+absl::Status SnapshotFile::CheckPacked() {
+  if (!manifest_.has_packed_working_set()) return absl::OkStatus();
+  if (format_minor_ < kPackedWorkingSetMinorVersion) {
+    return Corrupt(absl::StrFormat(
+        "a packed working set in a format 1.%d file (it came in 1.%d)",
+        format_minor_, kPackedWorkingSetMinorVersion));
+  }
+  const proto::PackedWorkingSet& p = manifest_.packed_working_set();
+  const int n = p.frame_size();
+  if (p.offset_size() != n || p.stored_size_size() != n ||
+      p.stored_hash_size() != n) {
+    return Corrupt("packed working set columns differ in length");
+  }
+  packed_.assign(frame_count(), PackedTwin{});
+  for (int i = 0; i < n; ++i) {
+    const uint32_t frame = p.frame(i);
+    const uint64_t off = p.offset(i);
+    const uint32_t size = p.stored_size(i);
+    // Twins stand for raw frames only, one each.
+    if (frame >= frame_count() || FrameSize(frame) != chunk_size() ||
+        packed_[frame].size != 0) {
+      return Corrupt(absl::StrFormat(
+          "packed working set entry %d stands for frame %d, which is not a "
+          "raw frame of this file or has a twin already",
+          i, frame));
+    }
+    if (size == 0 || size > chunk_size() || off > data_size_ ||
+        size > data_size_ - off) {
+      return Corrupt(absl::StrFormat(
+          "packed working set entry %d [%d, +%d) lies outside the data "
+          "section of %d bytes or has a bad size",
+          i, off, size, data_size_));
+    }
+    packed_[frame] = {data_offset_ + off, size, p.stored_hash(i)};
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotFile::DecodePacked(uint32_t frame,
+                                        absl::Span<const uint8_t> stored,
+                                        absl::Span<uint8_t> out) const {
+  const PackedTwin* twin = frame < frame_count() ? Packed(frame) : nullptr;
+  if (twin == nullptr || stored.size() != twin->size ||
+      out.size() != chunk_size()) {
+    return absl::InternalError(absl::StrFormat(
+        "snapshot \"%s\": DecodePacked(%d) with %d stored and %d out bytes",
+        path_, frame, stored.size(), out.size()));
+  }
+  if (HashStored(stored) != twin->stored_hash) {
+    return Corrupt(absl::StrFormat(
+        "the packed twin of frame %d (at byte %d): checksum mismatch", frame,
+        twin->offset));
+  }
+  if (stored.size() == out.size()) {  // an incompressible chunk, raw
+    std::memcpy(out.data(), stored.data(), out.size());
+    return CheckStored(frame, out);
+  }
+  const size_t n = ZSTD_decompressDCtx(ThreadDecoder(), out.data(), out.size(),
+                                       stored.data(), stored.size());
+  if (ZSTD_isError(n) || n != out.size()) {
+    return Corrupt(absl::StrFormat(
+        "the packed twin of frame %d (at byte %d) does not decompress to a "
+        "chunk (%s)",
+        frame, twin->offset,
+        ZSTD_isError(n) ? ZSTD_getErrorName(n)
+                        : absl::StrFormat("%d bytes", n).c_str()));
+  }
+  return CheckStored(frame, out);
 }
 
 absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
@@ -341,10 +419,7 @@ absl::Status SnapshotFile::DecodeFrame(uint32_t frame,
   if (stored.size() == chunk) {
     std::memcpy(out.data(), stored.data(), chunk);
   } else {
-    // A context per thread: creating one costs more than a small frame.
-    thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(
-        ZSTD_createDCtx(), ZSTD_freeDCtx);
-    size_t n = ZSTD_decompressDCtx(dctx.get(), out.data(), out.size(),
+    size_t n = ZSTD_decompressDCtx(ThreadDecoder(), out.data(), out.size(),
                                    stored.data(), stored.size());
     if (ZSTD_isError(n)) {
       return Corrupt(absl::StrFormat("frame %d (at byte %d): zstd: %s", frame,

@@ -109,6 +109,25 @@ class SnapshotFile {
     return manifest_.frames().stored_hash(frame);
   }
 
+  // Format 1.5: where raw frame `frame`'s compressed twin is (its stored
+  // bytes at an absolute file offset), if the file packs its working set.
+  struct PackedTwin {
+    uint64_t offset = 0;
+    uint32_t size = 0;
+    uint64_t stored_hash = 0;
+  };
+  const PackedTwin* Packed(uint32_t frame) const {
+    return packed_.empty() || packed_[frame].size == 0 ? nullptr
+                                                       : &packed_[frame];
+  }
+  // Whether the file has packed twins at all.
+  bool has_packed() const { return !packed_.empty(); }
+  // Checks `stored` (frame `frame`'s twin's bytes) and decodes it into
+  // `out` (chunk_size bytes), which must then pass CheckStored for the raw
+  // frame itself: its checksum and, when authenticated, its signed digest.
+  absl::Status DecodePacked(uint32_t frame, absl::Span<const uint8_t> stored,
+                            absl::Span<uint8_t> out) const;
+
   // Checks `stored` (the frame's bytes as read from the file) and decodes it
   // into `out` (chunk_size bytes), checking the result's size and hash.
   absl::Status DecodeFrame(uint32_t frame, absl::Span<const uint8_t> stored,
@@ -134,6 +153,7 @@ class SnapshotFile {
                               absl::Span<const uint8_t> manifest, bool trailer,
                               const PublicKey* key);
   absl::Status CheckManifest();
+  absl::Status CheckPacked();
 
   std::string path_;
   int fd_;
@@ -143,6 +163,7 @@ class SnapshotFile {
   std::string version_;
   proto::Manifest manifest_;
   std::vector<uint32_t> chunk_frame_;
+  std::vector<PackedTwin> packed_;  // per frame; empty without twins
   int format_minor_ = 0;
   PublicKey signer_{};
   bool authenticated_ = false;

@@ -90,6 +90,24 @@ class SnapshotCorruptionTest : public ::testing::Test {
     return verify;
   }
 
+  // A copy of the intact file at `path` with the working set of an echo
+  // call recorded (raw frames and their packed twins); the echo's reply in
+  // *reply.
+  static void RecordWorkingSet(const std::string& path, std::string* reply) {
+    std::filesystem::copy_file(
+        *good_, path, std::filesystem::copy_options::overwrite_existing);
+    RestoreOptions record;
+    record.backend = BackendKind::kEmulated;
+    record.engine = RestoreEngine::kLazy;
+    record.record_working_set = true;
+    auto vm = Vm::Restore(path, record);
+    ASSERT_TRUE(vm.ok()) << vm.status();
+    auto echo = (*vm)->Call("echo", "hello");
+    ASSERT_TRUE(echo.ok()) << echo.status();
+    *reply = *echo;
+    ASSERT_TRUE((*vm)->WriteWorkingSet().ok());
+  }
+
   // Rewrites the manifest with `edit` and fixes every checksum, so that the
   // reader's own checks of the manifest's content are what is tested.
   std::string WithManifest(const std::function<void(snapshot::proto::Manifest&,
@@ -157,21 +175,8 @@ TEST_F(SnapshotCorruptionTest, BitFlipsAcrossEverySectionAreAllCaught) {
 // in padding, which holds no guest data) the call answers correctly.
 TEST_F(SnapshotCorruptionTest, BitFlipsInARawWorkingSetNeverGiveAWrongAnswer) {
   const std::string ws = *dir_ + "/ws.thaw";
-  std::filesystem::copy_file(*good_, ws,
-                             std::filesystem::copy_options::overwrite_existing);
-  RestoreOptions record;
-  record.backend = BackendKind::kEmulated;
-  record.engine = RestoreEngine::kLazy;
-  record.record_working_set = true;
   std::string expected;
-  {
-    auto vm = Vm::Restore(ws, record);
-    ASSERT_TRUE(vm.ok()) << vm.status();
-    auto reply = (*vm)->Call("echo", "hello");
-    ASSERT_TRUE(reply.ok());
-    expected = *reply;
-    ASSERT_TRUE((*vm)->WriteWorkingSet().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(RecordWorkingSet(ws, &expected));
   const std::string intact = ReadFile(ws);
   auto file = snapshot::SnapshotFile::Open(ws);
   ASSERT_TRUE(file.ok());
@@ -217,6 +222,70 @@ TEST_F(SnapshotCorruptionTest, BitFlipsInARawWorkingSetNeverGiveAWrongAnswer) {
       << flips << " flips: " << refused_by_restore << " refused by restore, "
       << failed_calls << " failed calls";
   EXPECT_GT(flips, 10);
+}
+
+TEST_F(SnapshotCorruptionTest, PackedTwinsAreCheckedLikeFrames) {
+  const std::string ws = *dir_ + "/packed.thaw";
+  std::string reply;
+  ASSERT_NO_FATAL_FAILURE(RecordWorkingSet(ws, &reply));
+  ASSERT_TRUE(VerifySnapshot(ws).ok());
+  const std::string intact = ReadFile(ws);
+  auto file = snapshot::SnapshotFile::Open(ws);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ((*file)->format_minor(), snapshot::kPackedWorkingSetMinorVersion);
+  const auto& packed = (*file)->manifest().packed_working_set();
+  ASSERT_GT(packed.frame_size(), 0);
+  // Every twin stands for a raw frame and decodes to it.
+  std::vector<uint8_t> chunk((*file)->chunk_size());
+  for (int i = 0; i < packed.frame_size(); ++i) {
+    const uint32_t f = packed.frame(i);
+    EXPECT_EQ((*file)->FrameSize(f), (*file)->chunk_size());
+    const auto* twin = (*file)->Packed(f);
+    ASSERT_NE(twin, nullptr);
+    const auto* at =
+        reinterpret_cast<const uint8_t*>(intact.data()) + twin->offset;
+    EXPECT_TRUE(
+        (*file)->DecodePacked(f, {at, twin->size}, absl::MakeSpan(chunk)).ok());
+  }
+
+  // A damaged twin: verify names it (a local restore maps the raw frames
+  // and never reads twins; a remote one refuses it, tests/remote).
+  std::string bad = intact;
+  const uint64_t twin_at = (*file)->Packed(packed.frame(0))->offset;
+  bad[twin_at] = static_cast<char>(bad[twin_at] ^ 0x10);
+  WriteFile(*dir_ + "/bad.thaw", bad);
+  absl::Status verify = VerifySnapshot(*dir_ + "/bad.thaw");
+  EXPECT_EQ(verify.code(), absl::StatusCode::kDataLoss) << verify;
+  EXPECT_THAT(verify.message(), HasSubstr("packed twin of frame"));
+
+  // A manifest whose twins are not what they must be is refused on open.
+  auto refused =
+      [&](const std::function<void(snapshot::proto::Manifest&)>& edit) {
+        WriteFile(
+            *dir_ + "/bad.thaw",
+            testing::WithManifest(intact, [&](snapshot::proto::Manifest& m,
+                                              std::string&) { edit(m); }));
+        return VerifySnapshot(*dir_ + "/bad.thaw");
+      };
+  uint32_t compressed = 0;
+  while ((*file)->FrameSize(compressed) == (*file)->chunk_size()) ++compressed;
+  absl::Status s = refused([&](snapshot::proto::Manifest& m) {
+    m.mutable_packed_working_set()->set_frame(0, compressed);
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_THAT(s.message(), HasSubstr("not a raw frame"));
+  s = refused([](snapshot::proto::Manifest& m) {
+    m.mutable_packed_working_set()->set_offset(0, uint64_t{1} << 62);
+  });
+  EXPECT_THAT(s.message(), HasSubstr("outside the data"));
+  s = refused([](snapshot::proto::Manifest& m) {
+    m.mutable_packed_working_set()->add_frame(0);
+  });
+  EXPECT_THAT(s.message(), HasSubstr("columns"));
+  s = refused([&](snapshot::proto::Manifest& m) {
+    m.mutable_packed_working_set()->set_frame(1, packed.frame(0));
+  });
+  EXPECT_THAT(s.message(), HasSubstr("twin already"));
 }
 
 TEST_F(SnapshotCorruptionTest, TruncationsAnywhereAreCaught) {

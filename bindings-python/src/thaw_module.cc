@@ -153,6 +153,7 @@ py::dict InfoDict(const SnapshotInfo& i) {
   d["frames"] = i.frames;
   d["stored_bytes"] = i.stored_bytes;
   d["working_set_chunks"] = i.working_set_chunks;
+  d["packed_working_set_bytes"] = i.packed_working_set_bytes;
   d["compression_level"] = i.compression_level;
   d["compression_ratio"] = i.compression_ratio();
   d["restore_generation"] = i.restore_generation;

@@ -63,6 +63,9 @@ struct SnapshotInfo {
   uint64_t frames = 0;         // distinct chunks stored
   uint64_t stored_bytes = 0;   // bytes of all frames
   uint64_t working_set_chunks = 0;
+  // Format 1.5: bytes of the working set's compressed twins, what a restore
+  // from a remote store fetches instead of its raw frames (0: none).
+  uint64_t packed_working_set_bytes = 0;
   int compression_level = 0;
   uint64_t restore_generation = 0;
   // "function" or "linux-program".

@@ -18,7 +18,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "snapshot/snapshot_file.h"
 #include "tests/remote/servers.h"
 #include "thaw/signing.h"
 #include "thaw/snapshot.h"
@@ -326,10 +328,53 @@ TEST_F(RemoteTest, APrefetchRestoreMapsTheRecordedWorkingSetFromTheStore) {
   EXPECT_EQ(Call(**r, "table_sum"), sum);
   const RestoreStats stats = (*r)->restore_stats();
   EXPECT_GT(stats.mapped + stats.prefetched, 0u);
-  // The working set is one stretch of the file: few requests for it.
+  // The working set is one stretch of the file: few requests for it, and
+  // it comes through its packed twins, not its raw frames.
   const RemoteStats remote = snapshot->remote_stats();
   EXPECT_LT(remote.requests, 2 + remote.frames_fetched / 4)
       << remote.ToString();
+  const SnapshotInfo info = snapshot->Info();
+  const uint64_t raw = info.working_set_chunks * uint64_t{info.chunk_size};
+  ASSERT_GT(info.packed_working_set_bytes, 0u);
+  EXPECT_LT(info.packed_working_set_bytes, raw / 2) << info.ToString();
+  EXPECT_LT(remote.bytes_fetched, raw / 2) << remote.ToString() << "\n"
+                                           << info.ToString();
+
+  // A store whose copy has a damaged twin: the restore names the frame and
+  // the store, never runs the guest on it. (Written straight into nginx's
+  // folder: `thaw push` verifies a file before sending it.)
+  auto file = snapshot::SnapshotFile::Open(local);
+  ASSERT_TRUE(file.ok()) << file.status();
+  uint32_t twinned = snapshot::SnapshotFile::kZero;
+  for (uint32_t f = 0; f < (*file)->frame_count(); ++f) {
+    if ((*file)->Packed(f) != nullptr) {
+      twinned = f;
+      break;
+    }
+  }
+  ASSERT_NE(twinned, snapshot::SnapshotFile::kZero);
+  const uint64_t at = (*file)->Packed(twinned)->offset + 1;
+  const std::string damaged = servers->www() + "/fns/" + name_ + "/bad-ws.thaw";
+  fs::copy_file(local, damaged);
+  {
+    std::fstream out(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    out.seekg(at);
+    const char c = static_cast<char>(out.get());
+    out.seekp(at);
+    out.put(static_cast<char>(c ^ 0x5a));
+  }
+  OpenOptions options = Options("cache-bad");
+  options.remote.max_attempts = 2;
+  auto bad = Snapshot::Open(
+      servers->nginx().Url("fns/" + name_ + "/bad-ws.thaw"), options);
+  ASSERT_TRUE(bad.ok()) << bad.status();  // header and manifest are intact
+  auto refused = bad->Restore(prefetch);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss)
+      << refused.status();
+  EXPECT_THAT(refused.status().message(),
+              ::testing::HasSubstr("packed twin of frame"));
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("bad-ws.thaw"));
 }
 
 TEST_F(RemoteTest, TwoProcessesRestoringAtOnceFetchEachFrameOnce) {
