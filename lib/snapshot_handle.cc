@@ -87,7 +87,8 @@ absl::StatusOr<std::shared_ptr<SnapshotState>> SnapshotState::Open(
   if (!store.ok()) return store.status();
   const snapshot::PublicKey* public_key =
       key != nullptr ? &KeyAccess::Public(*key) : nullptr;
-  auto top = (*store)->OpenFile(location, public_key);
+  auto top = (*store)->OpenFile(location, public_key,
+                                /*start_working_set=*/true);
   if (!top.ok()) return top.status();
   // A diff chain's links come from the same store, each beside its child.
   auto image = snapshot::SnapshotImage::Link(

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,9 @@ constexpr uint64_t kSliceBytes = 512u << 10;
 // Enough for the eager engine's threads and a lazy restore's fault server
 // and prefetcher to each have a fetch in flight.
 constexpr int kFetchThreads = 6;
+
+// Set on a fetch thread whose job dropped the store's last reference.
+thread_local bool store_gone_on_this_thread = false;
 
 // Opening fetches this much of the file's end with the header: most
 // manifests fit (55 KB for the benchmarks' 512 MiB guest).
@@ -132,70 +136,83 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         wanted.push_back(f);
       }
     }
-    // Equal frames (a raw working set holds each zero chunk as a frame of
-    // its own) are fetched once, then copied.
-    std::vector<std::pair<uint32_t, uint32_t>> copies;  // (frame, equal one)
-    if (wanted.size() > 1) {
-      absl::flat_hash_map<std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>,
-                          uint32_t>
-          first;
-      std::vector<uint32_t> unique;
-      for (uint32_t f : wanted) {
-        if (f >= file.frame_count()) continue;
-        const snapshot::ContentHash h = file.FrameContentHash(f);
-        auto [it, inserted] = first.try_emplace(
-            std::tuple{h.low, h.high, file.StoredHash(f), file.FrameSize(f)},
-            f);
-        if (inserted) {
-          unique.push_back(f);
-        } else {
-          copies.emplace_back(f, it->second);
-        }
-      }
-      wanted = std::move(unique);
+    const Plan plan = PlanFetch(file, std::move(wanted));
+    std::vector<std::function<absl::Status()>> jobs;
+    for (const auto& slice : plan.slices) {
+      jobs.push_back([&] { return FetchHere(file, slice); });
     }
-    absl::Status fetched = FetchSliced(file, wanted);
-    if (!fetched.ok() || copies.empty()) return fetched;
-    return store_->OnFetchThreads({[&] { return CopyEqual(file, copies); }});
+    absl::Status fetched = store_->OnFetchThreads(jobs);
+    if (!fetched.ok() || plan.copies.empty()) return fetched;
+    return store_->OnFetchThreads(
+        {[&] { return CopyEqual(file, plan.copies); }});
+  }
+
+  // Starts fetching `frames` of `file` on the fetch threads and returns: a
+  // restore that asks for them later waits for those on the way. Failures
+  // are left for that restore to meet (it fetches again and reports).
+  static void Start(const std::shared_ptr<const Frames>& self,
+                    const std::shared_ptr<const snapshot::SnapshotFile>& file,
+                    std::vector<uint32_t> frames) {
+    const Plan plan = self->PlanFetch(*file, std::move(frames));
+    for (const auto& slice : plan.slices) {
+      self->store_->Later(
+          [self, file, slice] { self->FetchHere(*file, slice).IgnoreError(); });
+    }
   }
 
  private:
-  // Fetches `wanted` on fetch threads.
-  absl::Status FetchSliced(const snapshot::SnapshotFile& file,
-                           std::vector<uint32_t> wanted) const {
-    // Many frames (a prefetch of the working set): slices of them are
-    // fetched at once on several fetch threads, so that checking and
-    // decoding use every core while the rest is on the way.
+  // How a fetch is run: the distinct frames in slices, each fetched on a
+  // fetch thread of its own, so that checking and decoding a big fetch (a
+  // working set) use every core while the rest is on the way; and the
+  // frames equal to one fetched (a raw working set holds each zero chunk
+  // as a frame of its own), copied once that one is in.
+  struct Plan {
+    std::vector<std::vector<uint32_t>> slices;
+    std::vector<std::pair<uint32_t, uint32_t>> copies;  // (frame, equal one)
+  };
+  Plan PlanFetch(const snapshot::SnapshotFile& file,
+                 std::vector<uint32_t> wanted) const {
+    Plan plan;
+    absl::flat_hash_map<std::tuple<uint64_t, uint64_t, uint64_t, uint32_t>,
+                        uint32_t>
+        first;
+    std::vector<uint32_t> unique;
+    for (uint32_t f : wanted) {
+      if (f >= file.frame_count()) continue;
+      const snapshot::ContentHash h = file.FrameContentHash(f);
+      auto [it, inserted] = first.try_emplace(
+          std::tuple{h.low, h.high, file.StoredHash(f), file.FrameSize(f)}, f);
+      if (inserted) {
+        unique.push_back(f);
+      } else {
+        plan.copies.emplace_back(f, it->second);
+      }
+    }
+    // Where each frame's bytes are fetched from: its twin, if it has one.
     auto place = [&](uint32_t f) -> std::pair<uint64_t, uint64_t> {
-      const auto* twin = f < file.frame_count() ? file.Packed(f) : nullptr;
+      const auto* twin = file.Packed(f);
       if (twin != nullptr) return {twin->offset, twin->size};
       return {file.FrameOffset(f), file.FrameSize(f)};
     };
     uint64_t bytes = 0;
-    for (uint32_t f : wanted) {
-      if (f < file.frame_count()) bytes += place(f).second;
-    }
+    for (uint32_t f : unique) bytes += place(f).second;
     const uint64_t slices =
         std::clamp<uint64_t>(bytes / kSliceBytes, 1, kFetchThreads);
     if (slices == 1) {
-      return store_->OnFetchThreads({[&] { return FetchHere(file, wanted); }});
+      plan.slices.push_back(std::move(unique));
+      return plan;
     }
-    std::sort(wanted.begin(), wanted.end(), [&](uint32_t a, uint32_t b) {
+    std::sort(unique.begin(), unique.end(), [&](uint32_t a, uint32_t b) {
       return place(a).first < place(b).first;
     });
-    std::vector<std::vector<uint32_t>> parts(slices);
+    plan.slices.resize(slices);
     uint64_t taken = 0;
-    for (uint32_t f : wanted) {
-      if (f >= file.frame_count()) continue;
-      parts[std::min<uint64_t>(taken * slices / bytes, slices - 1)].push_back(
-          f);
+    for (uint32_t f : unique) {
+      plan.slices[std::min<uint64_t>(taken * slices / bytes, slices - 1)]
+          .push_back(f);
       taken += place(f).second;
     }
-    std::vector<std::function<absl::Status()>> jobs;
-    for (const auto& part : parts) {
-      jobs.push_back([&] { return FetchHere(file, part); });
-    }
-    return store_->OnFetchThreads(jobs);
+    return plan;
   }
 
   // Fills each frame of `copies` from the equal one beside it (present).
@@ -579,7 +596,25 @@ RemoteStore::~RemoteStore() {
     stopping_ = true;
   }
   jobs_cv_.notify_all();
-  for (std::thread& t : fetch_threads_) t.join();
+  for (std::thread& t : fetch_threads_) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      // The last reference went with a job this thread ran (a working set
+      // started at open holds its file, which holds the store): the thread
+      // leaves its loop without touching the store again.
+      t.detach();
+      store_gone_on_this_thread = true;
+    } else {
+      t.join();
+    }
+  }
+}
+
+void RemoteStore::Later(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    jobs_.push_back(std::move(job));
+  }
+  jobs_cv_.notify_all();
 }
 
 void RemoteStore::InBackground(std::function<void()> job) {
@@ -639,6 +674,9 @@ absl::StatusOr<std::shared_ptr<RemoteStore>> RemoteStore::Create(
     store->fetch_threads_.emplace_back([s = store.get(), background] {
       pthread_setname_np(pthread_self(),
                          background ? "thaw-cache-put" : "thaw-fetch");
+      // Cache writes yield the cores to the restore they follow (a cold
+      // restore writes as many bytes into the cache as into the guest).
+      if (background) setpriority(PRIO_PROCESS, gettid(), 10);
       auto& queue = background ? s->background_ : s->jobs_;
       std::unique_lock<std::mutex> lock(s->jobs_mutex_);
       while (true) {
@@ -648,6 +686,8 @@ absl::StatusOr<std::shared_ptr<RemoteStore>> RemoteStore::Create(
         queue.pop_front();
         lock.unlock();
         job();
+        job = nullptr;  // may destroy the store (see ~RemoteStore)
+        if (store_gone_on_this_thread) return;
         lock.lock();
       }
     });
@@ -669,7 +709,7 @@ absl::StatusOr<HttpClient*> RemoteStore::ClientFor(const StoreLocation& where) {
 
 absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>>
 RemoteStore::OpenFile(const std::string& location,
-                      const snapshot::PublicKey* key) {
+                      const snapshot::PublicKey* key, bool start_working_set) {
   auto where = ParseLocation(location, options_);
   if (!where.ok()) return where.status();
   auto client = ClientFor(*where);
@@ -770,6 +810,17 @@ RemoteStore::OpenFile(const std::string& location,
   auto file = snapshot::SnapshotFile::OpenStandIn(*fd, location, key, frames);
   if (!file.ok()) return file.status();
   frames->Init(**file);
+  if (start_working_set && options_.fetch_working_set_on_open) {
+    // The recorded working set is what a restore asks for first: on its
+    // way now, it overlaps what the caller does before restoring.
+    const snapshot::SnapshotFile& f = **file;
+    std::vector<uint32_t> ws;
+    for (uint32_t c : f.manifest().working_set()) {
+      const uint32_t frame = f.ChunkFrame(c);
+      if (frame < f.frame_count()) ws.push_back(frame);
+    }
+    if (!ws.empty()) Frames::Start(frames, *file, std::move(ws));
+  }
   return file;
 }
 

@@ -50,8 +50,11 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
 
   // Fetches `location`'s header, manifest and signature into a stand-in
   // and checks them (with `key`, the signature) as SnapshotFile::Open does.
+  // With `start_working_set` (and RemoteOptions::fetch_working_set_on_open)
+  // the file's recorded working set starts coming in the background.
   absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>> OpenFile(
-      const std::string& location, const snapshot::PublicKey* key);
+      const std::string& location, const snapshot::PublicKey* key,
+      bool start_working_set = false);
 
   ~RemoteStore();
   RemoteStats stats() const;
@@ -61,9 +64,11 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
  private:
   class Frames;
   explicit RemoteStore(RemoteOptions options) : options_(std::move(options)) {}
-  // Runs `job` on a fetch thread later (the store runs every queued job
-  // before it is destroyed).
+  // Runs `job` on the background thread (cache writes) later; the store
+  // runs every queued job before it is destroyed.
   void InBackground(std::function<void()> job);
+  // Runs `job` on a fetch thread when one is free.
+  void Later(std::function<void()> job);
   // Runs `jobs` on fetch threads (at once, as many as are free) and
   // returns the first error, once all are done.
   absl::Status OnFetchThreads(

@@ -61,6 +61,11 @@ struct RemoteOptions {
   absl::Duration stall_timeout = absl::Seconds(10);
   // Adjacent frames are fetched in one range request up to this size.
   uint64_t max_request_bytes = 8ull << 20;
+  // Snapshot::Open starts fetching the recorded working set (through its
+  // packed twins, format 1.5) in the background as soon as the manifest is
+  // in: a restore that follows finds it there or on the way. Off: it is
+  // fetched when a restore asks (InspectSnapshot never starts it).
+  bool fetch_working_set_on_open = true;
   // A lazy fault on a remote file also fetches the frames that follow it
   // in the file, up to this many bytes, in the same request: a round trip
   // costs far more than the bytes (0 turns it off).
