@@ -245,7 +245,7 @@ int Main(const std::string& out) {
                     absl::StrCat("last: ", lazy_split)});
     rows.push_back({absl::StrCat(rtt_label,
                                  ": remote lazy+prefetch, warm cache "
-                                 "(open included: 2 round trips)"),
+                                 "(open included: one round trip)"),
                     Median(warm_pf), warm_bytes,
                     absl::StrFormat("%.2fx of the local file (last: %s)",
                                     Median(warm_pf) / json["local_prefetch_ms"],
@@ -326,7 +326,9 @@ int Main(const std::string& out) {
   md << "# Remote store (benchmarks/remote_bench.cc)\n\n"
      << absl::StrFormat(
             "Guest: benchmarks/guests/bench_fn.c, %d MiB of memory, snapshot "
-            "%.1f MiB (with its working set stored raw: %.1f MiB); nginx on "
+            "%.1f MiB (with its working set recorded — raw frames for "
+            "local maps, packed twins for remote restores — %.1f MiB); nginx "
+            "on "
             "loopback behind thaw_fault_proxy adding the round-trip time; "
             "emulated backend; median of %d; every reply checked.\n\n",
             size >> 20, file_size(s.snapshot) / 1048576.0,
