@@ -245,17 +245,28 @@ absl::Status ChunkCache::Sweep() {
   std::vector<Entry> entries;
   uint64_t total = 0;
   std::error_code error;
+  // Entries, and the host's images of remote files (remote/local_image.h),
+  // by the disk they hold (an image is sparse).
+  auto add = [&](const std::filesystem::path& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return;
+    const uint64_t bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+    entries.push_back({path.string(),
+                       st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
+                       bytes});
+    total += bytes;
+  };
   for (const auto& sub : std::filesystem::directory_iterator(
            std::filesystem::path(dir_) / "objects", error)) {
     std::error_code e2;
     for (const auto& f : std::filesystem::directory_iterator(sub.path(), e2)) {
-      struct stat st;
-      if (stat(f.path().c_str(), &st) != 0) continue;
-      entries.push_back({f.path().string(),
-                         st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec,
-                         static_cast<uint64_t>(st.st_size)});
-      total += st.st_size;
+      add(f.path());
     }
+  }
+  std::error_code e3;
+  for (const auto& f : std::filesystem::directory_iterator(
+           std::filesystem::path(dir_) / "images", e3)) {
+    add(f.path());
   }
   const time_t now = time(nullptr);
   for (const auto& f : std::filesystem::directory_iterator(

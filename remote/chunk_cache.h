@@ -8,6 +8,9 @@
 //   DIR/claims           one byte per key (at a hash of it) locked, with an
 //                        open-file-description lock, by the one fetching it
 //   DIR/evict.lock       held by the one evicting
+//   DIR/images/, DIR/manifests/
+//                        local copies of remote files (remote/local_image.h),
+//                        evicted with the entries
 //
 // Crash safety: an entry appears only by rename(2) of a complete file, and
 // every reader checks the bytes against the manifest it holds before use

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace thaw::remote {
@@ -91,6 +92,24 @@ size_t OnUpload(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
+// Cache-Control's max-age, in seconds (RFC 9111 5.2.2.1); zero when the
+// value also says no-cache or no-store, or has no max-age.
+absl::Duration MaxAge(absl::string_view value) {
+  int64_t seconds = 0;
+  for (absl::string_view d : absl::StrSplit(value, ',')) {
+    d = absl::StripAsciiWhitespace(d);
+    if (absl::EqualsIgnoreCase(d, "no-cache") ||
+        absl::EqualsIgnoreCase(d, "no-store")) {
+      return absl::ZeroDuration();
+    }
+    if (absl::StartsWithIgnoreCase(d, "max-age=") &&
+        !absl::SimpleAtoi(d.substr(8), &seconds)) {
+      seconds = 0;
+    }
+  }
+  return absl::Seconds(std::max<int64_t>(seconds, 0));
+}
+
 size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * count;
@@ -98,6 +117,7 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   line = absl::StripTrailingAsciiWhitespace(line);
   if (absl::StartsWithIgnoreCase(line, "HTTP/")) {
     t->response.etag.clear();  // a new answer (after 100 Continue)
+    t->response.max_age = absl::ZeroDuration();
     const size_t space = line.find(' ');
     int status = 0;
     if (space != absl::string_view::npos &&
@@ -130,6 +150,8 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
         t->response.range_last = b;
       }
     }
+  } else if (absl::EqualsIgnoreCase(name, "Cache-Control")) {
+    t->response.max_age = MaxAge(value);
   } else if (absl::EqualsIgnoreCase(name, "Content-Length") &&
              t->range.empty()) {
     uint64_t length = 0;

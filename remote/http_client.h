@@ -72,6 +72,10 @@ struct HttpResponse {
   uint64_t total_size = 0;
   uint64_t range_first = 0;  // a from Content-Range
   uint64_t range_last = 0;   // b
+  // How long the answer may be reused without asking again: Cache-Control's
+  // max-age (s-maxage for a shared cache is not ours), zero with no-cache or
+  // no-store, or without the header.
+  absl::Duration max_age = absl::ZeroDuration();
 };
 
 struct HttpCounters {

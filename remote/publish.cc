@@ -227,9 +227,10 @@ absl::Status PullSnapshot(const std::string& url, const std::string& path,
 std::string RemoteStats::ToString() const {
   return absl::StrFormat(
       "requests %d (retries %d), %d bytes fetched, %d frames fetched; "
-      "cache: %d hits, %d misses, %d bytes not downloaded",
+      "cache: %d hits, %d misses, %d bytes not downloaded; %d frames "
+      "already on the host",
       requests, retries, bytes_fetched, frames_fetched, cache_hits,
-      cache_misses, bytes_deduplicated);
+      cache_misses, bytes_deduplicated, frames_on_host);
 }
 
 }  // namespace thaw

@@ -21,6 +21,7 @@
 #include "base/errno_status.h"
 #include "base/little_endian.h"
 #include "base/pwrite_full.h"
+#include "remote/local_image.h"
 #include "remote/store_location.h"
 #include "snapshot/format.h"
 #include "snapshot/uring_reader.h"
@@ -95,10 +96,25 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         url_(std::move(url)),
         etag_(std::move(etag)) {}
 
-  void Init(const snapshot::SnapshotFile& file) {
+  // `shared`: the presence bytes of a host image (remote/local_image.h),
+  // which other processes set too; without, this handle's own.
+  void Init(const snapshot::SnapshotFile& file,
+            std::optional<Presence> shared) {
     const uint32_t frames = file.frame_count();
-    present_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
-    for (uint32_t i = 0; i < frames; ++i) present_[i].store(0);
+    if (shared.has_value()) {
+      shared_present_.emplace(*std::move(shared));
+      present_ = shared_present_->bytes();
+      uint64_t on_host = 0;
+      for (uint32_t i = 0; i < frames; ++i) {
+        on_host += present_[i].load(std::memory_order_relaxed) != 0;
+      }
+      store_->fetch_.frames_on_host.fetch_add(on_host,
+                                              std::memory_order_relaxed);
+    } else {
+      own_present_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
+      for (uint32_t i = 0; i < frames; ++i) own_present_[i].store(0);
+      present_ = own_present_.get();
+    }
     // File order is not index order (the working set's frames come first).
     by_offset_.resize(frames);
     for (uint32_t i = 0; i < frames; ++i) by_offset_[i] = i;
@@ -581,9 +597,11 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   HttpClient* const client_;
   const std::string url_;
   const std::string etag_;
-  std::unique_ptr<std::atomic<uint8_t>[]> present_;
-  std::vector<uint32_t> by_offset_;  // frame indices in file order
-  std::vector<uint32_t> rank_;       // each frame's place in by_offset_
+  std::unique_ptr<std::atomic<uint8_t>[]> own_present_;
+  std::optional<Presence> shared_present_;
+  std::atomic<uint8_t>* present_ = nullptr;  // one of the two
+  std::vector<uint32_t> by_offset_;          // frame indices in file order
+  std::vector<uint32_t> rank_;               // each frame's place in by_offset_
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_
@@ -714,6 +732,26 @@ RemoteStore::OpenFile(const std::string& location,
   if (!where.ok()) return where.status();
   auto client = ClientFor(*where);
   if (!client.ok()) return client.status();
+  // A version of the file this host has, and may use without asking the
+  // store again: no round trip.
+  if (cache_ != nullptr) {
+    auto record = FindManifestRecord(cache_->dir(), where->url);
+    if (record.has_value() &&
+        absl::Now() <
+            record->fetched + (options_.manifest_max_age > absl::ZeroDuration()
+                                   ? options_.manifest_max_age
+                                   : record->store_max_age)) {
+      if (auto image = FindImage(cache_->dir(), record->image)) {
+        auto file =
+            StandIn(image->fd, record->size, /*shared=*/true, location, key,
+                    *client, where->url, record->etag, start_working_set);
+        if (file.ok() || file.status().code() != absl::StatusCode::kDataLoss) {
+          return file;
+        }
+        RemoveImage(cache_->dir(), record->image);  // damaged: ask the store
+      }
+    }
+  }
   // The header says where the manifest is; the manifest is at the end of
   // the file. Both are asked for at once — the header and the file's last
   // kSpeculativeTail bytes — so that a manifest of that size or less costs
@@ -795,21 +833,63 @@ RemoteStore::OpenFile(const std::string& location,
                        });
     if (!s.ok()) return s;
   }
+  const auto tail_bytes = Bytes(tail);
+  if (cache_ != nullptr) {
+    // This version's image on the host (made now if new), and a record
+    // that lets the next open skip the store while the store allows it.
+    const std::string name =
+        ImageName(where->url, total, head.etag, manifest_hash);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto image = OpenImage(cache_->dir(), name, total, Bytes(head.body),
+                             tail_bytes, manifest_at);
+      if (!image.ok()) break;  // (a cache that cannot take it: a tmp file)
+      const bool created = image->created;
+      auto file = StandIn(image->fd, total, /*shared=*/true, location, key,
+                          *client, where->url, head.etag, start_working_set);
+      if (file.ok()) {
+        WriteManifestRecord(
+            cache_->dir(), where->url,
+            {name, head.etag, total, absl::Now(), head.max_age});
+        return file;
+      }
+      // An image made before that fails its checks is damaged: made again.
+      if (created || file.status().code() != absl::StatusCode::kDataLoss) {
+        return file.status();
+      }
+      RemoveImage(cache_->dir(), name);
+    }
+  }
   auto fd = NewStandInFile(cache_ != nullptr ? cache_->dir() + "/tmp" : "");
   if (!fd.ok()) return fd.status();
   s = ftruncate(*fd, total) == 0 ? absl::OkStatus()
                                  : ErrnoStatus("size the local copy", errno);
   if (s.ok()) s = WriteAt(*fd, Bytes(head.body), 0, location);
-  if (s.ok()) s = WriteAt(*fd, Bytes(tail), manifest_at, location);
+  if (s.ok()) s = WriteAt(*fd, tail_bytes, manifest_at, location);
   if (!s.ok()) {
     close(*fd);
     return s;
   }
-  auto frames = std::make_shared<Frames>(shared_from_this(), *client,
-                                         where->url, head.etag);
-  auto file = snapshot::SnapshotFile::OpenStandIn(*fd, location, key, frames);
+  return StandIn(*fd, total, /*shared=*/false, location, key, *client,
+                 where->url, head.etag, start_working_set);
+}
+
+absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>>
+RemoteStore::StandIn(int fd, uint64_t size, bool shared,
+                     const std::string& location,
+                     const snapshot::PublicKey* key, HttpClient* client,
+                     const std::string& url, const std::string& etag,
+                     bool start_working_set) {
+  auto frames = std::make_shared<Frames>(shared_from_this(), client, url, etag);
+  auto file =
+      snapshot::SnapshotFile::OpenStandIn(fd, location, key, frames, size);
   if (!file.ok()) return file.status();
-  frames->Init(**file);
+  std::optional<Presence> presence;
+  if (shared) {
+    auto mapped = Presence::Map(fd, size, (*file)->frame_count());
+    if (!mapped.ok()) return mapped.status();
+    presence.emplace(*std::move(mapped));
+  }
+  frames->Init(**file, std::move(presence));
   if (start_working_set && options_.fetch_working_set_on_open) {
     // The recorded working set is what a restore asks for first: on its
     // way now, it overlaps what the caller does before restoring.
@@ -838,6 +918,7 @@ RemoteStats RemoteStore::stats() const {
   out.cache_hits = fetch_.cache_hits.load();
   out.cache_misses = fetch_.cache_misses.load();
   out.bytes_deduplicated = fetch_.bytes_deduplicated.load();
+  out.frames_on_host = fetch_.frames_on_host.load();
   return out;
 }
 

@@ -40,6 +40,7 @@ struct FetchCounters {
   std::atomic<uint64_t> cache_hits{0};
   std::atomic<uint64_t> cache_misses{0};
   std::atomic<uint64_t> bytes_deduplicated{0};
+  std::atomic<uint64_t> frames_on_host{0};
 };
 
 class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
@@ -64,6 +65,12 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
  private:
   class Frames;
   explicit RemoteStore(RemoteOptions options) : options_(std::move(options)) {}
+  // The snapshot file over stand-in `fd` (taken over) holding a remote
+  // file of `size` bytes; `shared`: a host image (remote/local_image.h).
+  absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>> StandIn(
+      int fd, uint64_t size, bool shared, const std::string& location,
+      const snapshot::PublicKey* key, HttpClient* client,
+      const std::string& url, const std::string& etag, bool start_working_set);
   // Runs `job` on the background thread (cache writes) later; the store
   // runs every queued job before it is destroyed.
   void InBackground(std::function<void()> job);

@@ -63,8 +63,9 @@ SnapshotFile::OpenDescriptor(int fd, const std::string& name,
 
 absl::StatusOr<std::shared_ptr<const SnapshotFile>> SnapshotFile::OpenStandIn(
     int fd, const std::string& name, const PublicKey* key,
-    std::shared_ptr<const FrameFetcher> fetcher) {
+    std::shared_ptr<const FrameFetcher> fetcher, uint64_t size) {
   std::shared_ptr<SnapshotFile> file(new SnapshotFile(name, fd));
+  file->file_size_ = size;
   if (absl::Status s = file->Load(key); !s.ok()) return s;
   file->fetcher_ = std::move(fetcher);
   return file;
@@ -85,7 +86,10 @@ absl::Status SnapshotFile::Load(const PublicKey* key) {
     return absl::InvalidArgumentError(
         absl::StrCat("snapshot \"", path_, "\": not a regular file"));
   }
-  file_size_ = st.st_size;
+  // (A stand-in may say its size: it can keep more after the file.)
+  if (file_size_ == 0 || file_size_ > static_cast<uint64_t>(st.st_size)) {
+    file_size_ = st.st_size;
+  }
   version_ = absl::StrFormat("%d:%d:%d:%d.%d:%d.%d", st.st_dev, st.st_ino,
                              st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
                              st.st_ctim.tv_sec, st.st_ctim.tv_nsec);

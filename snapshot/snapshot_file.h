@@ -54,10 +54,11 @@ class SnapshotFile {
       int fd, const std::string& name, const PublicKey* key = nullptr);
   // A stand-in for a file held elsewhere (snapshot/frame_fetcher.h): `fd`
   // holds its header, manifest and signature at their offsets; `fetcher`
-  // fills in frames when Fetch() asks for them.
+  // fills in frames when Fetch() asks for them. `size`: the file's size,
+  // when the stand-in keeps more after it (0: the stand-in's size).
   static absl::StatusOr<std::shared_ptr<const SnapshotFile>> OpenStandIn(
       int fd, const std::string& name, const PublicKey* key,
-      std::shared_ptr<const FrameFetcher> fetcher);
+      std::shared_ptr<const FrameFetcher> fetcher, uint64_t size = 0);
   ~SnapshotFile();
   SnapshotFile(const SnapshotFile&) = delete;
   SnapshotFile& operator=(const SnapshotFile&) = delete;

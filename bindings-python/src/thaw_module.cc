@@ -896,11 +896,13 @@ PYBIND11_MODULE(_thaw, m) {
             d["cache_hits"] = r.cache_hits;
             d["cache_misses"] = r.cache_misses;
             d["bytes_deduplicated"] = r.bytes_deduplicated;
+            d["frames_on_host"] = r.frames_on_host;
             return d;
           },
           "For a snapshot opened by URL: what reading it has cost (a dict: "
           "requests, retries, bytes_fetched, frames_fetched, cache_hits, "
-          "cache_misses, bytes_deduplicated); zeros for a local file.")
+          "cache_misses, bytes_deduplicated, frames_on_host); zeros for a "
+          "local file.")
       .def("__repr__", [](const Snapshot& self) {
         return absl::StrCat("thaw.Snapshot('", self.path(), "')");
       });

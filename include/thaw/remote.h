@@ -61,6 +61,12 @@ struct RemoteOptions {
   absl::Duration stall_timeout = absl::Seconds(10);
   // Adjacent frames are fetched in one range request up to this size.
   uint64_t max_request_bytes = 8ull << 20;
+  // How long a host may open a snapshot again from what it keeps (its
+  // manifest and the frames it has) without asking the store: zero follows
+  // the store's Cache-Control max-age (none: every open asks). A snapshot
+  // replaced in the store within that time is not seen until it ends; stores
+  // of versioned, never-rewritten snapshots can send a long max-age.
+  absl::Duration manifest_max_age = absl::ZeroDuration();
   // Snapshot::Open starts fetching the recorded working set (through its
   // packed twins, format 1.5) in the background as soon as the manifest is
   // in: a restore that follows finds it there or on the way. Off: it is
@@ -83,6 +89,10 @@ struct RemoteStats {
   // Bytes a restore did not download because the cache had them
   // (including frames another snapshot or version put there).
   uint64_t bytes_deduplicated = 0;
+  // Frames the host's local copy of this version already held when the
+  // handle opened it (restored on this host before: nothing to fetch or
+  // copy for them).
+  uint64_t frames_on_host = 0;
   std::string ToString() const;
 };
 

@@ -142,6 +142,13 @@ absl::StatusOr<std::unique_ptr<Nginx>> Nginx::Start(
       "      create_full_put_path on;\n"
       "      dav_access user:rw group:r all:r;\n"
       "    }\n"
+      // A store of versioned snapshots that lets hosts keep what they read.
+      "    location /immutable/ {\n"
+      "      dav_methods PUT DELETE;\n"
+      "      create_full_put_path on;\n"
+      "      dav_access user:rw group:r all:r;\n"
+      "      add_header Cache-Control \"max-age=3600\" always;\n"
+      "    }\n"
       "  }\n"
       "}\n",
       scratch, scratch, scratch, scratch, scratch, scratch, scratch,
