@@ -59,9 +59,10 @@ std::string TmpName(const std::string& dir, const std::string& what) {
 uint64_t PresenceOffset(uint64_t size) { return (size + 4095) / 4096 * 4096; }
 
 std::string ImageName(const std::string& url, uint64_t size,
-                      const std::string& etag, uint64_t manifest_hash) {
+                      const std::string& etag, uint64_t manifest_hash,
+                      const std::string& checked_by) {
   return Hex128(absl::StrCat(url, "\n", size, "\n", etag, "\n", manifest_hash,
-                             "\n", BootId()));
+                             "\n", checked_by, "\n", BootId()));
 }
 
 std::optional<ImageFile> FindImage(const std::string& cache_dir,

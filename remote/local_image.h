@@ -83,11 +83,16 @@ class Presence {
   std::atomic<uint8_t>* bytes_;
 };
 
-// The name of one version of the file at `url`.
+// The name of one version of the file at `url`. `checked_by`: the key
+// its frames are checked against (opened with a key), or empty: frames
+// checked against a signed digest never share an image with frames that
+// were not.
 std::string ImageName(const std::string& url, uint64_t size,
-                      const std::string& etag, uint64_t manifest_hash);
+                      const std::string& etag, uint64_t manifest_hash,
+                      const std::string& checked_by);
 
-// What the last open of a URL found.
+// What the last open of a URL found. The functions take the URL with what
+// its frames are checked by (the `checked_by` of ImageName) after a space.
 struct ManifestRecord {
   std::string image;  // ImageName
   std::string etag;

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -732,10 +733,18 @@ RemoteStore::OpenFile(const std::string& location,
   if (!where.ok()) return where.status();
   auto client = ClientFor(*where);
   if (!client.ok()) return client.status();
+  // Frames checked against a key are kept apart from frames that were not
+  // (remote/local_image.h).
+  const std::string checked_by =
+      key != nullptr
+          ? absl::BytesToHexString(absl::string_view(
+                reinterpret_cast<const char*>(key->data()), key->size()))
+          : "";
+  const std::string record_key = absl::StrCat(where->url, " ", checked_by);
   // A version of the file this host has, and may use without asking the
   // store again: no round trip.
   if (cache_ != nullptr) {
-    auto record = FindManifestRecord(cache_->dir(), where->url);
+    auto record = FindManifestRecord(cache_->dir(), record_key);
     if (record.has_value() &&
         absl::Now() <
             record->fetched + (options_.manifest_max_age > absl::ZeroDuration()
@@ -838,7 +847,7 @@ RemoteStore::OpenFile(const std::string& location,
     // This version's image on the host (made now if new), and a record
     // that lets the next open skip the store while the store allows it.
     const std::string name =
-        ImageName(where->url, total, head.etag, manifest_hash);
+        ImageName(where->url, total, head.etag, manifest_hash, checked_by);
     for (int attempt = 0; attempt < 2; ++attempt) {
       auto image = OpenImage(cache_->dir(), name, total, Bytes(head.body),
                              tail_bytes, manifest_at);
@@ -848,7 +857,7 @@ RemoteStore::OpenFile(const std::string& location,
                           *client, where->url, head.etag, start_working_set);
       if (file.ok()) {
         WriteManifestRecord(
-            cache_->dir(), where->url,
+            cache_->dir(), record_key,
             {name, head.etag, total, absl::Now(), head.max_age});
         return file;
       }

@@ -551,6 +551,16 @@ TEST_F(RemoteTest, ASignedSnapshotFromAStoreOpensOnlyUnderItsKey) {
   ASSERT_TRUE(vm->Snapshot(local, sign).ok());
   const std::string url = servers->nginx().Url("fns/" + name_ + "/signed.thaw");
   ASSERT_TRUE(PushSnapshot(local, url).ok());
+  // Read first without the key: the host then has every frame, but checked
+  // against checksums only, and a handle opened with the key uses none of
+  // them (frames checked against the signature are kept apart).
+  {
+    auto unkeyed = Snapshot::Open(url, Options());
+    ASSERT_TRUE(unkeyed.ok()) << unkeyed.status();
+    RestoreOptions eager;
+    eager.engine = RestoreEngine::kEager;
+    ASSERT_TRUE(unkeyed->Restore(eager).ok());
+  }
   OpenOptions options = Options();
   options.key = key->verify_key();
   auto snapshot = Snapshot::Open(url, options);
@@ -561,6 +571,8 @@ TEST_F(RemoteTest, ASignedSnapshotFromAStoreOpensOnlyUnderItsKey) {
   auto r = snapshot->Restore(lazy);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(Call(**r, "table_sum"), sum);
+  EXPECT_EQ(snapshot->remote_stats().frames_on_host, 0u)
+      << snapshot->remote_stats().ToString();
   options.key = other->verify_key();
   auto refused = Snapshot::Open(url, options);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
