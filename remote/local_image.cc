@@ -70,7 +70,14 @@ std::optional<ImageFile> FindImage(const std::string& cache_dir,
   const std::string path = ImagePath(cache_dir, name);
   const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  futimens(fd, nullptr);  // recently used (the sweep evicts by mtime)
+  // Recently used (the sweep evicts by mtime), marked coarsely: a file's
+  // times are part of its version, and a restore checks the frames it maps
+  // once per version and process, so an image touched on every open would
+  // be checked again on every open.
+  struct stat st;
+  if (fstat(fd, &st) == 0 && time(nullptr) - st.st_mtim.tv_sec > 600) {
+    futimens(fd, nullptr);
+  }
   return ImageFile{fd, path, false};
 }
 
