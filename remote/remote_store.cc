@@ -296,6 +296,13 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     return again.empty() ? absl::OkStatus() : FetchHere(file, again);
   }
 
+  // The cache entry of raw frame `f`'s packed twin.
+  static std::string TwinKey(const snapshot::SnapshotFile& file, uint32_t f) {
+    const snapshot::ContentHash h = file.FrameContentHash(f);
+    const auto* twin = file.Packed(f);
+    return ChunkCache::Key(h.low, h.high, twin->stored_hash, twin->size);
+  }
+
   std::string KeyOf(const snapshot::SnapshotFile& file, uint32_t f) const {
     const snapshot::ContentHash h = file.FrameContentHash(f);
     return ChunkCache::Key(h.low, h.high, file.StoredHash(f),
@@ -303,6 +310,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   }
 
   // From the cache if it has frame `f` (entry `key`) intact.
+  // (A raw working-set frame may be there as its packed twin.)
   absl::StatusOr<bool> FromCache(const snapshot::SnapshotFile& file, uint32_t f,
                                  const std::string& key,
                                  std::vector<uint8_t>& buffer) const {
@@ -310,9 +318,16 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     if (cache == nullptr) return false;
     buffer.resize(file.FrameSize(f));
     if (!cache->Get(key, absl::MakeSpan(buffer))) {
-      return false;
-    }
-    if (!file.CheckStored(f, buffer).ok()) {
+      const auto* twin = file.Packed(f);
+      if (twin == nullptr) return false;
+      std::vector<uint8_t> packed(twin->size);
+      const std::string twin_key = TwinKey(file, f);
+      if (!cache->Get(twin_key, absl::MakeSpan(packed))) return false;
+      if (!file.DecodePacked(f, packed, absl::MakeSpan(buffer)).ok()) {
+        cache->Remove(twin_key);  // torn or tampered with: fetch it again
+        return false;
+      }
+    } else if (!file.CheckStored(f, buffer).ok()) {
       cache->Remove(key);  // torn or tampered with: fetch it again
       return false;
     }
@@ -575,21 +590,24 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
           !s.ok()) {
         return absl::ResourceExhaustedError(s.message());
       }
-      Arrived(file, f, raw, puts);
+      // The cache keeps the twin (a quarter of the bytes to write; a new
+      // version whose chunk did not change has the same twin).
+      Arrived(file, f, stored, puts, TwinKey(file, f));
     }
     return absl::OkStatus();
   }
 
-  // Frame `f` is in the stand-in: marks it present and keeps its bytes
-  // for the cache.
+  // Frame `f` is in the stand-in: marks it present and keeps `stored` for
+  // the cache as entry `key` (its own stored bytes when empty).
   void Arrived(const snapshot::SnapshotFile& file, uint32_t f,
-               absl::Span<const uint8_t> stored, PendingPuts* puts) const {
+               absl::Span<const uint8_t> stored, PendingPuts* puts,
+               std::string key = "") const {
     present_[f].store(1, std::memory_order_release);
     store_->fetch_.frames_fetched.fetch_add(1, std::memory_order_relaxed);
     if (store_->cache() == nullptr || puts == nullptr) return;
     std::lock_guard<std::mutex> lock(puts_mutex_);
     puts->entries.push_back(
-        {KeyOf(file, f),
+        {key.empty() ? KeyOf(file, f) : std::move(key),
          std::string(reinterpret_cast<const char*>(stored.data()),
                      stored.size())});
   }

@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "remote/chunk_cache.h"
 #include "snapshot/snapshot_file.h"
 #include "tests/remote/servers.h"
 #include "thaw/signing.h"
@@ -401,6 +402,21 @@ TEST_F(RemoteTest, APrefetchRestoreMapsTheRecordedWorkingSetFromTheStore) {
   EXPECT_LT(info.packed_working_set_bytes, raw / 2) << info.ToString();
   EXPECT_LT(remote.bytes_fetched, raw / 2) << remote.ToString() << "\n"
                                            << info.ToString();
+  // The chunk cache kept the twins: without the host's copy of the file, a
+  // new handle decodes them from the cache and fetches nothing.
+  auto cache = remote::ChunkCache::Open(dir_ + "/cache", 1ull << 40);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  (*cache)->WaitForAllClaims();  // every entry is in
+  EXPECT_LT(DirBytes(dir_ + "/cache/objects"), raw / 2);
+  fs::remove_all(dir_ + "/cache/images");
+  auto again = Snapshot::Open(url, Options());
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto r2 = again->Restore(prefetch);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(Call(**r2, "table_sum"), sum);
+  EXPECT_EQ(again->remote_stats().frames_fetched, 0u)
+      << again->remote_stats().ToString();
+  EXPECT_GT(again->remote_stats().cache_hits, 0u);
 
   // A store whose copy has a damaged twin: the restore names the frame and
   // the store, never runs the guest on it. (Written straight into nginx's
