@@ -1,9 +1,14 @@
 // RemoteStore: opens snapshot files held in a remote store as local
 // stand-ins (snapshot/frame_fetcher.h) whose frames come, when an engine
 // asks, from the host's chunk cache or by HTTP range requests, checked
-// against the manifest before they are used. One store serves one
+// against the manifest before they are used. With a cache, a stand-in is
+// the host's shared image of that version of the file
+// (remote/local_image.h), so frames another process brought are there
+// already; without, an unnamed temporary file. One store serves one
 // thaw::Snapshot handle: its files (a diff chain's links included) share
-// one HTTP client (connections) and one set of counters.
+// one HTTP client (connections) and one set of counters. Jobs queued on
+// its threads may hold its files, and so the store: its last reference
+// can go on one of its own threads (see ~RemoteStore).
 //
 // Fetches run on the store's own threads ("thaw-fetch"), started with the
 // store: the restore threads that ask for frames (the lazy fault server,
