@@ -93,6 +93,29 @@ std::string ChunkCache::Key(uint64_t content_low, uint64_t content_high,
                          stored_hash, size);
 }
 
+std::string CacheTmpPath(const std::string& cache_dir,
+                         const std::string& what) {
+  thread_local std::mt19937_64 random(std::random_device{}());
+  return absl::StrFormat("%s/tmp/%s.%d.%016x", cache_dir, what, getpid(),
+                         random());
+}
+
+int PlaceInCache(const std::string& tmp, const std::string& path,
+                 bool keep_existing) {
+  auto place = [&] {
+    return (keep_existing ? link(tmp.c_str(), path.c_str())
+                          : rename(tmp.c_str(), path.c_str())) == 0
+               ? 0
+               : errno;
+  };
+  int e = place();
+  if (e == ENOENT) {
+    mkdir(std::filesystem::path(path).parent_path().c_str(), 0755);
+    e = place();
+  }
+  return e;
+}
+
 std::string ChunkCache::EntryPath(const std::string& key) const {
   return absl::StrCat(dir_, "/objects/", key.substr(0, 2), "/", key);
 }
@@ -110,9 +133,7 @@ bool ChunkCache::Get(const std::string& key, absl::Span<uint8_t> out) {
 absl::Status ChunkCache::Put(const std::string& key,
                              absl::Span<const uint8_t> bytes) {
   const std::string final_path = EntryPath(key);
-  thread_local std::mt19937_64 random(std::random_device{}());
-  const std::string tmp =
-      absl::StrFormat("%s/tmp/%s.%d.%016x", dir_, key, getpid(), random());
+  const std::string tmp = CacheTmpPath(dir_, key);
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     return ErrnoStatus(absl::StrCat("chunk cache: create ", tmp), errno);
@@ -125,14 +146,8 @@ absl::Status ChunkCache::Put(const std::string& key,
     return s;
   }
   close(fd);
-  // The entry's folder is made by the first entry that needs it (not a
-  // mkdir per entry: on this ext4 each cost ~0.7 ms).
-  if (rename(tmp.c_str(), final_path.c_str()) != 0 && errno == ENOENT) {
-    mkdir(std::filesystem::path(final_path).parent_path().c_str(), 0755);
-  }
-  if (access(final_path.c_str(), F_OK) != 0 &&
-      rename(tmp.c_str(), final_path.c_str()) != 0) {
-    const int e = errno;
+  if (const int e = PlaceInCache(tmp, final_path, /*keep_existing=*/false);
+      e != 0) {
     unlink(tmp.c_str());
     return ErrnoStatus(absl::StrCat("chunk cache: rename into ", final_path),
                        e);

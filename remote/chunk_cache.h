@@ -116,6 +116,16 @@ class ChunkCache {
 // The cache directory RemoteOptions::cache_dir names, or its default.
 std::string DefaultCacheDir();
 
+// A new, unique path under `cache_dir`/tmp/ for a file about `what` to be
+// written before it is put in place.
+std::string CacheTmpPath(const std::string& cache_dir, const std::string& what);
+// Puts the written file `tmp` in place at `path`: renamed over what is
+// there, or with `keep_existing` linked, so that a file already there
+// stays (EEXIST). `path`'s folder is made on first need (not a mkdir per
+// file: on this ext4 each cost ~0.7 ms). 0, or the errno.
+int PlaceInCache(const std::string& tmp, const std::string& path,
+                 bool keep_existing);
+
 }  // namespace thaw::remote
 
 #endif  // THAW_REMOTE_CHUNK_CACHE_H_

@@ -8,8 +8,6 @@
 
 #include <cerrno>
 #include <fstream>
-#include <random>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "base/errno_status.h"
 #include "base/pwrite_full.h"
+#include "remote/chunk_cache.h"
 
 namespace thaw::remote {
 namespace {
@@ -46,12 +45,6 @@ std::string ImagePath(const std::string& dir, const std::string& name) {
 
 std::string RecordPath(const std::string& dir, const std::string& url) {
   return absl::StrCat(dir, "/manifests/", Hex128(url));
-}
-
-// A unique name under DIR/tmp/.
-std::string TmpName(const std::string& dir, const std::string& what) {
-  thread_local std::mt19937_64 random(std::random_device{}());
-  return absl::StrFormat("%s/tmp/%s.%d.%016x", dir, what, getpid(), random());
 }
 
 }  // namespace
@@ -92,7 +85,7 @@ absl::StatusOr<ImageFile> OpenImage(const std::string& cache_dir,
                                     uint64_t tail_at) {
   if (auto found = FindImage(cache_dir, name)) return *found;
   const std::string path = ImagePath(cache_dir, name);
-  const std::string tmp = TmpName(cache_dir, name);
+  const std::string tmp = CacheTmpPath(cache_dir, name);
   const int fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(absl::StrCat("create ", tmp), errno);
   absl::Status s = ftruncate(fd, PresenceOffset(size) + kMaxPresence) == 0
@@ -100,19 +93,16 @@ absl::StatusOr<ImageFile> OpenImage(const std::string& cache_dir,
                        : ErrnoStatus(absl::StrCat("size ", tmp), errno);
   if (s.ok()) s = PwriteFull(fd, head, 0, absl::StrCat("write ", tmp));
   if (s.ok()) s = PwriteFull(fd, tail, tail_at, absl::StrCat("write ", tmp));
-  if (s.ok() && link(tmp.c_str(), path.c_str()) != 0) {
-    if (errno == ENOENT) {  // the folder is made by the first image
-      mkdir((cache_dir + "/images").c_str(), 0755);
-      if (link(tmp.c_str(), path.c_str()) == 0) errno = 0;
-    }
-    if (errno == EEXIST) {  // another process made it first: use theirs
+  if (s.ok()) {
+    const int e = PlaceInCache(tmp, path, /*keep_existing=*/true);
+    if (e == EEXIST) {  // another process made it first: use theirs
       unlink(tmp.c_str());
       close(fd);
       if (auto found = FindImage(cache_dir, name)) return *found;
       return absl::UnavailableError(
           absl::StrCat("image ", path, " vanished while opened"));
     }
-    if (errno != 0) s = ErrnoStatus(absl::StrCat("link ", path), errno);
+    if (e != 0) s = ErrnoStatus(absl::StrCat("link ", path), e);
   }
   unlink(tmp.c_str());
   if (!s.ok()) {
@@ -175,7 +165,7 @@ void WriteManifestRecord(const std::string& cache_dir, const std::string& url,
     return;
   }
   const std::string path = RecordPath(cache_dir, url);
-  const std::string tmp = TmpName(cache_dir, "manifest");
+  const std::string tmp = CacheTmpPath(cache_dir, "manifest");
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << url << "\n"
@@ -189,11 +179,9 @@ void WriteManifestRecord(const std::string& cache_dir, const std::string& url,
       return;
     }
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0 && errno == ENOENT) {
-    mkdir((cache_dir + "/manifests").c_str(), 0755);
-    if (rename(tmp.c_str(), path.c_str()) == 0) return;
+  if (PlaceInCache(tmp, path, /*keep_existing=*/false) != 0) {
+    unlink(tmp.c_str());
   }
-  unlink(tmp.c_str());
 }
 
 }  // namespace thaw::remote

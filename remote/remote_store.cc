@@ -464,7 +464,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
 
   // Fetches `frames` (sorted by offset) with range requests, adjacent ones
   // together; a raw frame with a packed twin through its twin (about a
-  // fifth of the bytes for a recorded working set). Checks each frame,
+  // quarter of the bytes for a recorded working set). Checks each frame,
   // then writes it into the stand-in, and into `puts` for the cache (when
   // given and there is a cache).
   absl::Status FromStore(const snapshot::SnapshotFile& file,
@@ -646,19 +646,14 @@ RemoteStore::~RemoteStore() {
   }
 }
 
-void RemoteStore::Later(std::function<void()> job) {
+void RemoteStore::Enqueue(std::deque<std::function<void()>>& queue,
+                          std::function<void()> job) {
   {
     std::lock_guard<std::mutex> lock(jobs_mutex_);
-    jobs_.push_back(std::move(job));
+    queue.push_back(std::move(job));
   }
-  jobs_cv_.notify_all();
-}
-
-void RemoteStore::InBackground(std::function<void()> job) {
-  {
-    std::lock_guard<std::mutex> lock(jobs_mutex_);
-    background_.push_back(std::move(job));
-  }
+  // (notify_all: the background thread waits on the same variable for
+  // another queue, and could take a single wake-up meant for a fetch.)
   jobs_cv_.notify_all();
 }
 
@@ -712,7 +707,7 @@ absl::StatusOr<std::shared_ptr<RemoteStore>> RemoteStore::Create(
       pthread_setname_np(pthread_self(),
                          background ? "thaw-cache-put" : "thaw-fetch");
       // Cache writes yield the cores to the restore they follow (a cold
-      // restore writes as many bytes into the cache as into the guest).
+      // restore writes most of what it fetched into the cache too).
       if (background) setpriority(PRIO_PROCESS, gettid(), 10);
       auto& queue = background ? s->background_ : s->jobs_;
       std::unique_lock<std::mutex> lock(s->jobs_mutex_);

@@ -78,9 +78,13 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
       const std::string& url, const std::string& etag, bool start_working_set);
   // Runs `job` on the background thread (cache writes) later; the store
   // runs every queued job before it is destroyed.
-  void InBackground(std::function<void()> job);
+  void InBackground(std::function<void()> job) {
+    Enqueue(background_, std::move(job));
+  }
   // Runs `job` on a fetch thread when one is free.
-  void Later(std::function<void()> job);
+  void Later(std::function<void()> job) { Enqueue(jobs_, std::move(job)); }
+  void Enqueue(std::deque<std::function<void()>>& queue,
+               std::function<void()> job);
   // Runs `jobs` on fetch threads (at once, as many as are free) and
   // returns the first error, once all are done.
   absl::Status OnFetchThreads(

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "snapshot/uring_reader.h"
 
 namespace thaw::snapshot {
 
@@ -52,23 +53,17 @@ absl::Status CheckGapsAreZero(const SnapshotFile& file) {
 // the same way before using it.
 absl::Status CheckPackedTwins(const SnapshotFile& file) {
   if (!file.has_packed() || file.fetched()) return absl::OkStatus();
-  std::vector<uint8_t> chunk(file.chunk_size());
-  std::string stored;
+  std::vector<uint8_t> chunk(file.chunk_size()), stored;
   for (uint32_t f = 0; f < file.frame_count(); ++f) {
     const auto* twin = file.Packed(f);
     if (twin == nullptr) continue;
     stored.resize(twin->size);
-    if (pread(file.fd(), stored.data(), stored.size(), twin->offset) !=
-        static_cast<ssize_t>(stored.size())) {
-      return file.Corrupt(
-          absl::StrFormat("cannot read the packed twin of frame %d at byte %d",
-                          f, twin->offset));
+    if (absl::Status s = PreadFull(file.fd(), absl::MakeSpan(stored),
+                                   twin->offset, file.path());
+        !s.ok()) {
+      return s;
     }
-    if (absl::Status s = file.DecodePacked(
-            f,
-            absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(stored.data()),
-                                stored.size()),
-            absl::MakeSpan(chunk));
+    if (absl::Status s = file.DecodePacked(f, stored, absl::MakeSpan(chunk));
         !s.ok()) {
       return s;
     }
