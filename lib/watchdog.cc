@@ -1,5 +1,7 @@
 #include "lib/watchdog.h"
 
+#include <pthread.h>
+
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -15,19 +17,42 @@ constexpr absl::Duration kIdleSleep = absl::Milliseconds(100);
 
 Watchdog& Watchdog::Global() {
   // Never destroyed: the thread may outlive static destructors.
-  static Watchdog* const watchdog = new Watchdog();
+  static Watchdog* const watchdog = [] {
+    auto* w = new Watchdog();
+    pthread_atfork(&BeforeFork, &AfterForkInParent, &AfterForkInChild);
+    return w;
+  }();
   return *watchdog;
 }
 
 Watchdog::Watchdog() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  StartThread();
+}
+
+void Watchdog::StartThread() {
+  thread_running_ = true;
   std::thread([this] {
     EnterThawThread("thaw-watchdog");
     Loop();
   }).detach();
 }
 
+void Watchdog::BeforeFork() { Global().mutex_.lock(); }
+
+void Watchdog::AfterForkInParent() { Global().mutex_.unlock(); }
+
+void Watchdog::AfterForkInChild() {
+  Watchdog& w = Global();
+  w.entries_.clear();
+  w.thread_running_ = false;
+  w.sleeping_until_ = absl::InfinitePast();
+  w.mutex_.unlock();
+}
+
 uint64_t Watchdog::Arm(absl::Time deadline, std::function<void()> fire) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!thread_running_) StartThread();  // a child process's first deadline
   uint64_t id = next_id_++;
   entries_.emplace(id, Entry{deadline, std::move(fire)});
   if (deadline < sleeping_until_) wake_.notify_one();

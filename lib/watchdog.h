@@ -7,6 +7,13 @@
 // the vCPU is never lost. One shared thread instead of a thread per call:
 // arming costs a mutex and a map insert, and it wakes the thread only when
 // the new deadline is the earliest one.
+//
+// fork(): a child process gets this object as the forking thread saw it but
+// no watchdog thread, so the fork is fenced (pthread_atfork): the mutex is
+// taken across it, and in the child it is let go, the parent's deadlines
+// (of calls on threads the child does not have) are dropped, and a thread
+// is started again by the child's first Arm. Without that, a child forked
+// while the thread held the mutex waited for it for ever.
 #ifndef THAW_LIB_WATCHDOG_H_
 #define THAW_LIB_WATCHDOG_H_
 
@@ -34,7 +41,11 @@ class Watchdog {
 
  private:
   Watchdog();
+  void StartThread();  // with mutex_ held
   void Loop();
+  static void BeforeFork();
+  static void AfterForkInParent();
+  static void AfterForkInChild();
 
   struct Entry {
     absl::Time deadline;
@@ -45,6 +56,7 @@ class Watchdog {
   std::map<uint64_t, Entry> entries_;
   uint64_t next_id_ = 1;
   absl::Time sleeping_until_ = absl::InfinitePast();
+  bool thread_running_ = false;  // guarded by mutex_
 };
 
 }  // namespace thaw
