@@ -381,6 +381,12 @@ bool Vm::paused() const {
   if (linux_) return linux_->paused();
   return worker_ ? worker_->paused() : core_->loop().paused();
 }
+absl::StatusOr<size_t> Vm::WriteConsole(absl::string_view bytes) {
+  if (linux_) return linux_->WriteConsole(bytes);
+  return absl::UnimplementedError(
+      "WriteConsole: only a Linux VM (GuestKind::kLinuxVm) reads console "
+      "input; function guests and Linux programs have none");
+}
 std::string Vm::console() const {
   if (linux_) return linux_->console();
   return worker_ ? worker_->console() : core_->runtime().console();

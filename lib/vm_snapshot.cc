@@ -512,10 +512,7 @@ absl::Status Vm::Snapshot(const std::string& path,
 }
 
 absl::Status Vm::Reset() {
-  if (linux_) {
-    return absl::UnimplementedError(
-        "Reset: not yet for a Linux VM (restore the snapshot again)");
-  }
+  if (linux_) return linux_->Reset();
   if (worker_) return worker_->Reset();
   internal::VmCore::Turn turn(*core_, "Reset");
   if (!turn.status().ok()) return turn.status();

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -49,6 +50,16 @@ TEST(LinuxVmConfigTest, EmulatedBackendIsRefused) {
   auto vm = Vm::Create(config);
   EXPECT_EQ(vm.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(vm.status().message(), HasSubstr("KVM only"));
+}
+
+TEST(LinuxVmConfigTest, OnlyALinuxVmTakesConsoleInput) {
+  VmConfig config;
+  config.backend = BackendKind::kEmulated;
+  auto vm = Vm::Create(config);
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  auto taken = (*vm)->WriteConsole("x");
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(taken.status().message(), HasSubstr("Linux VM"));
 }
 
 TEST(LinuxVmConfigTest, BadSettingsAreNamed) {
@@ -183,6 +194,20 @@ TEST_F(LinuxVmTest, BootsToTheAgentAndServesCalls) {
     CHECK_OR_RETURN(still == "still here", still);
     // Its standard error went to the console.
     CHECK_OR_RETURN(absl::StrContains(vm->console(), "fail: on purpose"));
+    // The host types on the guest's console while a function reads it.
+    absl::StatusOr<std::string> line;
+    std::thread reader([&] { line = vm->Call("console-line", ""); });
+    const absl::Time listen_deadline = absl::Now() + absl::Seconds(20);
+    while (!absl::StrContains(vm->console(), "console-line: listening") &&
+           absl::Now() < listen_deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    auto taken = vm->WriteConsole("typed on the host\n");
+    reader.join();
+    RETURN_IF_ERROR(taken.status());
+    CHECK_OR_RETURN(*taken == 18u, *taken);
+    RETURN_IF_ERROR(line.status());
+    CHECK_OR_RETURN(*line == "typed on the host\n", *line);
     // The guest's clock is the host's.
     ASSIGN_OR_RETURN(clock, GuestClock(*vm));
     CHECK_OR_RETURN(clock >= static_cast<int64_t>(time(nullptr)) - 2, clock);
@@ -193,8 +218,8 @@ TEST_F(LinuxVmTest, BootsToTheAgentAndServesCalls) {
     CHECK_OR_RETURN(report.init_to_agent > absl::ZeroDuration());
     CHECK_OR_RETURN(report.boot >=
                     report.kernel_to_init + report.init_to_agent);
-    // Seven reached the agent; the bad name was refused before.
-    CHECK_OR_RETURN(report.calls == 7u, report.calls);
+    // Eight reached the agent; the bad name was refused before.
+    CHECK_OR_RETURN(report.calls == 8u, report.calls);
     std::cout << report.ToString();
     return absl::OkStatus();
   });
@@ -347,6 +372,74 @@ TEST_F(LinuxVmTest, SnapshotsTheWholeMachineAndRestoresItWithEveryEngine) {
       return absl::OkStatus();
     });
   }
+}
+
+TEST_F(LinuxVmTest, ResetPutsTheWholeMachineBackToItsSnapshot) {
+  const std::string path = ::testing::TempDir() + "/reset.thaw";
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    {
+      ASSIGN_OR_RETURN(vm, Booted(LinuxConfig(2)));
+      RETURN_IF_ERROR(vm->Snapshot(path));
+    }
+    RestoreOptions options;
+    options.engine = RestoreEngine::kSharedBase;
+    options.call_timeout = absl::Seconds(30);
+    ASSIGN_OR_RETURN(vm, Vm::Restore(path, options));
+    // The first random bytes after the restore and after the reset come
+    // from the same kernel CRNG state but for the reseed in between.
+    ASSIGN_OR_RETURN(random_restored, vm->Call("random", ""));
+    RETURN_IF_ERROR(vm->Call("put", "written after the restore").status());
+    ASSIGN_OR_RETURN(kept, vm->Call("get", ""));
+    CHECK_OR_RETURN(kept == "written after the restore", kept);
+
+    const int64_t host_before = time(nullptr);
+    RETURN_IF_ERROR(vm->Reset());
+    ASSIGN_OR_RETURN(random_reset, vm->Call("random", ""));
+    CHECK_OR_RETURN(random_reset.size() == 64u, random_reset);
+    CHECK_OR_RETURN(random_reset != random_restored, random_reset);
+    ASSIGN_OR_RETURN(gone, vm->Call("get", ""));
+    CHECK_OR_RETURN(gone.empty(), "still kept: ", gone);
+    ASSIGN_OR_RETURN(cpus, vm->Call("cpus", ""));
+    CHECK_OR_RETURN(cpus == "2\n", cpus);
+    ASSIGN_OR_RETURN(generation, vm->Call("generation", ""));
+    CHECK_OR_RETURN(generation == "1\n", generation);
+    ASSIGN_OR_RETURN(clock, GuestClock(*vm));
+    CHECK_OR_RETURN(clock >= host_before - 1, clock, " < ", host_before);
+    RestoreStats stats = vm->restore_stats();
+    CHECK_OR_RETURN(stats.resets == 1u && stats.pages_reset > 0u, stats.resets,
+                    " resets, ", stats.pages_reset, " pages");
+    CHECK_OR_RETURN(vm->report().reset > absl::ZeroDuration());
+    std::cout << "reset: " << stats.pages_reset << " pages in "
+              << absl::FormatDuration(vm->report().reset) << "\n";
+
+    // A machine whose kernel panicked comes back too.
+    auto panicked = vm->Call("panic", "");
+    CHECK_OR_RETURN(!panicked.ok() && !IsNestedInterruptHang(panicked.status()),
+                    panicked.status().ToString());
+    CHECK_OR_RETURN(!vm->failure().ok());
+    RETURN_IF_ERROR(vm->Reset());
+    RETURN_IF_ERROR(vm->failure());
+    ASSIGN_OR_RETURN(echo, vm->Call("echo", "after the panic"));
+    CHECK_OR_RETURN(echo == "after the panic", echo);
+
+    // A Vm paused across a reset stays paused until Resume.
+    vm->Pause();
+    RETURN_IF_ERROR(vm->Reset());
+    CHECK_OR_RETURN(vm->paused());
+    vm->Resume();
+    ASSIGN_OR_RETURN(resumed, vm->Call("echo", "resumed"));
+    CHECK_OR_RETURN(resumed == "resumed", resumed);
+    CHECK_OR_RETURN(vm->restore_stats().resets == 3u);
+    return absl::OkStatus();
+  });
+  // Only a shared-base restore keeps what a reset needs.
+  RestoreOptions lazy;
+  lazy.engine = RestoreEngine::kLazy;
+  auto vm = Vm::Restore(path, lazy);
+  ASSERT_TRUE(vm.ok()) << vm.status();
+  absl::Status refused = (*vm)->Reset();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("kSharedBase"));
 }
 
 TEST_F(LinuxVmTest, ClonesOfOneSnapshotReadDifferentRandomBytes) {

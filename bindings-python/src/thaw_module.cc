@@ -813,6 +813,14 @@ PYBIND11_MODULE(_thaw, m) {
           "console",
           [](PyVm& self) { return py::bytes(self.Shared()->console()); },
           "The guest's console output so far (bytes).")
+      .def(
+          "write_console",
+          [](PyVm& self, py::bytes data) {
+            return Value(self.Shared()->WriteConsole(std::string(data)));
+          },
+          py::arg("data"),
+          "A Linux VM: queues bytes for its console (ttyS0); returns how "
+          "many were taken (the UART holds 64 KiB).")
       .def_property_readonly(
           "report",
           [](PyVm& self) { return ReportDict(self.Shared()->report()); },

@@ -483,6 +483,11 @@ def test_linux_vm_is_refused_on_the_emulated_backend(tmp_path):
         thaw.Vm(config)
     with pytest.raises(thaw.InvalidArgument, match="vcpus"):
         thaw.Vm(thaw.VmConfig(backend="emulated", vcpus=2))
+    # Console input is a Linux VM's; a function guest has none.
+    with thaw.Vm(thaw.VmConfig(backend="emulated")) as vm:
+        with pytest.raises(thaw.Error, match="Linux VM") as refused:
+            vm.write_console(b"x")
+        assert refused.value.code == "UNIMPLEMENTED"
 
 
 def test_pool_leases_throttles_isolates_and_replaces(tmp_path, test_guest):

@@ -20,7 +20,8 @@
 //    thread's operation waits until the first is done. A host function that
 //    calls an operation of its own Vm gets FailedPrecondition (it would wait
 //    for itself);
-//  - Pause, Resume, paused, console, report, restore_stats, FindGuestSymbol,
+//  - Pause, Resume, paused, WriteConsole, console, report, restore_stats,
+//  FindGuestSymbol,
 //    ReadGuestMemory, backend and config may be called from any thread at
 //    any time, also while an operation runs (ReadGuestMemory then sees
 //    bytes the running guest may be changing);
@@ -144,7 +145,10 @@ class Vm {
   // Returns a Vm restored with RestoreEngine::kSharedBase to its snapshot:
   // only the pages written since are restored, plus the vCPU state, and the
   // guest sees a new restore generation and fresh entropy. Works on a Vm
-  // whose call failed, too. FailedPrecondition for other Vms. [operation]
+  // whose call failed, too. For a Linux VM the whole machine is rebuilt
+  // from the snapshot's state (every vCPU, irqchip, clock, devices) and its
+  // agent reseeds before the next call; one whose kernel panicked or
+  // rebooted comes back too. FailedPrecondition for other Vms. [operation]
   absl::Status Reset();
 
   // For a Vm restored with record_working_set: writes the chunks the restore
@@ -177,6 +181,14 @@ class Vm {
   void Pause();
   void Resume();
   bool paused() const;
+
+  // Queues `bytes` for a Linux VM's console (ttyS0), which the guest reads
+  // like a serial line; returns how many were taken (the UART holds 64 KiB;
+  // the rest is for the caller to send again once the guest has read).
+  // FailedPrecondition once the machine has stopped; Unimplemented for
+  // function guests and Linux programs, which have no console input.
+  // [any thread]
+  absl::StatusOr<size_t> WriteConsole(absl::string_view bytes);
 
   // Console output captured so far (at most config().console_limit bytes,
   // the most recent ones). [any thread]

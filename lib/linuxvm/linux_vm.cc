@@ -12,6 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/page_runs.h"
+#include "lib/guest_memory.h"
 #include "lib/linuxvm/boot_image.h"
 #include "lib/memory_choice.h"
 #include "lib/signing_access.h"
@@ -91,11 +93,13 @@ absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Create(
                                                   /*huge_pages=*/false);
   if (!memory.ok()) return memory.status();
   vm->source_ = *std::move(memory);
-  if (absl::Status s = vm->StartMachine(start); !s.ok()) return s;
+  if (absl::Status s = vm->StartMachine(); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(vm->mutex_);
+  vm->report_.create = absl::Now() - start;
   return vm;
 }
 
-absl::Status LinuxVm::StartMachine(absl::Time start) {
+absl::Status LinuxVm::StartMachine() {
   linuxvm::LinuxMachine::Sinks sinks;
   sinks.serial_output = [this](char c) { OnSerialByte(c); };
   sinks.agent_output = [this](absl::string_view b) { OnAgentBytes(b); };
@@ -106,7 +110,19 @@ absl::Status LinuxVm::StartMachine(absl::Time start) {
   auto machine = linuxvm::LinuxMachine::Create(
       {source_->base(), source_->size(), config_.vcpus}, std::move(sinks));
   if (!machine.ok()) return machine.status();
-  machine_ = *std::move(machine);
+  {
+    std::lock_guard<std::mutex> lock(machine_mutex_);
+    machine_ = *std::move(machine);
+    // A Vm paused while Reset replaced its machine stays paused: the new
+    // one holds its vCPUs before their first instruction.
+    bool paused;
+    {
+      std::lock_guard<std::mutex> state_lock(mutex_);
+      paused = pause_started_ != absl::InfinitePast();
+      report_.backend = BackendKind::kKvm;
+    }
+    if (paused) machine_->Pause();
+  }
   machine_for_errors_.store(machine_.get());
   // Damage the restore engine finds (a chunk that fails its check) stops
   // the machine at once; the waiting operation reports it.
@@ -115,10 +131,21 @@ absl::Status LinuxVm::StartMachine(absl::Time start) {
       m->RequestStop(source_->error());
     }
   });
-  std::lock_guard<std::mutex> lock(mutex_);
-  report_.backend = BackendKind::kKvm;
-  report_.create = absl::Now() - start;
   return absl::OkStatus();
+}
+
+absl::Status LinuxVm::ResumeFromImage() {
+  const snapshot::proto::Manifest& m = restored_image_->manifest();
+  if (absl::Status s = machine_->RestoreState(m.linux_machine()); !s.ok()) {
+    return absl::Status(
+        s.code(), absl::StrCat("restore \"", restored_image_->top().path(),
+                               "\": ", s.message()));
+  }
+  if (absl::Status s = source_->error(); !s.ok()) return s;
+  generation_ = m.linux_machine().restore_generation() + 1;
+  reseed_pending_ = true;
+  state_ = State::kReady;
+  return machine_->Start();
 }
 
 absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Restore(
@@ -140,23 +167,67 @@ absl::StatusOr<std::unique_ptr<LinuxVm>> LinuxVm::Restore(
   auto memory = RestoreMemory(state, options, &built_base);
   if (!memory.ok()) return memory.status();
   vm->source_ = *std::move(memory);
-  if (absl::Status s = vm->StartMachine(start); !s.ok()) return s;
-  if (absl::Status s = vm->machine_->RestoreState(m.linux_machine()); !s.ok()) {
-    return in_file(s);
+  if (absl::Status s = vm->StartMachine(); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(vm->mutex_);
+    vm->report_.create = absl::Now() - start;
   }
-  if (absl::Status s = vm->source_->error(); !s.ok()) return s;
   vm->restored_image_ = state.image();
   vm->kernel_name_ = m.linux_machine().kernel_name();
-  vm->generation_ = m.linux_machine().restore_generation() + 1;
-  vm->reseed_pending_ = true;
   vm->recording_ = options.record_working_set;
-  vm->state_ = State::kReady;
   vm->stats_.engine = options.engine;
   vm->stats_.shared_base_built = built_base;
-  if (absl::Status s = vm->machine_->Start(); !s.ok()) return s;
+  if (absl::Status s = vm->ResumeFromImage(); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(vm->mutex_);
   vm->report_.restore = absl::Now() - start;
   return vm;
+}
+
+absl::Status LinuxVm::Reset() {
+  std::lock_guard<std::mutex> op(operation_mutex_);
+  if (restored_image_ == nullptr || !source_->can_revert()) {
+    return absl::FailedPreconditionError(
+        "Reset: only a Vm restored with RestoreEngine::kSharedBase can be "
+        "reset");
+  }
+  const absl::Time start = absl::Now();
+  // The machine goes whole — its vCPU threads joined, KVM's VM with its
+  // irqchip, clock and devices closed — before the memory is put back: no
+  // vCPU runs on pages being copied, and nothing of the old machine (a
+  // pending interrupt, a device's half-sent bytes) reaches the new one.
+  std::unique_ptr<linuxvm::LinuxMachine> old;
+  {
+    std::lock_guard<std::mutex> lock(machine_mutex_);
+    machine_for_errors_.store(nullptr);
+    old = std::move(machine_);
+  }
+  old.reset();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    decoder_ = linuxvm::AgentDecoder(
+        std::max<uint64_t>(config_.output_buffer_size, 4096));
+    messages_.clear();
+    agent_error_ = absl::OkStatus();
+    console_line_.clear();
+  }
+  // Copy-on-write memory: the pages the guest (or KVM for it) wrote are
+  // the private ones, found without a dirty log.
+  auto runs = source_->ChangedPages(0, source_->size());
+  absl::Status status = runs.status();
+  if (status.ok()) status = source_->Revert(*runs);
+  if (status.ok()) status = StartMachine();
+  if (status.ok()) status = ResumeFromImage();
+  if (!status.ok()) {
+    state_ = State::kFailed;
+    failure_ = status;
+    return status;
+  }
+  failure_ = absl::OkStatus();
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++stats_.resets;
+  stats_.pages_reset = CountPages(*runs);
+  report_.reset = absl::Now() - start;
+  return absl::OkStatus();
 }
 
 LinuxVm::~LinuxVm() {
@@ -239,7 +310,7 @@ absl::Status LinuxVm::LoadKernel(absl::string_view kernel,
 absl::Status LinuxVm::Fail(absl::Status error) {
   state_ = State::kFailed;
   failure_ = error;
-  machine_->RequestStop(error);
+  if (machine_ != nullptr) machine_->RequestStop(error);
   return error;
 }
 
@@ -544,22 +615,28 @@ absl::Status LinuxVm::WriteWorkingSet(const snapshot::SecretKey* key) {
 }
 
 RestoreStats LinuxVm::restore_stats() const {
-  RestoreStats stats = stats_;
+  RestoreStats stats;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats = stats_;
+  }
   AddSourceCounters(*source_, stats);
   return stats;
 }
 
 void LinuxVm::Pause() {
+  std::lock_guard<std::mutex> machine_lock(machine_mutex_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (pause_started_ != absl::InfinitePast()) return;
     pause_started_ = absl::Now();
   }
-  machine_->Pause();
+  if (machine_ != nullptr) machine_->Pause();
 }
 
 void LinuxVm::Resume() {
-  machine_->Resume();
+  std::lock_guard<std::mutex> machine_lock(machine_mutex_);
+  if (machine_ != nullptr) machine_->Resume();
   std::lock_guard<std::mutex> lock(mutex_);
   if (pause_started_ == absl::InfinitePast()) return;
   paused_total_ += absl::Now() - pause_started_;
@@ -567,7 +644,22 @@ void LinuxVm::Resume() {
   changed_.notify_all();
 }
 
-bool LinuxVm::paused() const { return machine_->paused(); }
+bool LinuxVm::paused() const {
+  std::lock_guard<std::mutex> machine_lock(machine_mutex_);
+  if (machine_ != nullptr) return machine_->paused();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pause_started_ != absl::InfinitePast();
+}
+
+absl::StatusOr<size_t> LinuxVm::WriteConsole(absl::string_view bytes) {
+  std::lock_guard<std::mutex> machine_lock(machine_mutex_);
+  if (machine_ == nullptr ||
+      machine_->end() != linuxvm::LinuxMachine::End::kRunning) {
+    return absl::FailedPreconditionError(
+        "WriteConsole: the Linux VM is not running");
+  }
+  return machine_->serial().QueueInput(bytes);
+}
 
 std::string LinuxVm::console() const {
   std::string text = console_.Contents();
@@ -587,7 +679,9 @@ absl::Status LinuxVm::failure() const {
 
 absl::StatusOr<std::string> LinuxVm::ReadMemory(uint64_t address,
                                                 uint64_t size) const {
-  auto slice = machine_->memory().Slice(address, size, "ReadGuestMemory");
+  // From the memory source, which outlives every machine Reset builds.
+  auto memory = GuestMemory::View(source_->base(), source_->size());
+  auto slice = memory->Slice(address, size, "ReadGuestMemory");
   if (!slice.ok()) return slice.status();
   return std::string(reinterpret_cast<const char*>(slice->data()),
                      slice->size());

@@ -67,12 +67,19 @@ class LinuxVm {
   // The whole machine, paused for the time it takes, between calls.
   absl::Status Snapshot(const std::string& path,
                         const SnapshotOptions& options);
+  // For a Vm restored with RestoreEngine::kSharedBase: a new machine over
+  // the same memory with the pages written since put back, the snapshot's
+  // state, a new generation and fresh entropy. Works on a failed Vm too.
+  absl::Status Reset();
   absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
   RestoreStats restore_stats() const;
 
   void Pause();
   void Resume();
   bool paused() const;
+  // Queues bytes for the guest to read from its console (ttyS0); returns
+  // how many fit (the UART holds SerialPort::kInputLimit).
+  absl::StatusOr<size_t> WriteConsole(absl::string_view bytes);
   std::string console() const;
   PhaseReport report() const;
   absl::Status failure() const;
@@ -82,8 +89,12 @@ class LinuxVm {
   enum class State { kCreated, kLoaded, kReady, kFailed };
 
   explicit LinuxVm(const VmConfig& config);
-  // Creates the machine over source_'s memory.
-  absl::Status StartMachine(absl::Time start);
+  // Creates the machine over source_'s memory (held before its first
+  // instruction if the Vm is paused).
+  absl::Status StartMachine();
+  // Puts the restored image's machine state into the new machine, starts
+  // it, and arranges the reseed before the next call.
+  absl::Status ResumeFromImage();
   // Sends RESEED (generation_, fresh entropy) and waits for RESEEDED.
   absl::Status Reseed();
   void OnSerialByte(char c);
@@ -106,6 +117,11 @@ class LinuxVm {
   Console console_;
   // Guest memory: fresh anonymous memory, or a restore engine's.
   std::unique_ptr<snapshot::MemorySource> source_;
+  // Reset replaces the machine: the methods callable from any thread
+  // (Pause, Resume, paused, WriteConsole) reach it under machine_mutex_;
+  // operations, which Reset excludes, read it without. Never taken while
+  // mutex_ is held.
+  mutable std::mutex machine_mutex_;
   std::unique_ptr<linuxvm::LinuxMachine> machine_;
   // What a source's error callback may stop (cleared before the machine
   // goes).
