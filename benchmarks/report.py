@@ -454,6 +454,46 @@ def stress_targets_and_rows(stress):
     return [goal], rows
 
 
+LINUX_VM_SECTION = "Linux VMs on KVM (nested inside QEMU: ratios only)"
+
+
+def linux_vm_rows(path):
+    """benchmarks/linux_vm_bench.cc's JSON from the QEMU harness (scripts/
+    bench.sh): boot to the agent, restore + first call per engine, and
+    reset + call, each against the boot of the same run."""
+    def row(name, value, ratio, baseline, note):
+        return {"section": LINUX_VM_SECTION, "name": name, "value": value, "unit": "ms",
+                "baseline": baseline, "ratio": ratio, "note": note}
+    if not os.path.exists(path):
+        return [row("not run", None, None, "", f"{path} is missing: the harness run failed "
+                    "(scripts/bench.sh printed why)")]
+    with open(path) as f:
+        data = json.load(f)
+    date = data.get("context", {}).get("date", "?")
+    boot, rows = None, []
+    for b in data.get("benchmarks", []):
+        name = b["name"].split("/iterations")[0]
+        if b.get("error_occurred"):
+            rows.append(row(name, None, None, "", "skipped: " + b.get("error_message", "")))
+            continue
+        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1, "s": 1e3}[b["time_unit"]]
+        hangs = f"{int(b.get('hangs', 0))} attempts dropped for the nested interrupt hang"
+        if name == "linux_vm/boot_to_agent_and_first_call":
+            boot = ms
+            rows.append(row("create + boot to the agent + first echo call", ms, None, "",
+                            f"kernel entry to init {fmt_ms(b['kernel_to_init_ms'])}, init to "
+                            f"agent ready {fmt_ms(b['init_to_agent_ms'])}; {hangs}; run {date}"))
+        elif name.startswith("linux_vm/restore_and_first_call"):
+            rows.append(row(f"restore + first call (with the agent's reseed), {b.get('label', '?')}",
+                            ms, ms / boot if boot else None, "boot to the agent + first call",
+                            hangs))
+        elif name == "linux_vm/reset_and_call":
+            rows.append(row("reset (shared base) + next call", ms, ms / boot if boot else None,
+                            "boot to the agent + first call",
+                            f"{int(b.get('pages_reset', 0))} pages put back; {hangs}"))
+    return rows
+
+
 def write_markdown(path, context, sizes, rows, goals, smoke):
     lines = ["# thaw benchmarks", ""]
     lines.append(f"Run {context.get('date', '?')} on {context.get('host_name', '?')}, "
@@ -472,9 +512,17 @@ def write_markdown(path, context, sizes, rows, goals, smoke):
             lines += ["", f"## {section}", "", "| what | value | ratio | against | note |",
                       "| --- | --- | --- | --- | --- |"]
         value = r["value"]
-        shown = fmt_ms(value) if r["unit"] == "ms" else f"{value:.3g} {r['unit']}"
+        if value is None:
+            shown = "—"
+        else:
+            shown = fmt_ms(value) if r["unit"] == "ms" else f"{value:.3g} {r['unit']}"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else ""
         lines.append(f"| {r['name']} | {shown} | {ratio} | {r['baseline']} | {r['note']} |")
+    if any(r["section"] == LINUX_VM_SECTION for r in rows):
+        lines += ["", "The Linux VM rows come from `benchmarks/linux_vm_bench.cc` run inside "
+                  "the QEMU harness (`tests/kvm-vm/run.sh`): real KVM, nested under QEMU's "
+                  "emulation, where every exit and guest page fault is emulated, so only "
+                  "their ratios mean anything; absolute times wait for a host with KVM."]
     if any(r["section"] == "FaaS load test" for r in rows):
         lines += ["", "The load test's latencies by mode and the server's resident memory "
                   "over the reset run (`benchmarks/faas_load.py`):", "",
@@ -531,6 +579,8 @@ def main():
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--faas", help="benchmarks/faas_load.py's JSON, if run")
     parser.add_argument("--stress", help="tests/stress_test.cc's JSON lines, if run")
+    parser.add_argument("--linux-vm", help="benchmarks/linux_vm_bench.cc's JSON from the "
+                        "QEMU harness (scripts/bench.sh)")
     args = parser.parse_args()
     context, results = load_results(args.raw)
     CPUS["n"] = context.get("num_cpus")
@@ -559,6 +609,8 @@ def main():
         stress_goals, stress_rows = stress_targets_and_rows(stress)
         goals += stress_goals
         rows += stress_rows
+    if args.linux_vm:
+        rows += linux_vm_rows(args.linux_vm)
     with open(args.out + ".json", "w") as f:
         json.dump({"context": context, "smoke": args.smoke, "sizes": sizes,
                    "rows": rows, "targets": goals, "benchmarks": results,

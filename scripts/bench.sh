@@ -25,5 +25,21 @@ build/benchmarks/thaw_bench --benchmark_out="$out/raw.json" \
 rm -f "$out/stress.jsonl"
 THAW_STRESS_OUT="$out/stress.jsonl" build/tests/stress_test \
   --gtest_filter='Engines/*' >/dev/null
+# Linux VMs (boot to the agent against restore + first call and reset +
+# call) run on KVM only: here inside the QEMU harness, whose nested times
+# give ratios only. Not in a smoke run (the test suite boots them there).
+linux_vm=()
+if [ "${THAW_BENCH_SMOKE:-0}" != 1 ]; then
+  linux_vm=(--linux-vm "$out/linux-vm.json")
+  rm -f "$out/linux-vm.json"
+  examples/linux-vm/build.sh --build build build/linux-vm
+  THAW_LINUX_VM_DIR="$PWD/build/linux-vm" THAW_KVM_VM_FILES="$PWD/build/linux-vm" \
+    tests/kvm-vm/run.sh --cache build/kvm-vm-cache \
+    --result /tmp/linux-vm.json "$out/linux-vm.json" -- \
+    build/benchmarks/linux_vm_bench --benchmark_out=/tmp/linux-vm.json \
+    --benchmark_out_format=json ||
+    echo "bench.sh: the Linux VM benchmark failed in the QEMU harness" >&2
+fi
 /usr/bin/python3 benchmarks/report.py --raw "$out/raw.json" --samples "$out/samples.json" \
-  --faas "$out/faas-load.json" --stress "$out/stress.jsonl" --out "$out/latest" "${smoke[@]}"
+  --faas "$out/faas-load.json" --stress "$out/stress.jsonl" "${linux_vm[@]}" \
+  --out "$out/latest" "${smoke[@]}"

@@ -84,6 +84,10 @@ expect "boot: says so" "$tmp/err" "missing --kernel"
 check "boot: --vcpus range" 2 "$thaw" boot --kernel "$tmp/in" --initrd "$tmp/in" --vcpus 17
 expect "boot: names --vcpus" "$tmp/err" "--vcpus 17"
 check "boot: no target" 2 "$thaw" boot "$tmp/in" --kernel "$tmp/in" --initrd "$tmp/in"
+check "snapshot --kernel: needs -o" 2 "$thaw" snapshot --kernel "$tmp/in" --initrd "$tmp/in"
+expect "snapshot --kernel: says so" "$tmp/err" "missing -o FILE"
+check "snapshot: --vcpus without a kernel" 2 "$thaw" snapshot "$tmp/in" -o "$tmp/x.thaw" --vcpus 2
+expect "snapshot: says what --vcpus is for" "$tmp/err" "for a Linux VM"
 check "boot: a kernel that is none" 1 "$thaw" boot --kernel "$tmp/in" --initrd "$tmp/in" --boot-timeout-ms 1000
 if [ -c /dev/kvm ]; then
   # Refused before anything runs: as a bzImage or vmlinux, or for want of a KVM.

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -440,6 +441,53 @@ TEST_F(LinuxVmTest, ResetPutsTheWholeMachineBackToItsSnapshot) {
   absl::Status refused = (*vm)->Reset();
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.message(), HasSubstr("kSharedBase"));
+}
+
+// Runs `command` through the shell; its standard output, or an error with
+// its standard error. One that ends in the nested interrupt hang comes back
+// as DeadlineExceeded, so that the body runs again.
+absl::StatusOr<std::string> Shell(const std::string& command) {
+  const std::string out = ::testing::TempDir() + "/shell.out";
+  const std::string err = ::testing::TempDir() + "/shell.err";
+  const int status = std::system((command + " >" + out + " 2>" + err).c_str());
+  auto read = [](const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(file), {});
+  };
+  if (status == 0) return read(out);
+  const std::string text = read(err);
+  if (absl::StrContains(text, "no answer from the agent") ||
+      absl::StrContains(text, "Fatal exception in interrupt")) {
+    return absl::DeadlineExceededError(text);
+  }
+  return absl::InternalError(
+      absl::StrCat(command, " exited with ", status, ": ", text));
+}
+
+// The command line reaches Linux VMs too: `thaw snapshot --kernel` boots
+// one to its agent and writes its snapshot, `thaw restore` calls into it.
+TEST_F(LinuxVmTest, TheCommandLineSnapshotsAndRestoresALinuxVm) {
+  const char* cli = std::getenv("THAW_CLI");
+  ASSERT_NE(cli, nullptr) << "THAW_CLI must name the thaw command";
+  const std::string path = ::testing::TempDir() + "/cli.thaw";
+  RunRetryingPlatformHangs([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(written,
+                     Shell(absl::StrCat(cli, " snapshot --kernel ", kernel_,
+                                        " --initrd ", initrd_, " --vcpus 2 -o ",
+                                        path, " --boot-timeout-ms 60000")));
+    ASSIGN_OR_RETURN(info, Shell(absl::StrCat(cli, " inspect ", path)));
+    CHECK_OR_RETURN(absl::StrContains(info, "linux-vm"), info);
+    ASSIGN_OR_RETURN(reply, Shell(absl::StrCat(
+                                "echo from-the-cli | ", cli, " restore ", path,
+                                " --call echo --input - --engine lazy "
+                                "--timeout-ms 30000")));
+    CHECK_OR_RETURN(reply == "from-the-cli\n", reply);
+    ASSIGN_OR_RETURN(cpus, Shell(absl::StrCat(cli, " restore ", path,
+                                              " --call cpus --timeout-ms 30000 "
+                                              "--input /dev/null")));
+    CHECK_OR_RETURN(cpus == "2\n", cpus);
+    return absl::OkStatus();
+  });
 }
 
 TEST_F(LinuxVmTest, ClonesOfOneSnapshotReadDifferentRandomBytes) {

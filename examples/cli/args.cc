@@ -22,9 +22,11 @@ std::vector<std::string> OptionsOf(const std::string& command) {
                          "--timeout-ms", "--huge-pages", "--worker"});
   }
   if (command == "snapshot") {
-    return with_program({"-o", "--level", "--chunk-size", "--threads",
-                         "--backend", "--memory", "--timeout-ms",
-                         "--huge-pages", "--sign", "--worker"});
+    // A function guest or program, or (with --kernel) a Linux VM.
+    return with_program(
+        {"-o", "--level", "--chunk-size", "--threads", "--backend", "--memory",
+         "--timeout-ms", "--huge-pages", "--sign", "--worker", "--kernel",
+         "--initrd", "--cmdline", "--vcpus", "--boot-timeout-ms"});
   }
   if (command == "restore") {
     return {"--call",           "--input",      "--engine",
@@ -201,7 +203,10 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       out.snapshot.chunk_size = static_cast<uint32_t>(*n);
     }
   }
-  if (out.command == "boot") {
+  const bool linux_vm =
+      out.command == "boot" || (out.command == "snapshot" &&
+                                (!out.kernel.empty() || !out.initrd.empty()));
+  if (linux_vm) {
     if (!out.target.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("unexpected argument \"", out.target,
@@ -211,12 +216,20 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& argv) {
       return absl::InvalidArgumentError("missing --kernel");
     if (out.initrd.empty())
       return absl::InvalidArgumentError("missing --initrd");
+    if (out.command == "snapshot" && out.output.empty()) {
+      return absl::InvalidArgumentError("missing -o FILE");
+    }
     if (out.config.memory_size == VmConfig().memory_size) {
       out.config.memory_size = 256ull << 20;  // Debian's kernel needs ~100
     }
     out.config.guest_kind = GuestKind::kLinuxVm;
     out.config.backend = BackendKind::kKvm;
     return out;
+  }
+  if (!out.boot.cmdline.empty() || out.config.vcpus != 1) {
+    return absl::InvalidArgumentError(
+        "--cmdline and --vcpus are for a Linux VM (--kernel VMLINUX --initrd "
+        "CPIO)");
   }
   if (out.command == "push" || out.command == "pull") {
     if (out.destination.empty()) {

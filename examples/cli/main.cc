@@ -66,6 +66,10 @@ constexpr char kUsage[] =
     "                [--threads N] [--backend B] [--memory MIB] "
     "[--timeout-ms N]\n"
     "                [program options as for run]\n"
+    "       thaw snapshot --kernel VMLINUX --initrd CPIO -o FILE [boot "
+    "options]\n"
+    "                (boots a Linux VM to its agent and snapshots it: "
+    "boot -o)\n"
     "       thaw restore FILE --call NAME [--input FILE|-]\n"
     "                [--engine eager|lazy|prefetch|shared] [--backend B]\n"
     "                [--timeout-ms N] [--record-working-set] "
@@ -176,8 +180,8 @@ int Run(const thaw::cli::Args& args) {
   return CallAndReport(**vm, args, (*vm)->Boot());
 }
 
-// A Linux VM: boots to its agent with the console streamed, then calls
-// and snapshots as asked.
+// A Linux VM (thaw boot, or thaw snapshot --kernel): boots to its agent
+// with the console streamed, then calls and snapshots as asked.
 int Boot(thaw::cli::Args args) {
   if (!args.signing_key_file.empty()) {
     auto key = thaw::SigningKey::Load(args.signing_key_file);
@@ -378,7 +382,11 @@ int main(int argc, char** argv) {
   }
   if (args->command == "run") return Run(*args);
   if (args->command == "boot") return Boot(*args);
-  if (args->command == "snapshot") return Snapshot(*args);
+  if (args->command == "snapshot") {
+    return args->config.guest_kind == thaw::GuestKind::kLinuxVm
+               ? Boot(*args)
+               : Snapshot(*args);
+  }
   if (args->command == "restore") return Restore(*args);
   if (args->command == "inspect") return Inspect(*args);
   if (args->command == "keygen") return Keygen(*args);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command against a real /dev/kvm inside QEMU, on machines without KVM.
 #
-#   tests/kvm-vm/run.sh [--cache DIR] -- PROGRAM [ARGS...]
+#   tests/kvm-vm/run.sh [--cache DIR] [--result GUEST_FILE HOST_FILE] \
+#     -- PROGRAM [ARGS...]
 #
 # QEMU's software emulation (TCG) implements AMD SVM with nested paging, so
 # Debian's own kernel booted under `-cpu EPYC,+svm` can load kvm and kvm_amd
@@ -13,14 +14,18 @@
 #      the folders named in THAW_KVM_VM_FILES (colon-separated);
 #   3. boots it, runs PROGRAM ARGS inside with /dev/kvm present, and exits
 #      with PROGRAM's exit status. If /dev/kvm cannot be made to work it
-#      fails (exit 3): a KVM test never silently skips.
+#      fails (exit 3): a KVM test never silently skips. With --result, the
+#      file PROGRAM wrote at GUEST_FILE inside (a benchmark's JSON) is
+#      copied out to HOST_FILE through the console.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache="${THAW_KVM_VM_CACHE:-$here/../../build/kvm-vm-cache}"
+result_guest= result_host=
 while [ $# -gt 0 ]; do
   case "$1" in
     --cache) cache="$2"; shift 2 ;;
+    --result) result_guest="$2"; result_host="$3"; shift 3 ;;
     --) shift; break ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -79,6 +84,7 @@ done
   for arg in "$@"; do printf ' %q' "$arg"; done
   printf '\n'
 } > "$stage/command"
+printf '%s' "$result_guest" > "$stage/result"
 cat > "$stage/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -90,7 +96,16 @@ for m in irqbypass ccp kvm kvm-amd; do insmod /modules/$m.ko 2>/dev/null; done
 if [ -c /dev/kvm ]; then
   echo "THAW_KVM_VM: /dev/kvm ready"
   sh /command
-  echo "THAW_KVM_VM_EXIT=$?"
+  status=$?
+  result=$(cat /result)
+  if [ -n "$result" ] && [ -f "$result" ]; then
+    # Only emergencies on the console now: a kernel message must not land
+    # inside the file's lines.
+    dmesg -n 1
+    echo  # a line of its own, whatever the program left unfinished
+    base64 "$result" | sed 's/^/THAW_KVM_VM_RESULT:/'
+  fi
+  echo "THAW_KVM_VM_EXIT=$status"
 else
   echo "THAW_KVM_VM: no /dev/kvm after loading kvm_amd"
   echo "THAW_KVM_VM_EXIT=3"
@@ -107,10 +122,21 @@ timeout "${THAW_KVM_VM_TIMEOUT:-1200}" qemu-system-x86_64 \
   -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio" \
   -append 'console=ttyS0 quiet panic=-1 initcall_blacklist=cmos_init,i8042_init' \
-  < /dev/null 2> "$cache/qemu-stderr.log" | tee "$log" | grep -av '^THAW_KVM_VM_EXIT=' || true
+  < /dev/null 2> "$cache/qemu-stderr.log" | tee "$log" |
+  grep -av -e '^THAW_KVM_VM_EXIT=' -e '^THAW_KVM_VM_RESULT:' || true
 status=$(grep -a -o 'THAW_KVM_VM_EXIT=[0-9]*' "$log" | tail -n1 | cut -d= -f2)
 if [ -z "$status" ]; then
   echo "run.sh: the VM ended without reporting a result (see $log)" >&2
   exit 3
+fi
+if [ -n "$result_host" ]; then
+  if grep -a '^THAW_KVM_VM_RESULT:' "$log" | cut -d: -f2 | tr -d '\r' |
+      base64 -d > "$result_host.tmp" && [ -s "$result_host.tmp" ]; then
+    mv "$result_host.tmp" "$result_host"
+  else
+    echo "run.sh: $result_guest did not come back from the VM" >&2
+    rm -f "$result_host.tmp"
+    [ "$status" != 0 ] || status=3
+  fi
 fi
 exit "$status"
