@@ -1,6 +1,6 @@
 // The monitor's create, load, boot and call paths (VmCore, lib/vm_core.h),
-// and the public thaw::Vm, a thin handle over it. Snapshots, restores and
-// resets are in lib/vm_snapshot.cc.
+// and the public thaw::Vm, a thin handle over where it lives (VmImpl).
+// Snapshots, restores and resets are in lib/vm_snapshot.cc.
 #include "thaw/vm.h"
 
 #include <cerrno>
@@ -15,6 +15,7 @@
 #include "lib/function_guest.h"
 #include "lib/linux/linux_program.h"
 #include "lib/linuxvm/linux_vm.h"
+#include "lib/local_vm.h"
 #include "lib/vm_core.h"
 #include "lib/vm_internal.h"
 #include "lib/worker/worker_client.h"
@@ -214,42 +215,52 @@ absl::Status internal::CheckConfig(const VmConfig& config) {
 
 absl::Status CheckKvm() { return backend::KvmRunsGuests(); }
 
-Vm::Vm(std::unique_ptr<internal::VmCore> core) : core_(std::move(core)) {}
-Vm::Vm(std::unique_ptr<internal::WorkerClient> worker)
-    : worker_(std::move(worker)) {}
-Vm::Vm(std::unique_ptr<internal::LinuxVm> linux_vm)
-    : linux_(std::move(linux_vm)) {}
+namespace internal {
+
+absl::Status VmImpl::LoadKernel(absl::string_view, absl::string_view,
+                                absl::string_view, absl::string_view,
+                                const LinuxBootOptions&) {
+  return absl::FailedPreconditionError(
+      "LoadKernel: this Vm was not created for a Linux VM; set "
+      "VmConfig::guest_kind to GuestKind::kLinuxVm");
+}
+
+absl::StatusOr<size_t> VmImpl::WriteConsole(absl::string_view) {
+  return absl::UnimplementedError(
+      "WriteConsole: only a Linux VM (GuestKind::kLinuxVm) reads console "
+      "input; function guests and Linux programs have none");
+}
+
+}  // namespace internal
+
+Vm::Vm(std::unique_ptr<internal::VmImpl> impl) : impl_(std::move(impl)) {}
 Vm::~Vm() = default;
 
 absl::StatusOr<std::unique_ptr<Vm>> Vm::Create(const VmConfig& config) {
   absl::Time start = absl::Now();
   if (absl::Status s = internal::CheckConfig(config); !s.ok()) return s;
+  std::unique_ptr<internal::VmImpl> impl;
   if (config.guest_kind == GuestKind::kLinuxVm) {
     auto linux_vm = internal::LinuxVm::Create(config);
     if (!linux_vm.ok()) return linux_vm.status();
-    return std::unique_ptr<Vm>(new Vm(*std::move(linux_vm)));
-  }
-  if (config.worker_process) {
+    impl = *std::move(linux_vm);
+  } else if (config.worker_process) {
     auto worker = internal::WorkerClient::Create(config);
     if (!worker.ok()) return worker.status();
-    return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
+    impl = *std::move(worker);
+  } else {
+    auto memory = snapshot::AnonymousMemory::Create(config.memory_size,
+                                                    config.huge_pages);
+    if (!memory.ok()) return memory.status();
+    auto core = std::make_unique<internal::VmCore>(config, *std::move(memory));
+    if (absl::Status s = core->Start(start); !s.ok()) return s;
+    impl = std::make_unique<internal::LocalVm>(std::move(core));
   }
-  auto memory =
-      snapshot::AnonymousMemory::Create(config.memory_size, config.huge_pages);
-  if (!memory.ok()) return memory.status();
-  auto core = std::make_unique<internal::VmCore>(config, *std::move(memory));
-  if (absl::Status s = core->Start(start); !s.ok()) return s;
-  return std::unique_ptr<Vm>(new Vm(std::move(core)));
+  return std::unique_ptr<Vm>(new Vm(std::move(impl)));
 }
 
-BackendKind Vm::backend() const {
-  if (linux_) return BackendKind::kKvm;
-  return worker_ ? BackendKind::kEmulated : core_->backend();
-}
-const VmConfig& Vm::config() const {
-  if (linux_) return linux_->config();
-  return worker_ ? worker_->config() : core_->config();
-}
+BackendKind Vm::backend() const { return impl_->backend(); }
+const VmConfig& Vm::config() const { return impl_->config(); }
 
 namespace {
 
@@ -272,32 +283,27 @@ absl::Span<const uint8_t> Bytes(const std::string& bytes) {
       reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
-absl::Status WrongKindForLinuxVm(absl::string_view operation) {
-  return absl::FailedPreconditionError(
-      absl::StrCat(operation,
-                   ": this Vm was created for a Linux VM (LoadKernel); set "
-                   "VmConfig::guest_kind"));
-}
-
 }  // namespace
 
 absl::Status Vm::LoadKernel(const std::string& kernel_path,
                             const std::string& initrd_path,
                             const LinuxBootOptions& options) {
-  if (!linux_) {
-    return absl::FailedPreconditionError(
-        "LoadKernel: this Vm was not created for a Linux VM; set "
-        "VmConfig::guest_kind to GuestKind::kLinuxVm");
+  if (config().guest_kind != GuestKind::kLinuxVm) {
+    // Before reading files the Vm cannot take.
+    return impl_->LoadKernel({}, kernel_path, {}, initrd_path, options);
   }
   auto kernel = ReadWholeFile(kernel_path, "kernel");
   if (!kernel.ok()) return kernel.status();
   auto initrd = ReadWholeFile(initrd_path, "initramfs");
   if (!initrd.ok()) return initrd.status();
-  return linux_->LoadKernel(*kernel, kernel_path, *initrd, initrd_path,
-                            options);
+  return impl_->LoadKernel(*kernel, kernel_path, *initrd, initrd_path, options);
 }
 
+// A Linux VM refuses a guest or program before its file is read.
 absl::Status Vm::LoadGuest(const std::string& path) {
+  if (config().guest_kind == GuestKind::kLinuxVm) {
+    return impl_->LoadGuestImage({}, path);
+  }
   auto bytes = ReadWholeFile(path, "guest");
   if (!bytes.ok()) return bytes.status();
   return LoadGuestImage(Bytes(*bytes), path);
@@ -305,21 +311,17 @@ absl::Status Vm::LoadGuest(const std::string& path) {
 
 absl::Status Vm::LoadGuestImage(absl::Span<const uint8_t> elf,
                                 absl::string_view name) {
-  if (linux_) return WrongKindForLinuxVm("LoadGuest");
-  if (worker_) return worker_->LoadGuestImage(elf, name);
-  internal::VmCore::Turn turn(*core_, "LoadGuest");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Load(GuestKind::kFunction, elf, name, {});
+  return impl_->LoadGuestImage(elf, name);
 }
 
 absl::Status Vm::LoadProgram(const std::string& path,
                              const ProgramOptions& options) {
-  if (linux_) return WrongKindForLinuxVm("LoadProgram");
+  if (config().guest_kind == GuestKind::kLinuxVm) {
+    return impl_->LoadProgram({}, path, options);
+  }
   auto bytes = ReadWholeFile(path, "program");
   if (!bytes.ok()) return bytes.status();
-  if (worker_) return worker_->LoadProgram(Bytes(*bytes), path, options);
-  return internal::VmAccess::LoadProgramImage(*this, Bytes(*bytes), path,
-                                              options);
+  return impl_->LoadProgram(Bytes(*bytes), path, options);
 }
 
 namespace internal {
@@ -327,28 +329,16 @@ namespace internal {
 absl::Status VmAccess::LoadProgramImage(Vm& vm, absl::Span<const uint8_t> elf,
                                         absl::string_view name,
                                         const ProgramOptions& options) {
-  internal::VmCore::Turn turn(*vm.core_, "LoadProgram");
-  if (!turn.status().ok()) return turn.status();
-  return vm.core_->Load(GuestKind::kLinuxProgram, elf, name, options);
+  return vm.impl_->LoadProgram(elf, name, options);
 }
 
 }  // namespace internal
 
-absl::Status Vm::Boot() {
-  if (linux_) return linux_->Boot();
-  if (worker_) return worker_->Boot();
-  internal::VmCore::Turn turn(*core_, "Boot");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Boot();
-}
+absl::Status Vm::Boot() { return impl_->Boot(); }
 
 absl::StatusOr<std::string> Vm::Call(absl::string_view function,
                                      absl::string_view input) {
-  if (linux_) return linux_->Call(function, input);
-  if (worker_) return worker_->Call(function, input);
-  internal::VmCore::Turn turn(*core_, "Call");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Call(function, input);
+  return impl_->Call(function, input);
 }
 
 absl::Status Vm::RegisterHostFunction(std::string name, HostFunction fn) {
@@ -356,60 +346,25 @@ absl::Status Vm::RegisterHostFunction(std::string name, HostFunction fn) {
     return absl::InvalidArgumentError(
         "RegisterHostFunction: name and function must be non-empty");
   }
-  if (linux_) {
-    return absl::UnimplementedError(
-        "RegisterHostFunction: a Linux VM's functions cannot call the host "
-        "yet");
-  }
-  if (worker_)
-    return worker_->RegisterHostFunction(std::move(name), std::move(fn));
-  internal::VmCore::Turn turn(*core_, "RegisterHostFunction");
-  if (!turn.status().ok()) return turn.status();
-  core_->runtime().RegisterHostFunction(std::move(name), std::move(fn));
-  return absl::OkStatus();
+  return impl_->RegisterHostFunction(std::move(name), std::move(fn));
 }
 
-void Vm::Pause() {
-  if (linux_) return linux_->Pause();
-  worker_ ? worker_->Pause() : core_->loop().Pause();
-}
-void Vm::Resume() {
-  if (linux_) return linux_->Resume();
-  worker_ ? worker_->Resume() : core_->loop().Resume();
-}
-bool Vm::paused() const {
-  if (linux_) return linux_->paused();
-  return worker_ ? worker_->paused() : core_->loop().paused();
-}
+void Vm::Pause() { impl_->Pause(); }
+void Vm::Resume() { impl_->Resume(); }
+bool Vm::paused() const { return impl_->paused(); }
 absl::StatusOr<size_t> Vm::WriteConsole(absl::string_view bytes) {
-  if (linux_) return linux_->WriteConsole(bytes);
-  return absl::UnimplementedError(
-      "WriteConsole: only a Linux VM (GuestKind::kLinuxVm) reads console "
-      "input; function guests and Linux programs have none");
+  return impl_->WriteConsole(bytes);
 }
-std::string Vm::console() const {
-  if (linux_) return linux_->console();
-  return worker_ ? worker_->console() : core_->runtime().console();
-}
-PhaseReport Vm::report() const {
-  if (linux_) return linux_->report();
-  return worker_ ? worker_->report() : core_->report();
-}
+std::string Vm::console() const { return impl_->console(); }
+PhaseReport Vm::report() const { return impl_->report(); }
 
 absl::StatusOr<std::string> Vm::ReadGuestMemory(uint64_t address,
                                                 uint64_t size) const {
-  if (linux_) return linux_->ReadMemory(address, size);
-  if (worker_) return worker_->ReadMemory(address, size);
-  return core_->ReadMemory(address, size);
+  return impl_->ReadMemory(address, size);
 }
 
 absl::StatusOr<uint64_t> Vm::FindGuestSymbol(absl::string_view name) const {
-  if (linux_) {
-    return absl::UnimplementedError(
-        "FindGuestSymbol: a Linux VM's kernel symbols are not read");
-  }
-  if (worker_) return worker_->FindSymbol(name);
-  return core_->runtime().FindSymbol(name);
+  return impl_->FindSymbol(name);
 }
 
 }  // namespace thaw

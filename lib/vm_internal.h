@@ -17,7 +17,8 @@ class SnapshotImage;
 
 namespace thaw::internal {
 
-class LinuxVm;  // lib/linuxvm/linux_vm.h
+class LocalVm;       // lib/local_vm.h
+class WorkerClient;  // lib/worker/worker_client.h
 
 // For a diff snapshot at `path` against `parent_path`: checks that the
 // parent is the snapshot `restored_from` holds and is not `path` itself,
@@ -36,9 +37,11 @@ struct VmAccess {
   static absl::StatusOr<std::unique_ptr<Vm>> RestoreOverMemoryFile(
       const Snapshot& snapshot, int memory_fd, const RestoreOptions& options);
 
-  // A Vm handle over a monitor that is ready to run.
-  static std::unique_ptr<Vm> Wrap(std::unique_ptr<VmCore> core);
-  static std::unique_ptr<Vm> WrapLinux(std::unique_ptr<LinuxVm> linux_vm);
+  // A Vm handle over a Vm that is ready to run.
+  static std::unique_ptr<Vm> Wrap(std::unique_ptr<VmImpl> impl);
+  // Where `vm` lives, if it is that kind; nullptr otherwise.
+  static LocalVm* Local(Vm& vm);
+  static WorkerClient* Worker(const Vm& vm);
 
   // The handle's shared state, for RestoreOverMemoryFile.
   static internal::SnapshotState& State(const Snapshot& snapshot);

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "lib/function_guest.h"
 #include "lib/linuxvm/linux_vm.h"
+#include "lib/local_vm.h"
 #include "lib/memory_choice.h"
 #include "lib/signing_access.h"
 #include "lib/snapshot_state.h"
@@ -74,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
     }
     auto linux_vm = LinuxVm::Restore(state, config, options, start);
     if (!linux_vm.ok()) return linux_vm.status();
-    return VmAccess::WrapLinux(*std::move(linux_vm));
+    return VmAccess::Wrap(*std::move(linux_vm));
   }
   bool built_base = false;
   if (memory == nullptr) {
@@ -89,17 +90,21 @@ absl::StatusOr<std::unique_ptr<Vm>> RestoreVm(
       !s.ok()) {
     return s;
   }
-  return VmAccess::Wrap(std::move(core));
+  return VmAccess::Wrap(std::make_unique<LocalVm>(std::move(core)));
 }
 
 }  // namespace
 
-std::unique_ptr<Vm> VmAccess::Wrap(std::unique_ptr<VmCore> core) {
-  return std::unique_ptr<Vm>(new Vm(std::move(core)));
+std::unique_ptr<Vm> VmAccess::Wrap(std::unique_ptr<VmImpl> impl) {
+  return std::unique_ptr<Vm>(new Vm(std::move(impl)));
 }
 
-std::unique_ptr<Vm> VmAccess::WrapLinux(std::unique_ptr<LinuxVm> linux_vm) {
-  return std::unique_ptr<Vm>(new Vm(std::move(linux_vm)));
+LocalVm* VmAccess::Local(Vm& vm) {
+  return dynamic_cast<LocalVm*>(vm.impl_.get());
+}
+
+WorkerClient* VmAccess::Worker(const Vm& vm) {
+  return dynamic_cast<WorkerClient*>(vm.impl_.get());
 }
 
 absl::Status VmCore::RestoreFrom(
@@ -399,12 +404,14 @@ absl::StatusOr<thaw::Snapshot> VmAccess::OpenDescriptors(
 absl::Status VmAccess::SnapshotToDescriptor(Vm& vm, int fd,
                                             const std::string& name,
                                             const SnapshotOptions& options) {
-  if (vm.worker_) {
-    return absl::UnimplementedError("SnapshotToDescriptor in a worker's host");
+  LocalVm* local = Local(vm);
+  if (local == nullptr) {
+    return absl::UnimplementedError(
+        "SnapshotToDescriptor: only for a Vm in this process");
   }
-  VmCore::Turn turn(*vm.core_, "Snapshot");
+  VmCore::Turn turn(local->core(), "Snapshot");
   if (!turn.status().ok()) return turn.status();
-  return vm.core_->Snapshot(name, options, fd, /*parent_checked=*/true);
+  return local->core().Snapshot(name, options, fd, /*parent_checked=*/true);
 }
 
 absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
@@ -426,25 +433,30 @@ absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreInWorker(
   }
   auto worker = WorkerClient::Restore(state, options);
   if (!worker.ok()) return worker.status();
-  return std::unique_ptr<Vm>(new Vm(*std::move(worker)));
+  return Wrap(*std::move(worker));
 }
 
 absl::StatusOr<VmAccess::RecordedWorkingSet> VmAccess::WorkingSet(Vm& vm) {
-  if (vm.worker_) {
-    return absl::UnimplementedError("WorkingSet in a worker's host");
+  LocalVm* local = Local(vm);
+  if (local == nullptr) {
+    return absl::UnimplementedError(
+        "WorkingSet: only for a Vm in this process");
   }
-  VmCore::Turn turn(*vm.core_, "WriteWorkingSet");
+  VmCore& core = local->core();
+  VmCore::Turn turn(core, "WriteWorkingSet");
   if (!turn.status().ok()) return turn.status();
-  if (absl::Status s = vm.core_->CheckWorkingSetRecorded(); !s.ok()) return s;
-  return RecordedWorkingSet{vm.core_->working_set(), vm.core_->written_pages()};
+  if (absl::Status s = core.CheckWorkingSetRecorded(); !s.ok()) return s;
+  return RecordedWorkingSet{core.working_set(), core.written_pages()};
 }
 
 pid_t VmAccess::WorkerPid(const Vm& vm) {
-  return vm.worker_ ? vm.worker_->pid() : -1;
+  const WorkerClient* worker = Worker(vm);
+  return worker != nullptr ? worker->pid() : -1;
 }
 
 std::string VmAccess::WorkerSelfTest(const Vm& vm) {
-  return vm.worker_ ? vm.worker_->self_test() : std::string();
+  const WorkerClient* worker = Worker(vm);
+  return worker != nullptr ? worker->self_test() : std::string();
 }
 
 absl::StatusOr<std::unique_ptr<Vm>> VmAccess::RestoreOverMemoryFile(
@@ -504,60 +516,21 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& path,
 
 absl::Status Vm::Snapshot(const std::string& path,
                           const SnapshotOptions& options) {
-  if (linux_) return linux_->Snapshot(path, options);
-  if (worker_) return worker_->Snapshot(path, options);
-  internal::VmCore::Turn turn(*core_, "Snapshot");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Snapshot(path, options);
+  return impl_->Snapshot(path, options);
 }
 
-absl::Status Vm::Reset() {
-  if (linux_) return linux_->Reset();
-  if (worker_) return worker_->Reset();
-  internal::VmCore::Turn turn(*core_, "Reset");
-  if (!turn.status().ok()) return turn.status();
-  return core_->Reset();
-}
+absl::Status Vm::Reset() { return impl_->Reset(); }
 
-absl::Status Vm::WriteWorkingSet() {
-  if (linux_) return linux_->WriteWorkingSet(nullptr);
-  if (worker_) return worker_->WriteWorkingSet(nullptr);
-  internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
-  if (!turn.status().ok()) return turn.status();
-  return core_->WriteWorkingSet(nullptr);
-}
+absl::Status Vm::WriteWorkingSet() { return impl_->WriteWorkingSet(nullptr); }
 
 absl::Status Vm::WriteWorkingSet(const SigningKey& key) {
-  if (linux_) {
-    return linux_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
-  }
-  if (worker_) {
-    return worker_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
-  }
-  internal::VmCore::Turn turn(*core_, "WriteWorkingSet");
-  if (!turn.status().ok()) return turn.status();
-  return core_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
+  return impl_->WriteWorkingSet(&internal::KeyAccess::Secret(key));
 }
 
-RestoreStats Vm::restore_stats() const {
-  if (linux_) return linux_->restore_stats();
-  return worker_ ? worker_->restore_stats() : core_->restore_stats();
-}
+RestoreStats Vm::restore_stats() const { return impl_->restore_stats(); }
 
-absl::Status Vm::failure() const {
-  if (linux_) return linux_->failure();
-  if (worker_) return worker_->failure();
-  internal::VmCore::Turn turn(*core_, "failure");
-  if (!turn.status().ok()) return turn.status();
-  return core_->failure();
-}
+absl::Status Vm::failure() const { return impl_->failure(); }
 
-ProgramStats Vm::program_stats() const {
-  if (linux_) return {};
-  if (worker_) return worker_->program_stats();
-  internal::VmCore::Turn turn(*core_, "program_stats");
-  if (!turn.status().ok()) return {};
-  return core_->runtime().program_stats();
-}
+ProgramStats Vm::program_stats() const { return impl_->program_stats(); }
 
 }  // namespace thaw

@@ -51,9 +51,8 @@
 namespace thaw {
 
 namespace internal {
-struct VmAccess;     // lib/vm_internal.h: thaw's own tools, not the public API
-class VmCore;        // lib/vm_core.h
-class WorkerClient;  // lib/worker/worker_client.h
+struct VmAccess;  // lib/vm_internal.h: thaw's own tools, not the public API
+class VmImpl;     // lib/vm_impl.h: where a Vm lives
 }  // namespace internal
 
 // OK if this process can run guests on KVM, which is what kAuto picks then;
@@ -66,10 +65,6 @@ absl::Status CheckKvm();
 // status reaches the guest as THAW_ERR_HOST; it does not fail the Vm.
 using HostFunction =
     std::function<absl::StatusOr<std::string>(absl::string_view input)>;
-
-namespace internal {
-class LinuxVm;  // lib/linuxvm/linux_vm.h
-}  // namespace internal
 
 class Vm {
  public:
@@ -210,14 +205,9 @@ class Vm {
  private:
   friend class Snapshot;
   friend struct internal::VmAccess;
-  explicit Vm(std::unique_ptr<internal::VmCore> core);
-  explicit Vm(std::unique_ptr<internal::WorkerClient> worker);
-  explicit Vm(std::unique_ptr<internal::LinuxVm> linux_vm);
-  // Exactly one is set: the Vm lives here (core_), in a worker process, or
-  // is a whole Linux machine.
-  std::unique_ptr<internal::VmCore> core_;
-  std::unique_ptr<internal::WorkerClient> worker_;
-  std::unique_ptr<internal::LinuxVm> linux_;
+  explicit Vm(std::unique_ptr<internal::VmImpl> impl);
+  // In this process, in a worker process, or a whole Linux machine.
+  std::unique_ptr<internal::VmImpl> impl_;
 };
 
 }  // namespace thaw

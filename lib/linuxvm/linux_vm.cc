@@ -307,6 +307,38 @@ absl::Status LinuxVm::LoadKernel(absl::string_view kernel,
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status WrongKind(absl::string_view operation) {
+  return absl::FailedPreconditionError(
+      absl::StrCat(operation,
+                   ": this Vm was created for a Linux VM (LoadKernel); set "
+                   "VmConfig::guest_kind"));
+}
+
+}  // namespace
+
+absl::Status LinuxVm::LoadGuestImage(absl::Span<const uint8_t>,
+                                     absl::string_view) {
+  return WrongKind("LoadGuest");
+}
+
+absl::Status LinuxVm::LoadProgram(absl::Span<const uint8_t>, absl::string_view,
+                                  const ProgramOptions&) {
+  return WrongKind("LoadProgram");
+}
+
+absl::Status LinuxVm::RegisterHostFunction(std::string, HostFunction) {
+  return absl::UnimplementedError(
+      "RegisterHostFunction: a Linux VM's functions cannot call the host "
+      "yet");
+}
+
+absl::StatusOr<uint64_t> LinuxVm::FindSymbol(absl::string_view) {
+  return absl::UnimplementedError(
+      "FindGuestSymbol: a Linux VM's kernel symbols are not read");
+}
+
 absl::Status LinuxVm::Fail(absl::Status error) {
   state_ = State::kFailed;
   failure_ = error;
@@ -614,7 +646,7 @@ absl::Status LinuxVm::WriteWorkingSet(const snapshot::SecretKey* key) {
                                          {}, key);
 }
 
-RestoreStats LinuxVm::restore_stats() const {
+RestoreStats LinuxVm::restore_stats() {
   RestoreStats stats;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -661,24 +693,24 @@ absl::StatusOr<size_t> LinuxVm::WriteConsole(absl::string_view bytes) {
   return machine_->serial().QueueInput(bytes);
 }
 
-std::string LinuxVm::console() const {
+std::string LinuxVm::console() {
   std::string text = console_.Contents();
   std::lock_guard<std::mutex> lock(mutex_);
   return text + console_line_;
 }
 
-PhaseReport LinuxVm::report() const {
+PhaseReport LinuxVm::report() {
   std::lock_guard<std::mutex> lock(mutex_);
   return report_;
 }
 
-absl::Status LinuxVm::failure() const {
+absl::Status LinuxVm::failure() {
   std::lock_guard<std::mutex> op(operation_mutex_);
   return failure_;
 }
 
 absl::StatusOr<std::string> LinuxVm::ReadMemory(uint64_t address,
-                                                uint64_t size) const {
+                                                uint64_t size) {
   // From the memory source, which outlives every machine Reset builds.
   auto memory = GuestMemory::View(source_->base(), source_->size());
   auto slice = memory->Slice(address, size, "ReadGuestMemory");

@@ -27,6 +27,7 @@
 #include "lib/linuxvm/agent_messages.h"
 #include "lib/linuxvm/linux_machine.h"
 #include "lib/snapshot_state.h"
+#include "lib/vm_impl.h"
 #include "snapshot/memory_source.h"
 #include "thaw/options.h"
 #include "thaw/report.h"
@@ -38,7 +39,7 @@ using linuxvm::AgentMessage;
 // InvalidArgument naming the field for a VmConfig a Linux VM cannot take.
 absl::Status CheckLinuxVmConfig(const VmConfig& config);
 
-class LinuxVm {
+class LinuxVm final : public VmImpl {
  public:
   // Unavailable where KVM cannot run it.
   static absl::StatusOr<std::unique_ptr<LinuxVm>> Create(
@@ -53,37 +54,51 @@ class LinuxVm {
       const RestoreOptions& options, absl::Time start);
   ~LinuxVm();
 
-  const VmConfig& config() const { return config_; }
+  BackendKind backend() const override { return BackendKind::kKvm; }
+  const VmConfig& config() const override { return config_; }
 
+  // A Linux VM takes a kernel; a guest, a program or a host function is
+  // FailedPrecondition or Unimplemented naming why.
+  absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
+                              absl::string_view name) override;
+  absl::Status LoadProgram(absl::Span<const uint8_t> elf,
+                           absl::string_view name,
+                           const ProgramOptions& options) override;
   absl::Status LoadKernel(absl::string_view kernel,
                           absl::string_view kernel_name,
                           absl::string_view initrd,
                           absl::string_view initrd_name,
-                          const LinuxBootOptions& options);
-  absl::Status Boot();
+                          const LinuxBootOptions& options) override;
+  absl::Status Boot() override;
   absl::StatusOr<std::string> Call(absl::string_view function,
-                                   absl::string_view input);
+                                   absl::string_view input) override;
+  absl::Status RegisterHostFunction(std::string name, HostFunction fn) override;
 
   // The whole machine, paused for the time it takes, between calls.
   absl::Status Snapshot(const std::string& path,
-                        const SnapshotOptions& options);
+                        const SnapshotOptions& options) override;
   // For a Vm restored with RestoreEngine::kSharedBase: a new machine over
   // the same memory with the pages written since put back, the snapshot's
   // state, a new generation and fresh entropy. Works on a failed Vm too.
-  absl::Status Reset();
-  absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
-  RestoreStats restore_stats() const;
+  absl::Status Reset() override;
+  absl::Status WriteWorkingSet(const snapshot::SecretKey* key) override;
+  // Zero: a Linux VM's system calls are its kernel's.
+  ProgramStats program_stats() override { return {}; }
+  RestoreStats restore_stats() override;
 
-  void Pause();
-  void Resume();
-  bool paused() const;
+  void Pause() override;
+  void Resume() override;
+  bool paused() const override;
   // Queues bytes for the guest to read from its console (ttyS0); returns
   // how many fit (the UART holds SerialPort::kInputLimit).
-  absl::StatusOr<size_t> WriteConsole(absl::string_view bytes);
-  std::string console() const;
-  PhaseReport report() const;
-  absl::Status failure() const;
-  absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size) const;
+  absl::StatusOr<size_t> WriteConsole(absl::string_view bytes) override;
+  std::string console() override;
+  PhaseReport report() override;
+  absl::Status failure() override;
+  absl::StatusOr<std::string> ReadMemory(uint64_t address,
+                                         uint64_t size) override;
+  // Unimplemented: the kernel's symbols are not read.
+  absl::StatusOr<uint64_t> FindSymbol(absl::string_view name) override;
 
  private:
   enum class State { kCreated, kLoaded, kReady, kFailed };

@@ -34,6 +34,7 @@
 
 #include "absl/status/statusor.h"
 #include "lib/linux/file_view.h"
+#include "lib/vm_impl.h"
 #include "lib/worker/channel.h"
 #include "lib/worker/worker.pb.h"
 #include "snapshot/signature.h"
@@ -44,7 +45,7 @@ namespace thaw::internal {
 
 class SnapshotState;
 
-class WorkerClient {
+class WorkerClient final : public VmImpl {
  public:
   // How long a wait for the worker's next message may take: its call
   // timeout and this slack (the worker's own watchdog ends a guest at the
@@ -66,36 +67,39 @@ class WorkerClient {
       absl::Duration slack = kAnswerSlack);
   ~WorkerClient();
 
-  const VmConfig& config() const { return config_; }
+  // The worker runs the emulated backend only.
+  BackendKind backend() const override { return BackendKind::kEmulated; }
+  const VmConfig& config() const override { return config_; }
   pid_t pid() const { return pid_; }
   // What the worker's confinement self-test found (THAW_WORKER_SELF_TEST).
   const std::string& self_test() const { return self_test_; }
 
   absl::Status LoadGuestImage(absl::Span<const uint8_t> elf,
-                              absl::string_view name);
+                              absl::string_view name) override;
   absl::Status LoadProgram(absl::Span<const uint8_t> elf,
                            absl::string_view name,
-                           const ProgramOptions& options);
-  absl::Status Boot();
+                           const ProgramOptions& options) override;
+  absl::Status Boot() override;
   absl::StatusOr<std::string> Call(absl::string_view function,
-                                   absl::string_view input);
-  absl::Status RegisterHostFunction(std::string name, HostFunction fn);
+                                   absl::string_view input) override;
+  absl::Status RegisterHostFunction(std::string name, HostFunction fn) override;
   absl::Status Snapshot(const std::string& path,
-                        const SnapshotOptions& options);
+                        const SnapshotOptions& options) override;
   // Rewrites the file this Vm was restored from with what the worker
   // recorded (record_working_set); signed with `key` when given.
-  absl::Status WriteWorkingSet(const snapshot::SecretKey* key);
-  absl::Status Reset();
-  absl::StatusOr<std::string> ReadMemory(uint64_t address, uint64_t size);
-  absl::StatusOr<uint64_t> FindSymbol(absl::string_view name);
-  std::string console();
-  absl::Status failure();
-  PhaseReport report();
-  RestoreStats restore_stats();
-  ProgramStats program_stats();
-  void Pause();
-  void Resume();
-  bool paused() const { return paused_.load(); }
+  absl::Status WriteWorkingSet(const snapshot::SecretKey* key) override;
+  absl::Status Reset() override;
+  absl::StatusOr<std::string> ReadMemory(uint64_t address,
+                                         uint64_t size) override;
+  absl::StatusOr<uint64_t> FindSymbol(absl::string_view name) override;
+  std::string console() override;
+  absl::Status failure() override;
+  PhaseReport report() override;
+  RestoreStats restore_stats() override;
+  ProgramStats program_stats() override;
+  void Pause() override;
+  void Resume() override;
+  bool paused() const override { return paused_.load(); }
 
  private:
   WorkerClient() = default;
