@@ -7,12 +7,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "thaw/vm.h"
 
 namespace thaw::snapshot {
 class SnapshotImage;
+struct WriteRequest;  // snapshot/writer.h
 }  // namespace thaw::snapshot
 
 namespace thaw::internal {
@@ -27,6 +29,17 @@ class WorkerClient;  // lib/worker/worker_client.h
 absl::StatusOr<std::string> CheckDiffParent(
     const std::string& path, const std::string& parent_path,
     const snapshot::SnapshotImage& restored_from);
+
+// The parts of a snapshot's WriteRequest every kind of Vm fills alike:
+// path and options, the image the Vm was restored from (`restored_from`,
+// null if booted: its unchanged chunks are copied), `working_set` when the
+// chunk size it was recorded in still holds, and the diff parent
+// (CheckDiffParent, unless a worker's host has checked it:
+// `parent_checked`). The caller adds memory, hints and the manifest.
+absl::StatusOr<snapshot::WriteRequest> BeginWriteRequest(
+    const std::string& path, const SnapshotOptions& options,
+    std::shared_ptr<const snapshot::SnapshotImage> restored_from,
+    std::vector<uint32_t> working_set, bool parent_checked);
 
 struct VmAccess {
   // Firecracker's way of restoring, as the benchmarks' baseline: guest

@@ -190,38 +190,12 @@ absl::Status VmCore::Snapshot(const std::string& path,
     return absl::InvalidArgumentError("Snapshot: empty path");
   }
   absl::Time start = absl::Now();
-  snapshot::WriteRequest request;
-  request.path = path;
+  auto begun = BeginWriteRequest(
+      path, options, restored_.image,
+      recording_ ? std::vector<uint32_t>() : working_set_, parent_checked);
+  if (!begun.ok()) return begun.status();
+  snapshot::WriteRequest& request = *begun;
   request.output_fd = output_fd;
-  request.level = options.compression_level;
-  request.chunk_size = options.chunk_size;
-  request.source = restored_.image;
-  request.progress = options.progress;
-  request.threads = options.threads;
-  if (options.signing_key.has_value()) {
-    request.signing_key = &KeyAccess::Secret(*options.signing_key);
-  }
-  // A working set this Vm recorded goes first in the new file too (its
-  // chunk numbers hold only for the chunk size they were recorded in).
-  if (!recording_ && restored_.image != nullptr &&
-      restored_.image->chunk_size() == options.chunk_size) {
-    request.working_set = working_set_;
-  }
-  if (!options.parent.empty()) {
-    if (restored_.image == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
-                       "\" needs a Vm restored from it; this one was booted"));
-    }
-    request.diff = true;
-    if (parent_checked) {
-      request.parent_path = options.parent;
-    } else {
-      auto recorded = CheckDiffParent(path, options.parent, *restored_.image);
-      if (!recorded.ok()) return recorded.status();
-      request.parent_path = *std::move(recorded);
-    }
-  }
   // The guest's before-snapshot hook runs first, so it can drop secrets.
   absl::Status hook = runtime_->BeginBeforeSnapshot();
   if (hook.ok()) hook = RunGuest("before-snapshot hook");
@@ -365,6 +339,44 @@ absl::StatusOr<std::string> CheckDiffParent(
   return absolute.parent_path() == fs::absolute(path).parent_path()
              ? absolute.filename().string()
              : absolute.string();
+}
+
+absl::StatusOr<snapshot::WriteRequest> BeginWriteRequest(
+    const std::string& path, const SnapshotOptions& options,
+    std::shared_ptr<const snapshot::SnapshotImage> restored_from,
+    std::vector<uint32_t> working_set, bool parent_checked) {
+  snapshot::WriteRequest request;
+  request.path = path;
+  request.level = options.compression_level;
+  request.chunk_size = options.chunk_size;
+  request.progress = options.progress;
+  request.threads = options.threads;
+  if (options.signing_key.has_value()) {
+    request.signing_key = &KeyAccess::Secret(*options.signing_key);
+  }
+  // A recorded working set goes first in the new file too (its chunk
+  // numbers hold only for the chunk size they were recorded in).
+  if (restored_from != nullptr &&
+      restored_from->chunk_size() == options.chunk_size) {
+    request.working_set = std::move(working_set);
+  }
+  if (!options.parent.empty()) {
+    if (restored_from == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
+                       "\" needs a Vm restored from it; this one was booted"));
+    }
+    request.diff = true;
+    if (parent_checked) {
+      request.parent_path = options.parent;
+    } else {
+      auto recorded = CheckDiffParent(path, options.parent, *restored_from);
+      if (!recorded.ok()) return recorded.status();
+      request.parent_path = *std::move(recorded);
+    }
+  }
+  request.source = std::move(restored_from);
+  return request;
 }
 
 absl::Status VmCore::WriteWorkingSet(const snapshot::SecretKey* key) {

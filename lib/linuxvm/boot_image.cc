@@ -269,6 +269,14 @@ std::string BuildMpTable(uint32_t table_address, int vcpus) {
 
 }  // namespace
 
+absl::Status CheckVcpuCount(int vcpus) {
+  if (vcpus < 1 || vcpus > kMaxVcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vcpus %d: must be from 1 to %d", vcpus, kMaxVcpus));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<KernelImage> ParseKernel(absl::string_view image,
                                         absl::string_view name) {
   if (image.size() >= 4 && image.substr(0, 4) ==
@@ -296,10 +304,7 @@ absl::StatusOr<BootLayout> PlaceBootImage(absl::Span<uint8_t> memory,
         absl::StrFormat("Linux VM memory %u MiB: must be from 32 MiB to %u MiB",
                         size >> 20, kMaxMemory >> 20));
   }
-  if (vcpus < 1 || vcpus > kMaxVcpus) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("vcpus %d: must be from 1 to %d", vcpus, kMaxVcpus));
-  }
+  if (absl::Status s = CheckVcpuCount(vcpus); !s.ok()) return s;
   if (kernel.load_end > size) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "the kernel needs memory up to %u MiB (its load address and "

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -35,6 +36,8 @@ inline constexpr uint64_t kLocalApicAddress = 0xfee00000;
 // Guest memory ends below the IOAPIC/LAPIC window (one e820 RAM range).
 inline constexpr uint64_t kMaxMemory = 3ull << 30;
 inline constexpr int kMaxVcpus = 16;
+// InvalidArgument ("vcpus N: must be from 1 to 16") outside that range.
+absl::Status CheckVcpuCount(int vcpus);
 // The IOAPIC pin the PCI device in slot 1 (virtio console) interrupts on;
 // ISA IRQs 0-15 are pins 0-15.
 inline constexpr int kPciIrqPin = 16;

@@ -79,10 +79,7 @@ absl::StatusOr<std::unique_ptr<LinuxMachine>> LinuxMachine::Create(
 }
 
 absl::Status LinuxMachine::Build(const Options& options) {
-  if (options.vcpus < 1 || options.vcpus > kMaxVcpus) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "vcpus %d: must be from 1 to %d", options.vcpus, kMaxVcpus));
-  }
+  if (absl::Status s = CheckVcpuCount(options.vcpus); !s.ok()) return s;
   kvm_fd_ = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (kvm_fd_ < 0) {
     return absl::UnavailableError(

@@ -64,10 +64,9 @@ absl::Status CheckLinuxVmConfig(const VmConfig& config) {
         "2 MiB from 32 MiB to %u MiB",
         config.memory_size, linuxvm::kMaxMemory >> 20));
   }
-  if (config.vcpus < 1 || config.vcpus > linuxvm::kMaxVcpus) {
+  if (absl::Status s = linuxvm::CheckVcpuCount(config.vcpus); !s.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("VmConfig.vcpus: %d; a Linux VM takes 1 to %d",
-                        config.vcpus, linuxvm::kMaxVcpus));
+        absl::StrCat("VmConfig.", s.message(), " for a Linux VM"));
   }
   if (config.output_buffer_size > THAW_AGENT_PAYLOAD_MAX ||
       config.input_buffer_size > THAW_AGENT_PAYLOAD_MAX) {
@@ -575,31 +574,11 @@ absl::Status LinuxVm::Snapshot(const std::string& path,
   }
   if (path.empty()) return absl::InvalidArgumentError("Snapshot: empty path");
   const absl::Time start = absl::Now();
-  snapshot::WriteRequest request;
-  request.path = path;
-  request.level = options.compression_level;
-  request.chunk_size = options.chunk_size;
-  request.source = restored_image_;
-  request.progress = options.progress;
-  request.threads = options.threads;
-  if (options.signing_key.has_value()) {
-    request.signing_key = &KeyAccess::Secret(*options.signing_key);
-  }
-  if (!recording_ && restored_image_ != nullptr &&
-      restored_image_->chunk_size() == options.chunk_size) {
-    request.working_set = working_set_;
-  }
-  if (!options.parent.empty()) {
-    if (restored_image_ == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("Snapshot: a diff snapshot against \"", options.parent,
-                       "\" needs a Vm restored from it; this one was booted"));
-    }
-    auto recorded = CheckDiffParent(path, options.parent, *restored_image_);
-    if (!recorded.ok()) return recorded.status();
-    request.diff = true;
-    request.parent_path = *std::move(recorded);
-  }
+  auto begun = BeginWriteRequest(
+      path, options, restored_image_,
+      recording_ ? std::vector<uint32_t>() : working_set_, false);
+  if (!begun.ok()) return begun.status();
+  snapshot::WriteRequest& request = *begun;
   snapshot::proto::Manifest& m = request.manifest;
   m.set_source_backend("kvm");
   snapshot::proto::VmConfig& c = *m.mutable_config();
