@@ -28,6 +28,7 @@
 #include "snapshot/uring_reader.h"
 
 namespace thaw::remote {
+
 namespace {
 
 // Frames this close in the file are fetched in one request with the bytes
@@ -42,6 +43,10 @@ constexpr uint64_t kCoalesceGap = 256u << 10;
 
 // A fetch of more than this is split into slices fetched at once.
 constexpr uint64_t kSliceBytes = 512u << 10;
+// Packed twins are asked for in ranges of at most this, all in flight at
+// once: each is decoded as soon as it is in, while the rest are still on
+// the way, rather than all of a slice after its last byte.
+constexpr uint64_t kTwinRangeBytes = 256u << 10;
 // Enough for the eager engine's threads and a lazy restore's fault server
 // and prefetcher to each have a fetch in flight.
 constexpr int kFetchThreads = 6;
@@ -125,6 +130,14 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
               });
     rank_.resize(frames);
     for (uint32_t i = 0; i < frames; ++i) rank_[by_offset_[i]] = i;
+    zero_hash_ = snapshot::HashContent(ZeroChunk(file.chunk_size()));
+    checked_here_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
+    for (uint32_t i = 0; i < frames; ++i) checked_here_[i].store(0);
+  }
+
+  bool CheckedHere(uint32_t frame) const override {
+    return checked_here_ != nullptr &&
+           checked_here_[frame].load(std::memory_order_acquire) != 0;
   }
 
   absl::Status Fetch(const snapshot::SnapshotFile& file,
@@ -154,6 +167,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       }
     }
     const Plan plan = PlanFetch(file, std::move(wanted));
+    if (absl::Status s = MakeZeros(file, plan.zeros); !s.ok()) return s;
     std::vector<std::function<absl::Status()>> jobs;
     for (const auto& slice : plan.slices) {
       jobs.push_back([&] { return FetchHere(file, slice); });
@@ -171,6 +185,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
                     const std::shared_ptr<const snapshot::SnapshotFile>& file,
                     std::vector<uint32_t> frames) {
     const Plan plan = self->PlanFetch(*file, std::move(frames));
+    if (!self->MakeZeros(*file, plan.zeros).ok()) return;  // left to Fetch
     for (const auto& slice : plan.slices) {
       self->store_->Later(
           [self, file, slice] { self->FetchHere(*file, slice).IgnoreError(); });
@@ -186,7 +201,49 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   struct Plan {
     std::vector<std::vector<uint32_t>> slices;
     std::vector<std::pair<uint32_t, uint32_t>> copies;  // (frame, equal one)
+    std::vector<uint32_t> zeros;  // raw frames of zeros (ZeroFrame)
   };
+  // A chunk of zeros, for hashes and checks.
+  static absl::Span<const uint8_t> ZeroChunk(uint32_t size) {
+    static const auto* zeros =
+        new std::vector<uint8_t>(snapshot::kMaxChunkSize);
+    return absl::MakeConstSpan(*zeros).first(size);
+  }
+  // Whether raw frame `f` is a chunk of zeros (a recorded working set keeps
+  // each zero chunk as a raw frame of its own, so that it can be mapped):
+  // its content hash says so, and its checksum (and signed digest) agree.
+  bool ZeroFrame(const snapshot::SnapshotFile& file, uint32_t f) const {
+    return file.FrameSize(f) == file.chunk_size() &&
+           file.FrameContentHash(f) == zero_hash_ &&
+           file.CheckStored(f, ZeroChunk(file.chunk_size())).ok();
+  }
+  // Makes each of `zeros` a hole in the stand-in, which reads as zeros:
+  // no bytes fetched, decoded or written (a working set's zero chunks
+  // were a third of its frames, each written at a restore before).
+  absl::Status MakeZeros(const snapshot::SnapshotFile& file,
+                         const std::vector<uint32_t>& zeros) const {
+    for (uint32_t f : zeros) {
+      if (present_[f].load(std::memory_order_acquire)) continue;
+      const uint64_t at = file.FrameOffset(f), size = file.FrameSize(f);
+      // (A hole is made even where one may already be: bytes a torn
+      // write left there are not zeros.)
+      if (fallocate(file.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at,
+                    size) != 0) {
+        if (errno != EOPNOTSUPP) {
+          return ErrnoStatus(
+              absl::StrCat("clear frame ", f, " of \"", file.path(), "\""),
+              errno);
+        }
+        if (absl::Status s =
+                WriteAt(file.fd(), ZeroChunk(size), at, file.path());
+            !s.ok()) {
+          return s;
+        }
+      }
+      Placed(f);
+    }
+    return absl::OkStatus();
+  }
   Plan PlanFetch(const snapshot::SnapshotFile& file,
                  std::vector<uint32_t> wanted) const {
     Plan plan;
@@ -196,6 +253,10 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     std::vector<uint32_t> unique;
     for (uint32_t f : wanted) {
       if (f >= file.frame_count()) continue;
+      if (ZeroFrame(file, f)) {
+        plan.zeros.push_back(f);
+        continue;
+      }
       const snapshot::ContentHash h = file.FrameContentHash(f);
       auto [it, inserted] = first.try_emplace(
           std::tuple{h.low, h.high, file.StoredHash(f), file.FrameSize(f)}, f);
@@ -252,7 +313,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
           !s.ok()) {
         return s;
       }
-      present_[f].store(1, std::memory_order_release);
+      Placed(f);
     }
     return absl::OkStatus();
   }
@@ -336,7 +397,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         !s.ok()) {
       return s;
     }
-    present_[f].store(1, std::memory_order_release);
+    Placed(f);
     store_->fetch_.cache_hits.fetch_add(1, std::memory_order_relaxed);
     store_->fetch_.bytes_deduplicated.fetch_add(buffer.size(),
                                                 std::memory_order_relaxed);
@@ -518,7 +579,8 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         Range& last = ranges.back();
         const uint64_t end = last.first + last.size;
         if (twin->offset >= end && twin->offset - end <= kPaddingGap &&
-            twin->offset + twin->size - last.first <= max_request) {
+            twin->offset + twin->size - last.first <=
+                std::min(max_request, kTwinRangeBytes)) {
           last.size = twin->offset + twin->size - last.first;
           last.frames.push_back(f);
           continue;
@@ -597,12 +659,19 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     return absl::OkStatus();
   }
 
+  // Frame `f`, checked here, is in the stand-in: present for every handle
+  // on it, and checked for this one's engines.
+  void Placed(uint32_t f) const {
+    checked_here_[f].store(1, std::memory_order_release);
+    present_[f].store(1, std::memory_order_release);
+  }
+
   // Frame `f` is in the stand-in: marks it present and keeps `stored` for
   // the cache as entry `key` (its own stored bytes when empty).
   void Arrived(const snapshot::SnapshotFile& file, uint32_t f,
                absl::Span<const uint8_t> stored, PendingPuts* puts,
                std::string key = "") const {
-    present_[f].store(1, std::memory_order_release);
+    Placed(f);
     store_->fetch_.frames_fetched.fetch_add(1, std::memory_order_relaxed);
     if (store_->cache() == nullptr || puts == nullptr) return;
     std::lock_guard<std::mutex> lock(puts_mutex_);
@@ -621,6 +690,9 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   std::atomic<uint8_t>* present_ = nullptr;  // one of the two
   std::vector<uint32_t> by_offset_;          // frame indices in file order
   std::vector<uint32_t> rank_;               // each frame's place in by_offset_
+  snapshot::ContentHash zero_hash_;          // of a chunk of zeros
+  // The frames this handle checked as it put them in the stand-in.
+  std::unique_ptr<std::atomic<uint8_t>[]> checked_here_;
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_

@@ -35,6 +35,11 @@ class FrameFetcher {
   // checks however often they were fetched).
   virtual absl::Status Fetch(const SnapshotFile& file,
                              absl::Span<const uint32_t> frames) const = 0;
+  // Whether this process checked frame `frame`'s bytes (as CheckStored
+  // does) when it put them in file.fd(): an engine that maps the frame
+  // need not read them again to check them. False for a frame that was
+  // there before (put there by another process, or earlier).
+  virtual bool CheckedHere(uint32_t /*frame*/) const { return false; }
 };
 
 }  // namespace thaw::snapshot

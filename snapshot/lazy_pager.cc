@@ -366,8 +366,17 @@ VerifiedFiles& Verified() {
 bool LazyPager::AlreadyVerified() {
   for (const MappedRun& run : mapped_) {
     const SnapshotFile& file = *image_->files()[run.file];
-    std::lock_guard<std::mutex> lock(Verified().mutex);
-    if (!Verified().Contains(file)) return false;
+    {
+      std::lock_guard<std::mutex> lock(Verified().mutex);
+      if (Verified().Contains(file)) continue;
+    }
+    // A stand-in's frames that this process fetched were checked as they
+    // came (remote/): reading them back to check them again finds nothing.
+    for (uint64_t i = 0; i < run.count; ++i) {
+      if (!file.CheckedHere(image_->Locate(run.first + i).frame)) {
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -393,6 +402,7 @@ void LazyPager::VerifyMapped() {
     const auto* bytes = static_cast<const uint8_t*>(view);
     for (uint64_t i = 0; i < run.count && ok; ++i) {
       SnapshotImage::Location where = image_->Locate(run.first + i);
+      if (file.CheckedHere(where.frame)) continue;  // as it was fetched
       const auto chunk =
           absl::MakeConstSpan(bytes + i * chunk_size_, chunk_size_);
       // A signed file's digest covers what the checksum would: one pass.

@@ -106,6 +106,11 @@ class SnapshotFile {
   }
   // Whether frames come from elsewhere (a stand-in).
   bool fetched() const { return fetcher_ != nullptr; }
+  // Whether this process checked frame `frame` as it fetched it into the
+  // stand-in (FrameFetcher::CheckedHere); false for a local file.
+  bool CheckedHere(uint32_t frame) const {
+    return fetcher_ != nullptr && fetcher_->CheckedHere(frame);
+  }
   uint64_t StoredHash(uint32_t frame) const {
     return manifest_.frames().stored_hash(frame);
   }

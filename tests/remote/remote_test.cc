@@ -370,7 +370,8 @@ TEST_F(RemoteTest, APrefetchRestoreMapsTheRecordedWorkingSetFromTheStore) {
     record.record_working_set = true;
     auto r = Vm::Restore(local, record);
     ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(Call(**r, "table_sum"), sum);
+    // (Zero chunks too: the dirty area, untouched yet.)
+    EXPECT_EQ(Call(**r, "table_sum_and_zeros"), sum);
     ASSERT_TRUE((*r)->WriteWorkingSet().ok());
   }
   const std::string url = servers->nginx().Url("fns/" + name_ + "/ws.thaw");
@@ -402,6 +403,54 @@ TEST_F(RemoteTest, APrefetchRestoreMapsTheRecordedWorkingSetFromTheStore) {
   EXPECT_LT(info.packed_working_set_bytes, raw / 2) << info.ToString();
   EXPECT_LT(remote.bytes_fetched, raw / 2) << remote.ToString() << "\n"
                                            << info.ToString();
+  // The working set's zero chunks (raw frames of zeros, so that they can
+  // be mapped) come from nowhere: each is a hole in the host's image.
+  auto file = snapshot::SnapshotFile::Open(local);
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::vector<uint8_t> zeros(info.chunk_size, 0);
+  const snapshot::ContentHash zero_hash = snapshot::HashContent(zeros);
+  uint64_t zero_chunk = UINT64_MAX, zero_frames = 0, raw_frames = 0;
+  for (uint32_t f = 0; f < (*file)->frame_count(); ++f) {
+    if ((*file)->FrameSize(f) != info.chunk_size) continue;
+    ++raw_frames;
+    if ((*file)->FrameContentHash(f) == zero_hash) ++zero_frames;
+  }
+  for (uint64_t c = 0; c < (*file)->chunk_count(); ++c) {
+    const uint32_t f = (*file)->ChunkFrame(c);
+    if (f < (*file)->frame_count() &&
+        (*file)->FrameSize(f) == info.chunk_size &&
+        (*file)->FrameContentHash(f) == zero_hash) {
+      zero_chunk = c;
+      break;
+    }
+  }
+  ASSERT_GT(zero_frames, 0u) << "the working set has no zero chunk to test";
+  EXPECT_LE(remote.frames_fetched, raw_frames - zero_frames)
+      << remote.ToString();
+  // Bytes a torn write left where a zero chunk goes are not taken for it:
+  // garbage written into a fresh image there reads as zeros after a restore.
+  {
+    OpenOptions torn = Options("cache-torn");
+    torn.remote.fetch_working_set_on_open = false;
+    auto handle = Snapshot::Open(url, torn);
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    const std::string images = dir_ + "/cache-torn/images";
+    ASSERT_TRUE(fs::exists(images));
+    for (const auto& entry : fs::directory_iterator(images)) {
+      std::fstream image(entry.path(),
+                         std::ios::in | std::ios::out | std::ios::binary);
+      image.seekp((*file)->FrameOffset((*file)->ChunkFrame(zero_chunk)));
+      image << std::string(64, 'x');
+    }
+    auto torn_vm = handle->Restore(prefetch);
+    ASSERT_TRUE(torn_vm.ok()) << torn_vm.status();
+    // (Read before any call: the guest may write the chunk.)
+    auto bytes = (*torn_vm)->ReadGuestMemory(zero_chunk * info.chunk_size,
+                                              info.chunk_size);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_EQ(*bytes, std::string(info.chunk_size, '\0'));
+    EXPECT_EQ(Call(**torn_vm, "table_sum"), sum);
+  }
   // The chunk cache kept the twins: without the host's copy of the file, a
   // new handle decodes them from the cache and fetches nothing.
   auto cache = remote::ChunkCache::Open(dir_ + "/cache", 1ull << 40);
@@ -421,8 +470,6 @@ TEST_F(RemoteTest, APrefetchRestoreMapsTheRecordedWorkingSetFromTheStore) {
   // A store whose copy has a damaged twin: the restore names the frame and
   // the store, never runs the guest on it. (Written straight into nginx's
   // folder: `thaw push` verifies a file before sending it.)
-  auto file = snapshot::SnapshotFile::Open(local);
-  ASSERT_TRUE(file.ok()) << file.status();
   uint32_t twinned = snapshot::SnapshotFile::kZero;
   for (uint32_t f = 0; f < (*file)->frame_count(); ++f) {
     if ((*file)->Packed(f) != nullptr) {
