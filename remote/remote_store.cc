@@ -135,6 +135,13 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     for (uint32_t i = 0; i < frames; ++i) checked_here_[i].store(0);
   }
 
+  bool AllPresent(const snapshot::SnapshotFile& file) const {
+    for (uint32_t f = 0; f < file.frame_count(); ++f) {
+      if (!present_[f].load(std::memory_order_acquire)) return false;
+    }
+    return true;
+  }
+
   bool CheckedHere(uint32_t frame) const override {
     return checked_here_ != nullptr &&
            checked_here_[frame].load(std::memory_order_acquire) != 0;
@@ -184,6 +191,11 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   static void Start(const std::shared_ptr<const Frames>& self,
                     const std::shared_ptr<const snapshot::SnapshotFile>& file,
                     std::vector<uint32_t> frames) {
+    std::erase_if(frames, [&](uint32_t f) {
+      return f >= file->frame_count() ||
+             self->present_[f].load(std::memory_order_acquire);
+    });
+    if (frames.empty()) return;
     const Plan plan = self->PlanFetch(*file, std::move(frames));
     if (!self->MakeZeros(*file, plan.zeros).ok()) return;  // left to Fetch
     for (const auto& slice : plan.slices) {
@@ -718,11 +730,63 @@ RemoteStore::~RemoteStore() {
   }
 }
 
+absl::Status RemoteStore::StartThreads() {
+  std::lock_guard<std::mutex> lock(jobs_mutex_);
+  if (!fetch_threads_.empty()) return absl::OkStatus();
+  try {
+    StartThreadsLocked();
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("start the remote store's fetch threads: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void RemoteStore::StartThreadsLocked() {
+  // Fetch threads, and one thread for background jobs (cache writes) of
+  // its own: a fetch may wait on a claim that a background job releases,
+  // so background jobs never queue behind fetches. Started with the first
+  // job, not with the store: a handle whose frames are all on the host (a
+  // warm open) needs none.
+  for (int i = 0; i <= kFetchThreads; ++i) {
+    const bool background = i == kFetchThreads;
+    fetch_threads_.emplace_back([s = this, background] {
+      pthread_setname_np(pthread_self(),
+                         background ? "thaw-cache-put" : "thaw-fetch");
+      // Cache writes yield the cores to the restore they follow (a cold
+      // restore writes most of what it fetched into the cache too).
+      if (background) setpriority(PRIO_PROCESS, gettid(), 10);
+      auto& queue = background ? s->background_ : s->jobs_;
+      std::unique_lock<std::mutex> lock(s->jobs_mutex_);
+      while (true) {
+        s->jobs_cv_.wait(lock, [&] { return s->stopping_ || !queue.empty(); });
+        if (queue.empty()) return;  // stopping, nothing left
+        std::function<void()> job = std::move(queue.front());
+        queue.pop_front();
+        lock.unlock();
+        job();
+        job = nullptr;  // may destroy the store (see ~RemoteStore)
+        if (store_gone_on_this_thread) return;
+        lock.lock();
+      }
+    });
+  }
+}
+
 void RemoteStore::Enqueue(std::deque<std::function<void()>>& queue,
                           std::function<void()> job) {
   {
     std::lock_guard<std::mutex> lock(jobs_mutex_);
-    queue.push_back(std::move(job));
+    if (!fetch_threads_.empty()) {
+      queue.push_back(std::move(job));
+      job = nullptr;
+    }
+  }
+  if (job) {
+    // No threads (every frame was on the host at open): here. (The caller
+    // holds what the job holds, so the store outlives it.)
+    job();
+    return;
   }
   // (notify_all: the background thread waits on the same variable for
   // another queue, and could take a single wake-up meant for a fetch.)
@@ -731,6 +795,18 @@ void RemoteStore::Enqueue(std::deque<std::function<void()>>& queue,
 
 absl::Status RemoteStore::OnFetchThreads(
     const std::vector<std::function<absl::Status()>>& jobs) {
+  bool threads;
+  {
+    std::lock_guard<std::mutex> lock(jobs_mutex_);
+    threads = !fetch_threads_.empty();
+  }
+  if (!threads) {
+    // No threads (every frame was on the host at open): here.
+    for (const auto& job : jobs) {
+      if (absl::Status s = job(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   std::mutex done_mutex;
   std::condition_variable done_cv;
   size_t done = 0;
@@ -769,32 +845,6 @@ absl::StatusOr<std::shared_ptr<RemoteStore>> RemoteStore::Create(
         options.cache_max_bytes);
     if (!cache.ok()) return cache.status();
     store->cache_ = *std::move(cache);
-  }
-  // Fetch threads, and one thread for background jobs (cache writes) of
-  // its own: a fetch may wait on a claim that a background job releases,
-  // so background jobs never queue behind fetches.
-  for (int i = 0; i <= kFetchThreads; ++i) {
-    const bool background = i == kFetchThreads;
-    store->fetch_threads_.emplace_back([s = store.get(), background] {
-      pthread_setname_np(pthread_self(),
-                         background ? "thaw-cache-put" : "thaw-fetch");
-      // Cache writes yield the cores to the restore they follow (a cold
-      // restore writes most of what it fetched into the cache too).
-      if (background) setpriority(PRIO_PROCESS, gettid(), 10);
-      auto& queue = background ? s->background_ : s->jobs_;
-      std::unique_lock<std::mutex> lock(s->jobs_mutex_);
-      while (true) {
-        s->jobs_cv_.wait(lock, [&] { return s->stopping_ || !queue.empty(); });
-        if (queue.empty()) return;  // stopping, nothing left
-        std::function<void()> job = std::move(queue.front());
-        queue.pop_front();
-        lock.unlock();
-        job();
-        job = nullptr;  // may destroy the store (see ~RemoteStore)
-        if (store_gone_on_this_thread) return;
-        lock.lock();
-      }
-    });
   }
   return store;
 }
@@ -851,6 +901,8 @@ RemoteStore::OpenFile(const std::string& location,
   // kSpeculativeTail bytes — so that a manifest of that size or less costs
   // one round trip. The header is checked against its checksum as it
   // arrives, so bytes damaged on the way are fetched again.
+  // The store is asked: threads to fetch with start while it answers.
+  if (absl::Status s = StartThreads(); !s.ok()) return s;
   HttpResponse head, end;
   absl::Status s = (*client)->Run(
       {RangeRequest(where->url, 0, snapshot::kHeaderSize),
@@ -984,6 +1036,12 @@ RemoteStore::StandIn(int fd, uint64_t size, bool shared,
     presence.emplace(*std::move(mapped));
   }
   frames->Init(**file, std::move(presence));
+  // Threads to fetch with, unless every frame is on the host already
+  // (started here, on the opening thread: the threads that serve a
+  // restore's faults are confined and cannot start threads).
+  if (!frames->AllPresent(**file)) {
+    if (absl::Status s = StartThreads(); !s.ok()) return s;
+  }
   if (start_working_set && options_.fetch_working_set_on_open) {
     // The recorded working set is what a restore asks for first: on its
     // way now, it overlaps what the caller does before restoring.

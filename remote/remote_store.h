@@ -85,6 +85,11 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
   void Later(std::function<void()> job) { Enqueue(jobs_, std::move(job)); }
   void Enqueue(std::deque<std::function<void()>>& queue,
                std::function<void()> job);
+  // Starts the fetch threads, once; jobs run on the calling thread until
+  // then. StartThreadsLocked holds jobs_mutex_ and may throw
+  // std::system_error.
+  absl::Status StartThreads();
+  void StartThreadsLocked();
   // Runs `jobs` on fetch threads (at once, as many as are free) and
   // returns the first error, once all are done.
   absl::Status OnFetchThreads(
@@ -104,7 +109,7 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
   std::deque<std::function<void()>> jobs_;        // guarded by jobs_mutex_
   std::deque<std::function<void()>> background_;  // guarded by jobs_mutex_
   bool stopping_ = false;                         // guarded by jobs_mutex_
-  std::vector<std::thread> fetch_threads_;
+  std::vector<std::thread> fetch_threads_;        // guarded by jobs_mutex_
 };
 
 }  // namespace thaw::remote
