@@ -28,7 +28,6 @@
 #include "snapshot/uring_reader.h"
 
 namespace thaw::remote {
-
 namespace {
 
 // Frames this close in the file are fetched in one request with the bytes
@@ -103,14 +102,15 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
         etag_(std::move(etag)) {}
 
   // `shared`: the presence bytes of a host image (remote/local_image.h),
-  // which other processes set too; without, this handle's own.
-  void Init(const snapshot::SnapshotFile& file,
+  // which other processes set too; without, this handle's own. Returns
+  // whether every frame is on the host already.
+  bool Init(const snapshot::SnapshotFile& file,
             std::optional<Presence> shared) {
     const uint32_t frames = file.frame_count();
+    uint64_t on_host = 0;
     if (shared.has_value()) {
       shared_present_.emplace(*std::move(shared));
       present_ = shared_present_->bytes();
-      uint64_t on_host = 0;
       for (uint32_t i = 0; i < frames; ++i) {
         on_host += present_[i].load(std::memory_order_relaxed) != 0;
       }
@@ -133,13 +133,7 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     zero_hash_ = snapshot::HashContent(ZeroChunk(file.chunk_size()));
     checked_here_ = std::make_unique<std::atomic<uint8_t>[]>(frames);
     for (uint32_t i = 0; i < frames; ++i) checked_here_[i].store(0);
-  }
-
-  bool AllPresent(const snapshot::SnapshotFile& file) const {
-    for (uint32_t f = 0; f < file.frame_count(); ++f) {
-      if (!present_[f].load(std::memory_order_acquire)) return false;
-    }
-    return true;
+    return on_host == frames;
   }
 
   bool CheckedHere(uint32_t frame) const override {
@@ -745,9 +739,9 @@ absl::Status RemoteStore::StartThreads() {
 void RemoteStore::StartThreadsLocked() {
   // Fetch threads, and one thread for background jobs (cache writes) of
   // its own: a fetch may wait on a claim that a background job releases,
-  // so background jobs never queue behind fetches. Started with the first
-  // job, not with the store: a handle whose frames are all on the host (a
-  // warm open) needs none.
+  // so background jobs never queue behind fetches. Started when the store
+  // is asked or a stand-in lacks frames, not with the store: a handle
+  // whose frames are all on the host (a warm open) needs none.
   for (int i = 0; i <= kFetchThreads; ++i) {
     const bool background = i == kFetchThreads;
     fetch_threads_.emplace_back([s = this, background] {
@@ -1035,11 +1029,11 @@ RemoteStore::StandIn(int fd, uint64_t size, bool shared,
     if (!mapped.ok()) return mapped.status();
     presence.emplace(*std::move(mapped));
   }
-  frames->Init(**file, std::move(presence));
+  const bool all_on_host = frames->Init(**file, std::move(presence));
   // Threads to fetch with, unless every frame is on the host already
   // (started here, on the opening thread: the threads that serve a
   // restore's faults are confined and cannot start threads).
-  if (!frames->AllPresent(**file)) {
+  if (!all_on_host) {
     if (absl::Status s = StartThreads(); !s.ok()) return s;
   }
   if (start_working_set && options_.fetch_working_set_on_open) {

@@ -10,11 +10,12 @@
 // its threads may hold its files, and so the store: its last reference
 // can go on one of its own threads (see ~RemoteStore).
 //
-// Fetches run on the store's own threads ("thaw-fetch"), started with the
-// store: the restore threads that ask for frames (the lazy fault server,
-// the prefetcher) are confined by a seccomp filter that allows no socket
-// and no open (base/thread_confinement.h), and they only wait for the
-// answer.
+// Fetches run on the store's own threads ("thaw-fetch"), started on the
+// opening thread once the store is asked or a stand-in lacks frames (none
+// for a handle whose frames are all on the host): the restore threads that
+// ask for frames (the lazy fault server, the prefetcher) are confined by a
+// seccomp filter that allows no socket, no open and no new thread
+// (base/thread_confinement.h), and they only wait for the answer.
 //
 // Thread safety: OpenFile, stats and every stand-in's Fetch may be used
 // from any thread.

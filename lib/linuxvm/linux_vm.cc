@@ -216,11 +216,7 @@ absl::Status LinuxVm::Reset() {
   if (status.ok()) status = source_->Revert(*runs);
   if (status.ok()) status = StartMachine();
   if (status.ok()) status = ResumeFromImage();
-  if (!status.ok()) {
-    state_ = State::kFailed;
-    failure_ = status;
-    return status;
-  }
+  if (!status.ok()) return Fail(status);
   failure_ = absl::OkStatus();
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.resets;
