@@ -423,6 +423,52 @@ TEST_F(SnapshotCorruptionTest, AStateNoBackendCanRunIsFailedPrecondition) {
   EXPECT_THAT(vm.status().message(), HasSubstr("long mode"));
 }
 
+// FS and GS selectors whose GDT descriptors the CPU could not read when it
+// loads them: a GDT the page tables do not map, a descriptor past the GDT's
+// limit, and a page table pointing outside guest memory. Each is refused
+// with an error naming the register, on every engine, and the process goes
+// on (the emulator's own check faults outside a run, which crashed it).
+TEST_F(SnapshotCorruptionTest, ASegmentTheCpuCannotLoadIsRefused) {
+  const std::string path = *dir_ + "/segment.thaw";
+  struct Case {
+    const char* what;
+    std::function<void(snapshot::proto::Manifest&)> edit;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"GDT not mapped",
+       [](snapshot::proto::Manifest& m) {
+         m.mutable_vcpu()->mutable_gdt()->set_base(0x7F0000000000ull);
+       },
+       "FS selector"},
+      {"GS past the limit",
+       [](snapshot::proto::Manifest& m) {
+         m.mutable_vcpu()->mutable_gs()->set_selector(0x7F8);
+       },
+       "GS selector 0x7f8"},
+      {"page table outside memory",
+       [](snapshot::proto::Manifest& m) {
+         m.mutable_vcpu()->set_cr3(0x7FFFF000ull);
+       },
+       "FS selector"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    WriteFile(path, WithManifest([&](snapshot::proto::Manifest& m,
+                                     std::string&) { c.edit(m); }));
+    for (RestoreEngine engine : kRestoreEngines) {
+      RestoreOptions options;
+      options.backend = BackendKind::kEmulated;
+      options.engine = engine;
+      auto vm = Vm::Restore(path, options);
+      ASSERT_FALSE(vm.ok());
+      EXPECT_EQ(vm.status().code(), absl::StatusCode::kFailedPrecondition)
+          << vm.status();
+      EXPECT_THAT(vm.status().message(), HasSubstr(c.message));
+    }
+  }
+}
+
 // A damaged chunk that only a lazy restore reaches is tested per engine and
 // backend in tests/snapshot_test.cc (SnapshotEngineTest.
 // ADamagedChunkNeverYieldsAResult) and per engine alone in

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cstring>
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "lib/x86/boot_state.h"
+#include "lib/x86/page_walk.h"
 #include "thaw/abi.h"
 
 namespace thaw::emu {
@@ -29,6 +32,52 @@ constexpr uint64_t kNoFaultCr2 = 0xDEAD000000000000ull;
 absl::Status UcStatus(absl::string_view what, uc_err err) {
   return absl::InternalError(
       absl::StrCat("unicorn ", what, ": ", uc_strerror(err)));
+}
+
+// In 64-bit mode Unicorn loads FS and GS (the other selectors it only
+// stores) when they are written: it reads their GDT descriptors through
+// the guest's page tables and sets a clear accessed bit in memory. That
+// happens outside a run, where a fault unwinds into a stale frame and
+// takes the process down (found by fuzz/restore_fuzzer.cc), so each access
+// it will make is walked here first. A descriptor it can read but would
+// refuse (not present, not a data segment) comes back from the register
+// write as an error, which `LoadSelector` words.
+absl::Status CheckSelectorLoad(const GuestMemory& memory, const VcpuState& s,
+                               const char* name, uint16_t selector) {
+  if ((selector & 0xFFFC) == 0) return absl::OkStatus();  // null: no read
+  auto refuse = [&](const std::string& why) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("vCPU state: %s selector 0x%x cannot be loaded: %s",
+                        name, selector, why));
+  };
+  if ((selector & 4) != 0) {
+    return refuse("it names the LDT, which thaw does not restore");
+  }
+  const uint64_t index = selector & ~7u;
+  if (index + 7 > s.gdt.limit) {
+    return refuse(
+        absl::StrFormat("it lies past the GDT's limit 0x%x", s.gdt.limit));
+  }
+  // Byte by byte: a descriptor may straddle two pages.
+  uint8_t descriptor[8];
+  for (int i = 0; i < 8; ++i) {
+    auto physical = x86::TranslateForSupervisor(
+        memory, s, s.gdt.base + index + i, /*write=*/false);
+    if (!physical.ok()) return refuse(std::string(physical.status().message()));
+    if (absl::Status read = memory.Read(
+            *physical, absl::Span<uint8_t>(&descriptor[i], 1), "GDT");
+        !read.ok()) {
+      return refuse(std::string(read.message()));
+    }
+  }
+  constexpr uint8_t kAccessed = 1;  // bit 40 of the descriptor
+  if ((descriptor[5] & kAccessed) != 0) return absl::OkStatus();
+  for (int i = 4; i < 8; ++i) {
+    auto physical = x86::TranslateForSupervisor(
+        memory, s, s.gdt.base + index + i, /*write=*/true);
+    if (!physical.ok()) return refuse(std::string(physical.status().message()));
+  }
+  return absl::OkStatus();
 }
 
 class UnicornBackend final : public backend::Backend {
@@ -585,8 +634,22 @@ absl::Status UnicornBackend::SetState(const VcpuState& s) {
   write(UC_X86_REG_DS, s.ds.selector);
   write(UC_X86_REG_ES, s.es.selector);
   write(UC_X86_REG_CS, s.cs.selector);
-  write(UC_X86_REG_FS, s.fs.selector);
-  write(UC_X86_REG_GS, s.gs.selector);
+  if (err != UC_ERR_OK) return UcStatus("set vCPU state", err);
+  for (auto [name, id, selector] :
+       {std::tuple{"FS", UC_X86_REG_FS, s.fs.selector},
+        std::tuple{"GS", UC_X86_REG_GS, s.gs.selector}}) {
+    if (absl::Status check = CheckSelectorLoad(memory_, s, name, selector);
+        !check.ok()) {
+      return check;
+    }
+    uint64_t value = selector;
+    if (uc_reg_write(uc_, id, &value) != UC_ERR_OK) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "vCPU state: %s selector 0x%x cannot be loaded: its GDT descriptor "
+          "is not a present data or readable code segment ring 0 may use",
+          name, selector));
+    }
+  }
   write(UC_X86_REG_FS_BASE, s.fs.base);
   write(UC_X86_REG_GS_BASE, s.gs.base);
   if (err == UC_ERR_OK) {

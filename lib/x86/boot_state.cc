@@ -3,17 +3,12 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "lib/x86/page_walk.h"
 #include "thaw/abi.h"
 
 namespace thaw::x86 {
 namespace {
 
-constexpr uint64_t kPagePresent = 1ull << 0;
-constexpr uint64_t kPageWritable = 1ull << 1;
-constexpr uint64_t kPageUser = 1ull << 2;
-constexpr uint64_t kPageAccessed = 1ull << 5;
-constexpr uint64_t kPageDirty = 1ull << 6;
-constexpr uint64_t kPageLarge = 1ull << 7;
 // Every entry is built with its accessed bit (and every leaf with its dirty
 // bit) already set, so the CPU's page walker never writes the tables: their
 // bytes stay the snapshot's, and a reset never has to look for them.
