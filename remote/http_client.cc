@@ -40,6 +40,10 @@ struct Transfer {
   uint64_t expected = 0;  // body bytes a range GET must bring
   uint64_t limit = 0;     // more than this is refused (0: none)
   bool overflow = false;
+  const std::function<HttpRequest::Want(const HttpResponse&)>* progress =
+      nullptr;
+  bool cut = false;     // `progress` ended it
+  bool paused = false;  // `progress` holds the next piece back
   bool suffix = false;  // a suffix range: its length comes with it
   int status_line = 0;  // the answer's status, as its headers arrive
   absl::Duration stall_limit;
@@ -50,6 +54,13 @@ struct Transfer {
   absl::Span<const uint8_t> body;
   std::string range;
 };
+
+// A range answer the store cut short because the file ends first (RFC 9110
+// 14.1.2), all of it here: what a speculative range may get.
+bool ClippedAtEnd(const HttpResponse& r) {
+  return r.range_last >= r.range_first && r.range_last + 1 == r.total_size &&
+         r.body.size() == r.range_last + 1 - r.range_first;
+}
 
 // What a store may say in an error's body is kept up to this.
 constexpr size_t kErrorBodyLimit = 64u << 10;
@@ -62,6 +73,18 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
   if (limit != 0 && t->response.body.size() + n > limit) {
     t->overflow = true;
     return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
+  }
+  if (success && t->progress != nullptr) {
+    switch ((*t->progress)(t->response)) {
+      case HttpRequest::Want::kMore:
+        break;
+      case HttpRequest::Want::kWait:
+        t->paused = true;
+        return CURL_WRITEFUNC_PAUSE;  // curl hands this piece again later
+      case HttpRequest::Want::kEnough:
+        t->cut = true;
+        return 0;  // CURLE_WRITE_ERROR, which judge() takes as the end
+    }
   }
   t->response.body.append(data, n);
   return n;
@@ -313,6 +336,7 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
           absl::StrCat(*r.range_first, "-", *r.range_first + r.range_size - 1);
       t->expected = r.range_size;
       t->limit = r.range_size;
+      if (r.progress) t->progress = &r.progress;
       t->response.body.reserve(r.range_size);  // no copies as it grows
       curl_easy_setopt(e, CURLOPT_RANGE, t->range.c_str());
     }
@@ -365,7 +389,7 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
         "%s %s%s", r.method, r.url,
         t.range.empty() ? "" : absl::StrCat(" (bytes ", t.range, ")"));
     const bool error_answer = t.status_line >= 300 || t.status_line < 200;
-    if (code != CURLE_OK && !(t.overflow && error_answer)) {
+    if (code != CURLE_OK && !(t.overflow && error_answer) && !t.cut) {
       if (t.overflow) {
         return absl::DataLossError(absl::StrFormat(
             "%s: the answer was longer than the %d bytes asked for", what,
@@ -426,7 +450,9 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
               t.response.body.size(), announced, t.response.range_last,
               t.response.total_size));
         }
-      } else if (t.response.body.size() != t.expected) {
+      } else if (t.response.body.size() != t.expected &&
+                 !(t.cut && t.response.body.size() < t.expected) &&
+                 !(t.progress != nullptr && ClippedAtEnd(t.response))) {
         return absl::DataLossError(
             absl::StrFormat("%s: got %d bytes of the %d asked for", what,
                             t.response.body.size(), t.expected));
@@ -487,6 +513,15 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
       }
     }
     if (!result.ok()) break;
+    // Paused transfers whose hook now wants the bytes (or wants no more:
+    // the piece it held comes again and is refused).
+    for (auto& t : active) {
+      if (t->paused &&
+          (*t->progress)(t->response) != HttpRequest::Want::kWait) {
+        t->paused = false;
+        curl_easy_pause(t->easy, CURLPAUSE_CONT);
+      }
+    }
     if (!active.empty()) {
       curl_multi_poll(multi, nullptr, 0, 50, nullptr);
     } else if (!waiting.empty()) {

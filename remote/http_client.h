@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 
@@ -50,20 +51,6 @@ struct HttpOptions {
   std::string session_token;  // optional
 };
 
-struct HttpRequest {
-  std::string url;
-  std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE
-  // GET: bytes [range_first, range_first + range_size) only.
-  std::optional<uint64_t> range_first;
-  uint64_t range_size = 0;
-  // GET: the last `range_suffix` bytes instead (the whole file if it is
-  // shorter); the answer's range_first says where they start.
-  uint64_t range_suffix = 0;
-  // PUT/POST: the body (not copied; must outlive Run).
-  absl::Span<const uint8_t> body;
-  std::vector<std::string> headers;  // "Name: value"
-};
-
 struct HttpResponse {
   long status = 0;
   std::string body;
@@ -76,6 +63,30 @@ struct HttpResponse {
   // max-age (s-maxage for a shared cache is not ours), zero with no-cache or
   // no-store, or without the header.
   absl::Duration max_age = absl::ZeroDuration();
+};
+
+struct HttpRequest {
+  std::string url;
+  std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE
+  // GET: bytes [range_first, range_first + range_size) only.
+  std::optional<uint64_t> range_first;
+  uint64_t range_size = 0;
+  // GET: the last `range_suffix` bytes instead (the whole file if it is
+  // shorter); the answer's range_first says where they start.
+  uint64_t range_suffix = 0;
+  // GET with a range: asked on Run's thread before each piece of the body
+  // is taken, with the answer so far (status, headers, body). kMore takes
+  // it; kWait holds it back, the transfer paused until the hook, asked again
+  // each time Run's loop turns, says otherwise; kEnough ends the transfer
+  // there, and the answer is the body so far (a prefix of the range, not an
+  // error). For a range asked for on speculation, cut once the caller knows
+  // how much it wants. It is asked afresh when a retry starts over. Such a
+  // range may also run past the file's end: the answer then ends with it.
+  enum class Want { kMore, kWait, kEnough };
+  std::function<Want(const HttpResponse& so_far)> progress;
+  // PUT/POST: the body (not copied; must outlive Run).
+  absl::Span<const uint8_t> body;
+  std::vector<std::string> headers;  // "Name: value"
 };
 
 struct HttpCounters {

@@ -22,6 +22,7 @@
 #include "base/errno_status.h"
 #include "base/little_endian.h"
 #include "base/pwrite_full.h"
+#include "remote/leading_twins.h"
 #include "remote/local_image.h"
 #include "remote/store_location.h"
 #include "snapshot/format.h"
@@ -95,11 +96,13 @@ absl::StatusOr<int> NewStandInFile(std::string dir) {
 class RemoteStore::Frames : public snapshot::FrameFetcher {
  public:
   Frames(std::shared_ptr<RemoteStore> store, HttpClient* client,
-         std::string url, std::string etag)
+         std::string url, std::string etag,
+         std::shared_ptr<const std::string> leading)
       : store_(std::move(store)),
         client_(client),
         url_(std::move(url)),
-        etag_(std::move(etag)) {}
+        etag_(std::move(etag)),
+        leading_(std::move(leading)) {}
 
   // `shared`: the presence bytes of a host image (remote/local_image.h),
   // which other processes set too; without, this handle's own. Returns
@@ -189,13 +192,30 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
       return f >= file->frame_count() ||
              self->present_[f].load(std::memory_order_acquire);
     });
-    if (frames.empty()) return;
-    const Plan plan = self->PlanFetch(*file, std::move(frames));
-    if (!self->MakeZeros(*file, plan.zeros).ok()) return;  // left to Fetch
-    for (const auto& slice : plan.slices) {
-      self->store_->Later(
-          [self, file, slice] { self->FetchHere(*file, slice).IgnoreError(); });
+    if (frames.empty()) {
+      self->DropLeading();
+      return;
     }
+    const Plan plan = self->PlanFetch(*file, std::move(frames));
+    if (!self->MakeZeros(*file, plan.zeros).ok()) {  // left to Fetch
+      self->DropLeading();
+      return;
+    }
+    // The bytes that came with the header serve these fetches only: the
+    // last one lets them go.
+    auto left = std::make_shared<std::atomic<size_t>>(plan.slices.size());
+    for (const auto& slice : plan.slices) {
+      self->store_->Later([self, file, slice, left] {
+        self->FetchHere(*file, slice).IgnoreError();
+        if (left->fetch_sub(1) == 1) self->DropLeading();
+      });
+    }
+  }
+
+  // Lets the bytes that came with the header go.
+  void DropLeading() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    leading_.reset();
   }
 
  private:
@@ -541,7 +561,32 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
     std::vector<Range> ranges;
     const uint64_t max_request = store_->options_.max_request_bytes;
     std::vector<uint32_t> twinned;
+    // Twins that came with the header are taken from there; one that fails
+    // its checks is fetched like the others.
+    std::shared_ptr<const std::string> leading;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      leading = leading_;
+    }
+    if (leading != nullptr) {
+      Range here{0, leading->size(), {}, true};
+      for (uint32_t f : frames) {
+        const auto* twin = file.Packed(f);
+        if (twin != nullptr && twin->offset + twin->size <= leading->size()) {
+          here.frames.push_back(f);
+        }
+      }
+      if (!here.frames.empty()) {
+        absl::Status took = TakePacked(file, here, Bytes(*leading), puts);
+        if (took.code() == absl::StatusCode::kResourceExhausted) return took;
+        // A twin damaged on the way: what is left is asked for again.
+        if (!took.ok()) {
+          store_->fetch_.retries.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    }
     for (uint32_t f : frames) {
+      if (present_[f].load(std::memory_order_acquire)) continue;
       if (file.Packed(f) != nullptr) {
         twinned.push_back(f);
         continue;
@@ -606,8 +651,9 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
                                           std::memory_order_relaxed);
     return client_->Run(
         requests, [&](size_t i, const HttpResponse& response) -> absl::Status {
-          return ranges[i].packed ? TakePacked(file, ranges[i], response, puts)
-                                  : TakeFrames(file, ranges[i], response, puts);
+          return ranges[i].packed
+                     ? TakePacked(file, ranges[i], Bytes(response.body), puts)
+                     : TakeFrames(file, ranges[i], response, puts);
         });
   }
 
@@ -641,9 +687,8 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   // A range of packed twins has come: decodes each into its raw frame,
   // checked as the raw frame itself would be, and writes that in its place.
   absl::Status TakePacked(const snapshot::SnapshotFile& file,
-                          const Range& range, const HttpResponse& response,
+                          const Range& range, absl::Span<const uint8_t> body,
                           PendingPuts* puts) const {
-    const auto body = Bytes(response.body);
     std::vector<uint8_t> raw(file.chunk_size());
     for (uint32_t f : range.frames) {
       const auto* twin = file.Packed(f);
@@ -702,6 +747,9 @@ class RemoteStore::Frames : public snapshot::FrameFetcher {
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   mutable absl::flat_hash_set<uint32_t> in_flight_;  // guarded by mutex_
+  // The file's bytes from offset 0 that came with the header, until the
+  // working set's fetch is done with them.
+  mutable std::shared_ptr<const std::string> leading_;  // guarded by mutex_
   mutable std::mutex puts_mutex_;
 };
 
@@ -872,8 +920,10 @@ RemoteStore::OpenFile(const std::string& location,
   const std::string record_key = absl::StrCat(where->url, " ", checked_by);
   // A version of the file this host has, and may use without asking the
   // store again: no round trip.
+  bool host_knows_file = false;
   if (cache_ != nullptr) {
     auto record = FindManifestRecord(cache_->dir(), record_key);
+    host_knows_file = record.has_value();
     if (record.has_value() &&
         absl::Now() <
             record->fetched + (options_.manifest_max_age > absl::ZeroDuration()
@@ -895,16 +945,51 @@ RemoteStore::OpenFile(const std::string& location,
   // kSpeculativeTail bytes — so that a manifest of that size or less costs
   // one round trip. The header is checked against its checksum as it
   // arrives, so bytes damaged on the way are fetched again.
+  // On a host that has not opened this file before, the header's request
+  // runs on into the packed working set at the file's front, and is cut
+  // where the manifest, arriving meanwhile, says that ends
+  // (remote/leading_twins.h): the working set comes in the open's round
+  // trip.
   // The store is asked: threads to fetch with start while it answers.
   if (absl::Status s = StartThreads(); !s.ok()) return s;
+  const bool lead = start_working_set && options_.fetch_working_set_on_open &&
+                    !host_knows_file;
   HttpResponse head, end;
+  bool end_in = false;
+  std::optional<uint64_t> lead_end;
+  std::vector<HttpRequest> first = {
+      RangeRequest(where->url, 0,
+                   snapshot::kHeaderSize + (lead ? kLeadingTwinsMax : 0)),
+      SuffixRequest(where->url, kSpeculativeTail)};
+  if (lead) {
+    // Until the manifest is in, the request takes the header and a little
+    // more, then waits: a file with nothing at its front wastes no more.
+    first[0].progress = [&](const HttpResponse& so_far) {
+      const absl::string_view body = so_far.body;
+      if (!lead_end.has_value() && end_in &&
+          body.size() >= snapshot::kHeaderSize) {
+        lead_end = LeadingTwinsEnd(body.substr(0, snapshot::kHeaderSize), end,
+                                   cache_.get());
+      }
+      if (!lead_end.has_value()) {
+        return body.size() >= kLeadingTwinsUndecided ? HttpRequest::Want::kWait
+                                                     : HttpRequest::Want::kMore;
+      }
+      return body.size() >= *lead_end ? HttpRequest::Want::kEnough
+                                      : HttpRequest::Want::kMore;
+    };
+  }
   absl::Status s = (*client)->Run(
-      {RangeRequest(where->url, 0, snapshot::kHeaderSize),
-       SuffixRequest(where->url, kSpeculativeTail)},
-      [&](size_t i, const HttpResponse& r) -> absl::Status {
+      first, [&](size_t i, const HttpResponse& r) -> absl::Status {
         if (i == 1) {
           end = r;
+          end_in = true;
           return absl::OkStatus();
+        }
+        if (r.body.size() < snapshot::kHeaderSize) {
+          return absl::DataLossError(
+              absl::StrFormat("the file is shorter than the %d-byte header",
+                              snapshot::kHeaderSize));
         }
         const auto* h = reinterpret_cast<const uint8_t*>(r.body.data());
         if (LoadLe64(h + snapshot::kHeaderHashOffset) !=
@@ -929,6 +1014,15 @@ RemoteStore::OpenFile(const std::string& location,
     }
     return s;
   }
+  // What came after the header: twins, checked when they are used.
+  std::shared_ptr<const std::string> leading;
+  if (lead_end.has_value() && *lead_end > snapshot::kHeaderSize &&
+      head.body.size() > snapshot::kHeaderSize) {
+    head.body.resize(std::min<uint64_t>(head.body.size(), *lead_end));
+    leading = std::make_shared<const std::string>(std::move(head.body));
+    head.body = leading->substr(0, snapshot::kHeaderSize);
+  }
+  head.body.resize(snapshot::kHeaderSize);
   const uint64_t total = head.total_size;
   const uint8_t* h = reinterpret_cast<const uint8_t*>(head.body.data());
   const uint64_t manifest_at =
@@ -984,8 +1078,9 @@ RemoteStore::OpenFile(const std::string& location,
                              tail_bytes, manifest_at);
       if (!image.ok()) break;  // (a cache that cannot take it: a tmp file)
       const bool created = image->created;
-      auto file = StandIn(image->fd, total, /*shared=*/true, location, key,
-                          *client, where->url, head.etag, start_working_set);
+      auto file =
+          StandIn(image->fd, total, /*shared=*/true, location, key, *client,
+                  where->url, head.etag, start_working_set, leading);
       if (file.ok()) {
         WriteManifestRecord(
             cache_->dir(), record_key,
@@ -1010,7 +1105,7 @@ RemoteStore::OpenFile(const std::string& location,
     return s;
   }
   return StandIn(*fd, total, /*shared=*/false, location, key, *client,
-                 where->url, head.etag, start_working_set);
+                 where->url, head.etag, start_working_set, std::move(leading));
 }
 
 absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>>
@@ -1018,8 +1113,10 @@ RemoteStore::StandIn(int fd, uint64_t size, bool shared,
                      const std::string& location,
                      const snapshot::PublicKey* key, HttpClient* client,
                      const std::string& url, const std::string& etag,
-                     bool start_working_set) {
-  auto frames = std::make_shared<Frames>(shared_from_this(), client, url, etag);
+                     bool start_working_set,
+                     std::shared_ptr<const std::string> leading) {
+  auto frames = std::make_shared<Frames>(shared_from_this(), client, url, etag,
+                                         std::move(leading));
   auto file =
       snapshot::SnapshotFile::OpenStandIn(fd, location, key, frames, size);
   if (!file.ok()) return file.status();
@@ -1045,8 +1142,12 @@ RemoteStore::StandIn(int fd, uint64_t size, bool shared,
       const uint32_t frame = f.ChunkFrame(c);
       if (frame < f.frame_count()) ws.push_back(frame);
     }
-    if (!ws.empty()) Frames::Start(frames, *file, std::move(ws));
+    if (!ws.empty()) {
+      Frames::Start(frames, *file, std::move(ws));
+      return file;
+    }
   }
+  frames->DropLeading();
   return file;
 }
 
@@ -1060,6 +1161,7 @@ RemoteStats RemoteStore::stats() const {
       out.bytes_fetched += c->counters().bytes_received.load();
     }
   }
+  out.retries += fetch_.retries.load();
   out.frames_fetched = fetch_.frames_fetched.load();
   out.cache_hits = fetch_.cache_hits.load();
   out.cache_misses = fetch_.cache_misses.load();

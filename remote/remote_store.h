@@ -47,6 +47,8 @@ struct FetchCounters {
   std::atomic<uint64_t> cache_misses{0};
   std::atomic<uint64_t> bytes_deduplicated{0};
   std::atomic<uint64_t> frames_on_host{0};
+  // Fetches again of twins that came with the header and failed a check.
+  std::atomic<uint64_t> retries{0};
 };
 
 class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
@@ -73,10 +75,13 @@ class RemoteStore : public std::enable_shared_from_this<RemoteStore> {
   explicit RemoteStore(RemoteOptions options) : options_(std::move(options)) {}
   // The snapshot file over stand-in `fd` (taken over) holding a remote
   // file of `size` bytes; `shared`: a host image (remote/local_image.h).
+  // `leading`: the file's bytes from offset 0 as far as they came with the
+  // header (remote/leading_twins.h), for its packed twins.
   absl::StatusOr<std::shared_ptr<const snapshot::SnapshotFile>> StandIn(
       int fd, uint64_t size, bool shared, const std::string& location,
       const snapshot::PublicKey* key, HttpClient* client,
-      const std::string& url, const std::string& etag, bool start_working_set);
+      const std::string& url, const std::string& etag, bool start_working_set,
+      std::shared_ptr<const std::string> leading = nullptr);
   // Runs `job` on the background thread (cache writes) later; the store
   // runs every queued job before it is destroyed.
   void InBackground(std::function<void()> job) {

@@ -438,27 +438,31 @@ absl::Status WriteSnapshot(const WriteRequest& r) {
   return Finish(**file, manifest, r.signing_key, frames.TakeDigests());
 }
 
-// Appends a compressed twin of each raw working-set frame in `table`, in
-// working-set order, and lists them in the manifest (format 1.5): a remote
-// restore fetches these, about a fifth of the raw frames' bytes here, in
-// one stretch. A chunk the source stored compressed keeps its frame's
-// bytes; the others are compressed now (an incompressible one's twin is
-// its bytes again).
-absl::Status AppendPackedTwins(const SnapshotFile& source,
-                               const std::vector<uint32_t>& working_set,
-                               const std::vector<uint32_t>& table,
-                               AtomicFile& file, proto::Manifest& manifest) {
+// Writes a compressed twin of each working-set chunk that becomes a raw
+// frame (all but a parent's), in working-set order, one after another at
+// the front of the data section, and lists them in `packed` (format 1.5);
+// `twin_chunks` gets each twin's chunk, whose frame the caller fills in once
+// the raw frames are written. A remote restore fetches these, about a fifth
+// of the raw frames' bytes here, in one stretch; at the front, the stretch
+// can come in the same request as the header, before the manifest says
+// what it holds (doc/remote-store.md). A chunk the source stored
+// compressed keeps its frame's bytes; the others are compressed now (an
+// incompressible one's twin is its bytes again).
+absl::Status WritePackedTwins(const SnapshotFile& source,
+                              const std::vector<uint32_t>& working_set,
+                              AtomicFile& file, int compression_level,
+                              proto::PackedWorkingSet& packed,
+                              std::vector<uint32_t>& twin_chunks) {
   const uint32_t chunk_size = source.chunk_size();
-  proto::PackedWorkingSet packed;
-  Compressor compressor(chunk_size, manifest.compression_level());
+  const uint64_t chunks = source.chunk_count();
+  Compressor compressor(chunk_size, compression_level);
   std::vector<uint8_t> chunk(chunk_size), compressed;
-  std::vector<bool> done(table.size(), false);
+  std::vector<bool> done(chunks, false);
   for (uint32_t c : working_set) {
-    if (c >= table.size() || done[c]) continue;
+    if (c >= chunks || done[c]) continue;
     done[c] = true;
-    const uint32_t frame = table[c];
-    if (frame == SnapshotFile::kZero || frame == kParentChunk) continue;
     const uint32_t old = source.ChunkFrame(c);
+    if (old == kParentChunk) continue;
     std::string kept;
     absl::Span<const uint8_t> bytes;
     if (old != SnapshotFile::kZero && source.FrameSize(old) < chunk_size) {
@@ -480,14 +484,11 @@ absl::Status AppendPackedTwins(const SnapshotFile& source,
       if (!stored.ok()) return stored.status();
       bytes = *stored;
     }
-    packed.add_frame(frame);
+    twin_chunks.push_back(c);
     packed.add_offset(file.size() - kHeaderSize);
     packed.add_stored_size(bytes.size());
     packed.add_stored_hash(HashStored(bytes));
     if (absl::Status s = file.Append(bytes); !s.ok()) return s;
-  }
-  if (packed.frame_size() > 0) {
-    *manifest.mutable_packed_working_set() = std::move(packed);
   }
   return absl::OkStatus();
 }
@@ -517,7 +518,16 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
   for (uint32_t c : working_set) {
     if (c < chunks) in_working_set[c] = true;
   }
-  // The working set's chunks first, each as its own raw frame (zero chunks
+  // The packed twins first (see WritePackedTwins).
+  proto::PackedWorkingSet packed;
+  std::vector<uint32_t> twin_chunks;
+  if (absl::Status s =
+          WritePackedTwins(source, working_set, **file,
+                           manifest.compression_level(), packed, twin_chunks);
+      !s.ok()) {
+    return s;
+  }
+  // Then the working set's chunks, each as its own raw frame (zero chunks
   // too), in guest-address order from a 4 KiB-aligned offset: a restore
   // maps each run of adjacent chunks with one mmap. Chunks a parent holds
   // stay there and are streamed.
@@ -561,10 +571,9 @@ absl::Status RewriteWithWorkingSet(const SnapshotFile& source,
     }
     table[c] = new_index[old];
   }
-  if (absl::Status s =
-          AppendPackedTwins(source, working_set, table, **file, manifest);
-      !s.ok()) {
-    return s;
+  for (uint32_t c : twin_chunks) packed.add_frame(table[c]);
+  if (packed.frame_size() > 0) {
+    *manifest.mutable_packed_working_set() = std::move(packed);
   }
   SetChunkTable(*manifest.mutable_memory(), table, SnapshotFile::kZero);
   for (uint32_t c : working_set) {
