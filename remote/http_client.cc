@@ -515,13 +515,18 @@ absl::Status HttpClient::Run(absl::Span<const HttpRequest> requests,
     if (!result.ok()) break;
     // Paused transfers whose hook now wants the bytes (or wants no more:
     // the piece it held comes again and is refused).
+    bool resumed = false;
     for (auto& t : active) {
       if (t->paused &&
           (*t->progress)(t->response) != HttpRequest::Want::kWait) {
         t->paused = false;
         curl_easy_pause(t->easy, CURLPAUSE_CONT);
+        resumed = true;
       }
     }
+    // (A resumed transfer may hold bytes curl read already: no socket
+    // would wake the poll for them.)
+    if (resumed) continue;
     if (!active.empty()) {
       curl_multi_poll(multi, nullptr, 0, 50, nullptr);
     } else if (!waiting.empty()) {
