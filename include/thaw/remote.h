@@ -69,8 +69,10 @@ struct RemoteOptions {
   absl::Duration manifest_max_age = absl::ZeroDuration();
   // Snapshot::Open starts fetching the recorded working set (through its
   // packed twins, format 1.5) in the background as soon as the manifest is
-  // in: a restore that follows finds it there or on the way. Off: it is
-  // fetched when a restore asks (InspectSnapshot never starts it).
+  // in: a restore that follows finds it there or on the way. On a host
+  // that has not opened the file before, the twins at the file's front come
+  // in the header's own request (doc/remote-store.md). Off: it is fetched
+  // when a restore asks (InspectSnapshot never starts it).
   bool fetch_working_set_on_open = true;
   // A lazy fault on a remote file also fetches the frames that follow it
   // in the file, up to this many bytes, in the same request: a round trip
