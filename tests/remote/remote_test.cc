@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "remote/chunk_cache.h"
+#include "remote/http_client.h"
 #include "snapshot/snapshot_file.h"
 #include "tests/remote/servers.h"
 #include "thaw/signing.h"
@@ -664,6 +666,62 @@ TEST_F(RemoteTest, ASignedSnapshotFromAStoreOpensOnlyUnderItsKey) {
   options.key = other->verify_key();
   auto refused = Snapshot::Open(url, options);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
+      << refused.status();
+}
+
+// HttpClient's progress hook on a real server: a range asked for on
+// speculation waits while its hook says so, is cut where the hook says,
+// and may end with the file; without a hook, a short answer is an error.
+TEST_F(RemoteTest, ASpeculativeRangeWaitsIsCutAndMayEndWithTheFile) {
+  fs::create_directories(servers->www() + "/spec");
+  std::string bytes(1u << 20, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 131 + i / 977);
+  std::ofstream(servers->www() + "/spec/file", std::ios::binary) << bytes;
+  const std::string url = servers->nginx().Url("spec/file");
+  remote::HttpClient client(remote::HttpOptions{});
+  using Want = remote::HttpRequest::Want;
+
+  // Held at 64 KiB for 100 ms (the hook is asked again as Run's loop
+  // turns), then cut past 300000 bytes.
+  std::optional<absl::Time> held_since;
+  size_t held_at = 0, asked_while_held = 0;
+  bool grew_while_held = false;
+  remote::HttpRequest request = remote::RangeRequest(url, 0, 4u << 20);
+  request.progress = [&](const remote::HttpResponse& so_far) {
+    const size_t size = so_far.body.size();
+    if (size >= (64u << 10) &&
+        (!held_since.has_value() ||
+         absl::Now() - *held_since < absl::Milliseconds(100))) {
+      if (!held_since.has_value()) {
+        held_since = absl::Now();
+        held_at = size;
+      }
+      grew_while_held |= size != held_at;
+      ++asked_while_held;
+      return Want::kWait;
+    }
+    return size >= 300000 ? Want::kEnough : Want::kMore;
+  };
+  const absl::Time start = absl::Now();
+  auto cut = client.Do(request);
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_GE(held_at, 64u << 10);
+  EXPECT_GE(asked_while_held, 2u);
+  EXPECT_FALSE(grew_while_held);
+  EXPECT_GE(cut->body.size(), 300000u);
+  EXPECT_LT(cut->body.size(), 300000u + (256u << 10));
+  EXPECT_EQ(cut->body, bytes.substr(0, cut->body.size()));
+
+  // Past the end of the file: with a hook, the answer ends with the file.
+  remote::HttpRequest whole = remote::RangeRequest(url, 0, 4u << 20);
+  whole.progress = [](const remote::HttpResponse&) { return Want::kMore; };
+  auto answer = client.Do(whole);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->body, bytes);
+  // Without one, that is a short answer.
+  auto refused = client.Do(remote::RangeRequest(url, 0, 4u << 20));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss)
       << refused.status();
 }
 
