@@ -17,8 +17,7 @@
 namespace thaw::remote {
 
 // At most this much of a file is asked for with its header on speculation
-// (what comes before the manifest has said how much is wanted is wasted
-// only for a file with no twins at its front).
+// (twins past it come in ranges, as for a host that had the file's record).
 inline constexpr uint64_t kLeadingTwinsMax = 32ull << 20;
 // What the header's request takes before the manifest has said how much is
 // wanted; it then waits (so a file with nothing at its front costs this).
