@@ -2,39 +2,17 @@
 
 #include <algorithm>
 
-#include "base/little_endian.h"
 #include "snapshot/format.h"
 #include "snapshot/manifest.pb.h"
-#include "snapshot/snapshot_file.h"
 
 namespace thaw::remote {
 
-uint64_t LeadingTwinsEnd(absl::string_view header, const HttpResponse& tail,
+uint64_t LeadingTwinsEnd(absl::string_view manifest_bytes,
                          const ChunkCache* cache) {
   using snapshot::kHeaderSize;
-  if (header.size() < kHeaderSize) return kHeaderSize;
-  const auto* h = reinterpret_cast<const uint8_t*>(header.data());
-  if (LoadLe64(h + snapshot::kHeaderHashOffset) !=
-      snapshot::HashStored({h, snapshot::kHeaderHashOffset})) {
-    return kHeaderSize;
-  }
-  const uint64_t manifest_at =
-      LoadLe64(h + snapshot::kHeaderManifestOffsetOffset);
-  const uint64_t manifest_size =
-      LoadLe64(h + snapshot::kHeaderManifestSizeOffset);
-  if (manifest_at < tail.range_first ||
-      manifest_at - tail.range_first > tail.body.size() ||
-      tail.body.size() - (manifest_at - tail.range_first) < manifest_size) {
-    return kHeaderSize;
-  }
-  const auto* bytes = reinterpret_cast<const uint8_t*>(tail.body.data()) +
-                      (manifest_at - tail.range_first);
-  if (snapshot::HashStored({bytes, manifest_size}) !=
-      LoadLe64(h + snapshot::kHeaderManifestHashOffset)) {
-    return kHeaderSize;
-  }
   snapshot::proto::Manifest manifest;
-  if (!manifest.ParseFromArray(bytes, static_cast<int>(manifest_size))) {
+  if (!manifest.ParseFromArray(manifest_bytes.data(),
+                               static_cast<int>(manifest_bytes.size()))) {
     return kHeaderSize;
   }
   const auto& packed = manifest.packed_working_set();

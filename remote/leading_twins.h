@@ -12,7 +12,6 @@
 
 #include "absl/strings/string_view.h"
 #include "remote/chunk_cache.h"
-#include "remote/http_client.h"
 
 namespace thaw::remote {
 
@@ -24,14 +23,13 @@ inline constexpr uint64_t kLeadingTwinsMax = 32ull << 20;
 inline constexpr uint64_t kLeadingTwinsUndecided = 64u << 10;
 
 // The file offset where the stretch of packed twins that starts right after
-// the header ends, from `header` (the file's first 64 bytes) and `tail` (an
-// answer holding the file's end); capped at kHeaderSize +
-// kLeadingTwinsMax. kHeaderSize, meaning nothing is worth taking, when the
-// header or the manifest does not check, the tail does not hold the whole
-// manifest, the file has no twins at its front, or `cache` (may be null)
-// holds a quarter or more of them already (a new version of a function
-// whose last version this host ran: those come from the cache instead).
-uint64_t LeadingTwinsEnd(absl::string_view header, const HttpResponse& tail,
+// the header ends, from the file's manifest (its bytes, checked against the
+// header); capped at kHeaderSize + kLeadingTwinsMax. kHeaderSize, meaning
+// nothing is worth taking, when the manifest does not parse, the file has
+// no twins at its front, or `cache` (may be null) holds a quarter or more
+// of them already (a new version of a function whose last version this
+// host ran: those come from the cache instead).
+uint64_t LeadingTwinsEnd(absl::string_view manifest_bytes,
                          const ChunkCache* cache);
 
 }  // namespace thaw::remote

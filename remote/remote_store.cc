@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "absl/container/flat_hash_map.h"
@@ -69,6 +70,44 @@ absl::Status WriteAt(int fd, absl::Span<const uint8_t> bytes, uint64_t offset,
 
 absl::Span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+const uint8_t* Data(absl::string_view s) {
+  return reinterpret_cast<const uint8_t*>(s.data());
+}
+
+// Whether `header` (a file's first bytes) is a whole header whose own
+// checksum matches.
+bool HeaderIntact(absl::string_view header) {
+  return header.size() >= snapshot::kHeaderSize &&
+         LoadLe64(Data(header) + snapshot::kHeaderHashOffset) ==
+             snapshot::HashStored({Data(header), snapshot::kHeaderHashOffset});
+}
+
+// Whether `bytes` begin with the manifest that intact `header` describes:
+// its size, and its checksum.
+bool ManifestMatches(absl::string_view header, absl::string_view bytes) {
+  const uint64_t size =
+      LoadLe64(Data(header) + snapshot::kHeaderManifestSizeOffset);
+  return bytes.size() >= size &&
+         snapshot::HashStored({Data(bytes), size}) ==
+             LoadLe64(Data(header) + snapshot::kHeaderManifestHashOffset);
+}
+
+// The manifest that intact `header` places, out of `tail` (an answer
+// that ends with the file), when `tail` holds all of it and it matches.
+std::optional<absl::string_view> ManifestIn(absl::string_view header,
+                                            const HttpResponse& tail) {
+  const uint64_t at =
+      LoadLe64(Data(header) + snapshot::kHeaderManifestOffsetOffset);
+  if (at < tail.range_first || at - tail.range_first > tail.body.size()) {
+    return std::nullopt;
+  }
+  const absl::string_view bytes =
+      absl::string_view(tail.body).substr(at - tail.range_first);
+  if (!ManifestMatches(header, bytes)) return std::nullopt;
+  return bytes.substr(
+      0, LoadLe64(Data(header) + snapshot::kHeaderManifestSizeOffset));
 }
 
 // A new, unnamed file in `dir` (gone when closed), or in the temporary
@@ -968,8 +1007,11 @@ RemoteStore::OpenFile(const std::string& location,
       const absl::string_view body = so_far.body;
       if (!lead_end.has_value() && end_in &&
           body.size() >= snapshot::kHeaderSize) {
-        lead_end = LeadingTwinsEnd(body.substr(0, snapshot::kHeaderSize), end,
-                                   cache_.get());
+        std::optional<absl::string_view> manifest;
+        if (HeaderIntact(body)) manifest = ManifestIn(body, end);
+        lead_end = manifest.has_value()
+                       ? LeadingTwinsEnd(*manifest, cache_.get())
+                       : snapshot::kHeaderSize;
       }
       if (!lead_end.has_value()) {
         return body.size() >= kLeadingTwinsUndecided ? HttpRequest::Want::kWait
@@ -991,9 +1033,7 @@ RemoteStore::OpenFile(const std::string& location,
               absl::StrFormat("the file is shorter than the %d-byte header",
                               snapshot::kHeaderSize));
         }
-        const auto* h = reinterpret_cast<const uint8_t*>(r.body.data());
-        if (LoadLe64(h + snapshot::kHeaderHashOffset) !=
-            snapshot::HashStored({h, snapshot::kHeaderHashOffset})) {
+        if (!HeaderIntact(r.body)) {
           return absl::DataLossError(
               "the header's checksum does not match (not a thaw snapshot, "
               "or damaged)");
@@ -1039,18 +1079,11 @@ RemoteStore::OpenFile(const std::string& location,
   }
   const uint64_t manifest_hash =
       LoadLe64(h + snapshot::kHeaderManifestHashOffset);
-  auto manifest_matches = [&](absl::string_view bytes) {
-    return bytes.size() >= manifest_size &&
-           snapshot::HashStored({reinterpret_cast<const uint8_t*>(bytes.data()),
-                                 manifest_size}) == manifest_hash;
-  };
   std::string tail;
   // The speculative tail serves if it holds the whole manifest, came from
   // the same version of the file, and checks.
-  if (end.total_size == total && end.etag == head.etag &&
-      end.range_first <= manifest_at && manifest_at < total &&
-      manifest_matches(
-          absl::string_view(end.body).substr(manifest_at - end.range_first))) {
+  if (end.total_size == total && end.etag == head.etag && manifest_at < total &&
+      ManifestIn(head.body, end).has_value()) {
     tail = end.body.substr(manifest_at - end.range_first);
   } else if (manifest_at < total) {
     HttpRequest rest =
@@ -1058,7 +1091,7 @@ RemoteStore::OpenFile(const std::string& location,
     if (!head.etag.empty()) rest.headers.push_back("If-Match: " + head.etag);
     s = (*client)->Run({rest},
                        [&](size_t, const HttpResponse& r) -> absl::Status {
-                         if (!manifest_matches(r.body)) {
+                         if (!ManifestMatches(head.body, r.body)) {
                            return absl::DataLossError(
                                "the manifest's checksum does not match");
                          }
