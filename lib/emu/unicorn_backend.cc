@@ -41,7 +41,7 @@ absl::Status UcStatus(absl::string_view what, uc_err err) {
 // takes the process down (found by fuzz/restore_fuzzer.cc), so each access
 // it will make is walked here first. A descriptor it can read but would
 // refuse (not present, not a data segment) comes back from the register
-// write as an error, which `LoadSelector` words.
+// write as an error, which SetState words.
 absl::Status CheckSelectorLoad(const GuestMemory& memory, const VcpuState& s,
                                const char* name, uint16_t selector) {
   if ((selector & 0xFFFC) == 0) return absl::OkStatus();  // null: no read

@@ -229,7 +229,6 @@ Segment DecodeSegment(const GuestMemory& memory, uint64_t gdt_base,
 absl::Status CheckPortableState(const VcpuState& s) {
   // VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT.
   constexpr uint64_t kPortableCr4 = 0x7FF;
-  constexpr uint64_t kEferSce = 1ull << 0, kEferNxe = 1ull << 11;
   if ((s.cr0 & (kCr0Pe | kCr0Pg)) != (kCr0Pe | kCr0Pg) ||
       (s.cr4 & kCr4Pae) == 0 ||
       (s.efer & (kEferLme | kEferLma)) != (kEferLme | kEferLma) || !s.cs.l) {

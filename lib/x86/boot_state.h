@@ -30,8 +30,10 @@ inline constexpr uint64_t kCr0Pg = 1ull << 31;
 inline constexpr uint64_t kCr4Pae = 1ull << 5;
 inline constexpr uint64_t kCr4Osfxsr = 1ull << 9;
 inline constexpr uint64_t kCr4Osxmmexcpt = 1ull << 10;
+inline constexpr uint64_t kEferSce = 1ull << 0;
 inline constexpr uint64_t kEferLme = 1ull << 8;
 inline constexpr uint64_t kEferLma = 1ull << 10;
+inline constexpr uint64_t kEferNxe = 1ull << 11;
 
 inline constexpr uint16_t kCodeSelector = 0x08;
 inline constexpr uint16_t kDataSelector = 0x10;

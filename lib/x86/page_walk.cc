@@ -4,16 +4,11 @@
 #include "lib/x86/boot_state.h"
 
 namespace thaw::x86 {
-namespace {
-
-constexpr uint64_t kEferNxe = 1ull << 11;
-
-}  // namespace
 
 absl::StatusOr<uint64_t> TranslateForSupervisor(const GuestMemory& memory,
                                                 const VcpuState& state,
                                                 uint64_t address, bool write) {
-  auto refuse = [&](const char* why) {
+  auto refuse = [&](absl::string_view why) {
     return absl::FailedPreconditionError(
         absl::StrFormat("guest address 0x%x: %s", address, why));
   };
@@ -29,8 +24,7 @@ absl::StatusOr<uint64_t> TranslateForSupervisor(const GuestMemory& memory,
   auto in_memory = [&](uint64_t physical) -> absl::StatusOr<uint64_t> {
     if (physical >= memory.size()) {
       return refuse(
-          absl::StrFormat("it maps to 0x%x, outside guest memory", physical)
-              .c_str());
+          absl::StrFormat("it maps to 0x%x, outside guest memory", physical));
     }
     return physical;
   };
@@ -46,13 +40,11 @@ absl::StatusOr<uint64_t> TranslateForSupervisor(const GuestMemory& memory,
                    "page table entry")
              .ok()) {
       return refuse(absl::StrFormat("its %s at 0x%x lies outside guest memory",
-                                    kLevels[level], table)
-                        .c_str());
+                                    kLevels[level], table));
     }
     auto bad_entry = [&](const char* what) {
       return refuse(absl::StrFormat("its %s entry 0x%x (at 0x%x) %s",
-                                    kLevels[level], entry, slot, what)
-                        .c_str());
+                                    kLevels[level], entry, slot, what));
     };
     if ((entry & kPagePresent) == 0) return bad_entry("is not present");
     if ((entry & kPageNoExecute) != 0 && !nx_allowed) {

@@ -13,7 +13,6 @@ constexpr uint64_t kUserCode32Descriptor = 0x00CFFB000000FFFFull;  // D=1
 constexpr uint64_t kUserDataDescriptor = 0x00CFF3000000FFFFull;
 constexpr uint64_t kUserCodeDescriptor = 0x00AFFB000000FFFFull;  // L=1
 constexpr uint64_t kUserRflags = 0x202;                          // IF, bit 1
-constexpr uint64_t kEferSce = 1ull << 0;
 constexpr uint32_t kMsrStar = 0xC0000081;
 constexpr uint32_t kMsrLstar = 0xC0000082;
 constexpr uint32_t kMsrSfmask = 0xC0000084;
